@@ -1,0 +1,31 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+# Each creates .venv and installs what is needed when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rmsops-installed
+
+.PHONY: demo test lab lint clean
+
+demo: $(STAMP)  ## the embedded demo environment with a seeded incident, triaged end to end
+	$(BIN)/rmsops demo $(if $(SCENARIO),--scenario $(SCENARIO))
+
+test: $(STAMP)  ## lint, unit and integration tests, and every notebook under nbval
+	$(BIN)/ruff check rmsops tests benchmarks
+	$(BIN)/python -m pytest -p tests.demo_server --nbval-lax --nbval-current-env tests notebooks
+
+lab: $(STAMP)  ## JupyterLab on notebooks/ against a running demo environment
+	$(BIN)/rmsops demo --serve --lab $(if $(SCENARIO),--scenario $(SCENARIO))
+
+lint: $(STAMP)
+	$(BIN)/ruff check rmsops tests benchmarks
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "rmsops needs Python 3.11 or newer (found $$($(PYTHON) --version)); set PYTHON=python3.12"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

@@ -1,0 +1,125 @@
+"""The action mechanism of the spec.
+
+An action is planned first (what would change, and the AWS CLI equivalent), then
+executed only when confirmed. In a protected environment the confirmation must
+name the target. Every call, dry or real, appends one JSON line to the audit log.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rmsops import failure, secrets
+from rmsops.errors import UserError
+from rmsops.findings import iso
+
+if TYPE_CHECKING:
+    from rmsops.context import Context
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    action: str
+    environment: str
+    target: str  # what the confirmation must name in a protected environment
+    summary: str
+    service: str  # boto3 service
+    operation: str  # boto3 method
+    params: dict[str, Any]
+    cli: str  # the AWS CLI equivalent, for the incident record
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    at: str
+    user: str
+    environment: str
+    action: str
+    target: str
+    dry_run: bool
+    outcome: str  # planned, done, failed
+    detail: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+Planner = Callable[..., ActionPlan]
+ACTIONS: dict[str, Planner] = {}
+
+
+def action(name: str) -> Callable[[Planner], Planner]:
+    def register(fn: Planner) -> Planner:
+        ACTIONS[name] = fn
+        return fn
+    return register
+
+
+def plan(ctx: Context, name: str, **arguments: Any) -> ActionPlan:
+    if name not in ACTIONS:
+        raise UserError(f"unknown action {name!r}; known: {', '.join(sorted(ACTIONS))}")
+    return ACTIONS[name](ctx, **arguments)
+
+
+def audit_log_path(ctx: Context) -> Path:
+    """The incident's audit log: in the run's output folder, else the user's state folder."""
+    if ctx.output_dir:
+        return Path(ctx.output_dir) / "audit.jsonl"
+    state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    return state / "rmsops" / "audit.jsonl"
+
+
+def check_confirmation(ctx: Context, plan_: ActionPlan, confirm: str) -> None:
+    """Raise UserError unless the confirmation is acceptable for this environment."""
+    if ctx.settings.protected and confirm != plan_.target:
+        raise UserError(f"{ctx.settings.name} is protected: the confirmation must name the target "
+                        f"exactly (--confirm {plan_.target}); got {confirm!r}. Nothing was changed.")
+    if not ctx.settings.protected and confirm not in (plan_.target, "yes"):
+        raise UserError(f"confirm with --confirm {plan_.target} (or 'yes'); got {confirm!r}. "
+                        "Nothing was changed.")
+
+
+def execute(ctx: Context, plan_: ActionPlan, confirm: str | None = None,
+            audit_log: Path | None = None) -> ActionRecord:
+    """Dry run unless ``confirm`` is given; a wrong confirmation changes nothing and is audited."""
+    path = audit_log or audit_log_path(ctx)
+    if not confirm:
+        return _audit(path, ctx, plan_, dry_run=True, outcome="planned",
+                      detail=f"dry run: {plan_.summary}")
+    try:
+        check_confirmation(ctx, plan_, confirm)
+    except UserError as exc:
+        _audit(path, ctx, plan_, dry_run=True, outcome="refused", detail=str(exc))
+        raise
+    try:
+        response = getattr(ctx.client(plan_.service), plan_.operation)(**plan_.params)
+    except Exception as exc:  # noqa: BLE001 - the outcome is recorded and reported
+        record = _audit(path, ctx, plan_, dry_run=False, outcome="failed", detail=failure.describe(exc))
+        raise UserError(f"{plan_.action} failed: {record.detail}") from None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return _audit(path, ctx, plan_, dry_run=False, outcome="done",
+                  detail=f"{plan_.summary} (HTTP {status})")
+
+
+def _audit(path: Path, ctx: Context, plan_: ActionPlan, dry_run: bool, outcome: str,
+           detail: str) -> ActionRecord:
+    record = ActionRecord(at=iso(datetime.now(UTC)), user=_user(), environment=ctx.settings.name,
+                          action=plan_.action, target=plan_.target, dry_run=dry_run, outcome=outcome,
+                          detail=secrets.redact(detail), params=plan_.params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = secrets.redact(json.dumps(asdict(record), default=str, ensure_ascii=False))
+    with path.open("a", encoding="utf-8") as log:
+        log.write(line + "\n")
+    return record
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,57 @@
+"""boto3 sessions and clients as every check uses them: one session per run, adaptive retries."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from rmsops import failure
+from rmsops.config import AwsSettings
+from rmsops.errors import UserError
+
+# Short connect timeout: an unreachable endpoint must fail in seconds, not minutes.
+CLIENT_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 4},
+    connect_timeout=3,
+    read_timeout=20,
+    user_agent_extra="rmsops",
+)
+
+
+class AwsClients:
+    """Lazily created, cached, thread-safe boto3 clients for one environment."""
+
+    def __init__(self, settings: AwsSettings):
+        self._settings = settings
+        self._session: boto3.Session | None = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def session(self) -> boto3.Session:
+        with self._lock:
+            if self._session is None:
+                dummy = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+                credentials = dummy if self._settings.local_test_credentials else {}
+                try:
+                    self._session = boto3.Session(profile_name=self._settings.profile,
+                                                  region_name=self._settings.region, **credentials)
+                except botocore.exceptions.ProfileNotFound:
+                    raise UserError(f"AWS profile {self._settings.profile!r} not found in "
+                                    "~/.aws/config; fix aws.profile in the environment file") from None
+            return self._session
+
+    def client(self, service: str) -> Any:
+        session = self.session()
+        with self._lock:
+            if service not in self._clients:
+                kwargs: dict[str, Any] = {"config": CLIENT_CONFIG}
+                if self._settings.endpoint_url:  # otherwise boto3 honours AWS_ENDPOINT_URL itself
+                    kwargs["endpoint_url"] = self._settings.endpoint_url
+                client = session.client(service, **kwargs)
+                client.meta.events.register("before-parameter-build", failure.remember_call)
+                self._clients[service] = client
+            return self._clients[service]

@@ -1,0 +1,176 @@
+"""ECS services and tasks (guide §1 step 2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from rmsops import plots
+from rmsops.findings import Finding, Severity
+from rmsops.registry import CheckResult, check
+
+if TYPE_CHECKING:
+    from rmsops.context import Context
+
+RUNBOOK = "01-application-not-responding"
+FORCE_DEPLOY = ("If tasks are unhealthy: force a new deployment "
+                "(rmsops action force-new-deployment --service {service}); "
+                "if persistent: scale up service capacity.")
+SERVICE_COLUMNS = ["service", "status", "desired", "running", "pending", "task_definition",
+                   "deployments", "rollout_state", "missing"]
+TASK_COLUMNS = ["service", "task", "last_status", "health", "started_at", "task_definition"]
+
+
+def describe_services(ctx: Context) -> dict[str, Any]:
+    """The raw describe_services answer for the configured services, fetched once per run."""
+
+    def fetch() -> dict[str, Any]:
+        ecs = ctx.client("ecs")
+        services: list[dict] = []
+        failures: list[dict] = []
+        names = list(ctx.settings.services)
+        for offset in range(0, len(names), 10):  # the API takes 10 services per call
+            answer = ecs.describe_services(cluster=ctx.settings.cluster,
+                                           services=names[offset:offset + 10])
+            services += answer.get("services", [])
+            failures += answer.get("failures", [])
+        return {"services": services, "failures": failures}
+
+    return ctx.memo("ecs.describe_services", fetch)
+
+
+def services_frame(answer: dict[str, Any], wanted: tuple[str, ...]) -> pd.DataFrame:
+    rows = []
+    found = {s["serviceName"]: s for s in answer.get("services", [])}
+    for name in wanted:
+        svc = found.get(name)
+        if svc is None or svc.get("status") == "INACTIVE":
+            rows.append({"service": name, "status": "MISSING", "desired": 0, "running": 0,
+                         "pending": 0, "task_definition": "", "deployments": 0,
+                         "rollout_state": "", "missing": True})
+            continue
+        primary = next((d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), {})
+        rows.append({
+            "service": name, "status": svc.get("status", ""),
+            "desired": int(svc.get("desiredCount", 0)), "running": int(svc.get("runningCount", 0)),
+            "pending": int(svc.get("pendingCount", 0)),
+            "task_definition": str(svc.get("taskDefinition", "")).rsplit("/", 1)[-1],
+            "deployments": len(svc.get("deployments", [])),
+            "rollout_state": primary.get("rolloutState", ""), "missing": False,
+        })
+    return pd.DataFrame(rows, columns=SERVICE_COLUMNS)
+
+
+def judge_capacity(df: pd.DataFrame, cluster: str) -> list[Finding]:
+    cid = "app.ecs.capacity"
+    findings = []
+    for row in df.itertuples(index=False):
+        resource = f"ecs:{cluster}/{row.service}"
+        evidence = {"desired": row.desired, "running": row.running, "pending": row.pending,
+                    "status": row.status}
+        numbers = f"running {row.running} of {row.desired} desired, {row.pending} pending"
+        if row.missing:
+            findings.append(Finding(cid, Severity.CRITICAL, resource,
+                                    f"{row.service}: service not found in {cluster}",
+                                    "describe_services reports it missing or inactive.", evidence,
+                                    "Check the cluster and service names in the environment file."))
+        elif row.desired > 0 and row.running == 0:
+            findings.append(Finding(cid, Severity.CRITICAL, resource,
+                                    f"{row.service}: no task running", numbers + ".", evidence,
+                                    FORCE_DEPLOY.format(service=row.service)))
+        elif row.running < row.desired:
+            findings.append(Finding(cid, Severity.WARNING, resource,
+                                    f"{row.service}: below desired capacity", numbers + ".", evidence,
+                                    FORCE_DEPLOY.format(service=row.service)))
+        else:
+            findings.append(Finding(cid, Severity.OK, resource, f"{row.service}: at desired capacity",
+                                    numbers + ".", evidence))
+    return findings
+
+
+def _capacity_plot(result: CheckResult, ctx: Context):
+    df = result.data
+    long = df.melt(id_vars="service", value_vars=["running", "pending"], var_name="state",
+                   value_name="tasks")
+    return plots.bars(long, "service", "tasks", "ECS tasks by service (against desired)",
+                      stack="state", xlabel="tasks")
+
+
+@check("app.ecs.capacity", runbook=RUNBOOK, plot=_capacity_plot)
+def capacity(ctx: Context) -> CheckResult:
+    """ECS running vs desired vs pending tasks per service."""
+    df = services_frame(describe_services(ctx), ctx.settings.services)
+    return CheckResult(findings=judge_capacity(df, ctx.settings.cluster), data=df)
+
+
+def tasks_frame(ctx: Context) -> pd.DataFrame:
+    """Running tasks of each configured service with their health status."""
+    ecs = ctx.client("ecs")
+    cluster = ctx.settings.cluster
+    rows = []
+    for service in ctx.settings.services:
+        arns: list[str] = []
+        try:
+            for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, serviceName=service,
+                                                                 desiredStatus="RUNNING"):
+                arns += page.get("taskArns", [])
+        except ecs.exceptions.ServiceNotFoundException:
+            continue  # no tasks to judge; app.ecs.capacity reports the missing service
+        for offset in range(0, len(arns), 100):
+            for task in ecs.describe_tasks(cluster=cluster, tasks=arns[offset:offset + 100])["tasks"]:
+                if task.get("group", f"service:{service}") != f"service:{service}":
+                    continue  # list_tasks may return other services' tasks (moto ignores serviceName)
+                rows.append({
+                    "service": service, "task": task["taskArn"].rsplit("/", 1)[-1],
+                    "last_status": task.get("lastStatus", ""),
+                    "health": task.get("healthStatus", "UNKNOWN"),
+                    "started_at": task.get("startedAt"),
+                    "task_definition": task.get("taskDefinitionArn", "").rsplit("/", 1)[-1],
+                })
+    return pd.DataFrame(rows, columns=TASK_COLUMNS)
+
+
+def judge_unhealthy_tasks(df: pd.DataFrame, cluster: str, services: tuple[str, ...]) -> list[Finding]:
+    cid = "app.ecs.unhealthy_tasks"
+    findings = []
+    for service in services:
+        tasks = df[df["service"] == service]
+        bad = tasks[tasks["health"] == "UNHEALTHY"]
+        resource = f"ecs:{cluster}/{service}"
+        evidence = {"tasks": len(tasks), "unhealthy": len(bad), "unhealthy_tasks": list(bad["task"])}
+        if len(bad):
+            findings.append(Finding(
+                cid, Severity.WARNING, resource,
+                f"{service}: {len(bad)} of {len(tasks)} running tasks UNHEALTHY",
+                f"Container health checks fail on {len(bad)} task(s).", evidence,
+                FORCE_DEPLOY.format(service=service)))
+        else:
+            findings.append(Finding(cid, Severity.OK, resource,
+                                    f"{service}: no unhealthy task ({len(tasks)} running)",
+                                    "", evidence))
+    return findings
+
+
+@check("app.ecs.unhealthy_tasks", runbook=RUNBOOK)
+def unhealthy_tasks(ctx: Context) -> CheckResult:
+    """Running ECS tasks whose container health status is UNHEALTHY."""
+    df = tasks_frame(ctx)
+    return CheckResult(findings=judge_unhealthy_tasks(df, ctx.settings.cluster, ctx.settings.services),
+                       data=df)
+
+
+def deployment_markers(ctx: Context) -> list[tuple[datetime, str]]:
+    """(time, label) of each ECS deployment that started in the window, for plots. Never raises."""
+    try:
+        answer = describe_services(ctx)
+    except Exception:  # noqa: BLE001 - markers are decoration; the checks report the failure
+        return []
+    markers = []
+    for svc in answer.get("services", []):
+        for deployment in svc.get("deployments", []):
+            created = deployment.get("createdAt")
+            if isinstance(created, datetime) and ctx.window.start <= created <= ctx.window.end:
+                markers.append((created, f"deploy {svc['serviceName']}"))
+    return sorted(markers)

@@ -1,0 +1,78 @@
+"""One object per run: settings, window, thresholds, lazy AWS clients, the read-only DB session."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rmsops import config, registry, secrets, thresholds
+from rmsops.aws import AwsClients
+from rmsops.config import Settings
+from rmsops.db import Database, secret_password
+from rmsops.registry import CheckResult
+from rmsops.window import Window, resolve
+
+T = TypeVar("T")
+
+
+class Context:
+    """Everything a check needs; a check never reads files or environment variables itself."""
+
+    def __init__(self, settings: Settings, window: Window,
+                 threshold_overrides: Mapping[str, object] | None = None,
+                 runbook: str = "", output_dir: Path | None = None):
+        self.settings = settings
+        self.window = window
+        self.thresholds = thresholds.merge(settings.thresholds, threshold_overrides,
+                                           source="threshold parameters")
+        self.runbook = runbook
+        self.output_dir = output_dir
+        self.aws = AwsClients(settings.aws)
+        self.db = Database(settings.database, self._db_password,
+                           connect_timeout=self.thresholds["db_connect_timeout_seconds"])
+        self._memo: dict[str, Any] = {}
+        self._memo_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, env: str | Path, window: str = "1h", start: str = "", end: str = "",
+             threshold_overrides: Mapping[str, object] | None = None, runbook: str = "",
+             output_dir: Path | None = None) -> Context:
+        return cls(config.load(env), resolve(window, start, end), threshold_overrides,
+                   runbook=runbook, output_dir=output_dir)
+
+    def client(self, service: str) -> Any:
+        return self.aws.client(service)
+
+    def memo(self, key: str, fetch: Callable[[], T]) -> T:
+        """Fetch once per run: checks that need the same AWS data share one call."""
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = fetch()
+        with self._memo_lock:
+            return self._memo.setdefault(key, value)
+
+    def run(self, check_id: str) -> CheckResult:
+        return registry.run(registry.get(check_id), self)
+
+    def run_all(self, runbook: str, quick_only: bool = False) -> list[CheckResult]:
+        return [registry.run(spec, self) for spec in registry.for_runbook(runbook, quick_only)]
+
+    def _db_password(self) -> str | None:
+        db = self.settings.database
+        if db.iam_auth:
+            token = self.client("rds").generate_db_auth_token(
+                DBHostname=db.host, Port=db.port, DBUsername=db.user, Region=self.settings.aws.region)
+            secrets.register(token)
+            return token
+        if db.password_secret:
+            value = self.client("secretsmanager").get_secret_value(SecretId=db.password_secret)
+            password = secret_password(value.get("SecretString") or "")
+            secrets.register(password)
+            return password
+        return None  # libpq reads PGPASSWORD or ~/.pgpass itself
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,108 @@
+"""``rmsops demo``: start the demo environment, triage it (or serve it), stop everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rmsops import config, runbooks
+from rmsops.demo.environment import DemoEnvironment
+from rmsops.errors import UserError
+from rmsops.findings import Severity
+
+
+def _say(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit, so the demo's cleanup runs (the default action would orphan PostgreSQL)."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def demo(scenario: str = "incident", serve: bool = False, output: Path = Path("reports/demo"),
+         env_file: Path | None = None, lab: bool = False) -> int:
+    """Exit 0 when the demo ran end to end (its findings are the point, not a failure)."""
+    if lab:
+        serve = True
+    started = time.monotonic()
+    print(f"rmsops demo: starting the demo environment (scenario {scenario})…", file=sys.stderr, flush=True)
+    environment = DemoEnvironment(progress=_say)
+    with _terminate_as_exit():
+        try:
+            environment.start(scenario, env_file=_serve_path(env_file) if serve else None)
+            if serve:
+                return _serve(environment, lab)
+            return _triage(environment, output, started)
+        except KeyboardInterrupt:
+            print("rmsops demo: interrupted; stopping everything it started", file=sys.stderr)
+            return 130
+        finally:
+            environment.stop()
+            if serve and environment.env_file:
+                environment.env_file.unlink(missing_ok=True)  # only valid while it runs
+
+
+def _serve_path(env_file: Path | None) -> Path:
+    if env_file:
+        return env_file
+    folder = config.parameters_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "demo.yaml"
+
+
+def _triage(environment: DemoEnvironment, output: Path, started: float) -> int:
+    from rmsops import triage
+    from rmsops.cli import print_findings, print_tally
+    from rmsops.window import resolve
+
+    settings = config.load(environment.env_file)
+    print("rmsops demo: triaging it with every runbook…", file=sys.stderr, flush=True)
+    result = triage.run(settings, resolve("1h"), output, runbooks.diagnostic(), progress=_say)
+    print()
+    print_findings(result.findings, show_ok=False)
+    print_tally(result.findings)
+    print(f"\nreport:   {result.index}")
+    print(f"findings: {result.findings_json}")
+    print(f"(demo took {time.monotonic() - started:.1f} s; everything it started is stopped)")
+    failed = any(f.severity == Severity.ERROR for f in result.findings)
+    return 3 if failed else 0
+
+
+def _serve(environment: DemoEnvironment, lab: bool) -> int:
+    env_file = environment.env_file
+    for line in environment.summary():
+        _say(line)
+    print(f"\nrmsops demo: serving. Environment file: {env_file}", flush=True)
+    print("  try:  rmsops check -e demo    or    "
+          f"papermill notebooks/01-application-not-responding.ipynb out.ipynb -p env {env_file}",
+          flush=True)
+    if lab:
+        return _lab(env_file)
+    print("  Ctrl-C stops it.", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def _lab(env_file: Path) -> int:
+    """JupyterLab on notebooks/, with env="demo" resolving to the served environment file."""
+    env = {**os.environ, "RMSOPS_PARAMETERS_DIR": str(env_file.parent)}
+    command = [sys.executable, "-m", "jupyterlab", "--notebook-dir", str(runbooks.notebooks_dir())]
+    try:
+        return subprocess.call(command, env=env)
+    except FileNotFoundError:
+        raise UserError("JupyterLab is not installed; run `make lab` (it installs it)") from None

@@ -1,0 +1,105 @@
+"""What a runbook notebook calls: run a check and show it, show an action's plan, summarise.
+
+Each check's findings are also recorded in the executed notebook as a display
+output of type ``application/vnd.rmsops.findings+json`` (the scrapbook pattern),
+so the notebook alone is the evidence and the runner can read the findings back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from IPython.display import HTML, Image, Markdown, display
+
+from rmsops import actions, plots, report
+from rmsops.context import Context
+from rmsops.errors import UserError
+from rmsops.findings import MIME_TYPE, Finding, iso
+from rmsops.registry import CheckResult, get
+
+
+class RunbookSession:
+    """A Context plus display. One per executed notebook."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.results: list[CheckResult] = []
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    def header(self) -> None:
+        s, w = self.ctx.settings, self.ctx.window
+        display(Markdown(
+            f"**Environment** `{report.clean(s.name)}` · **window** {iso(w.start)} → {iso(w.end)} "
+            f"· **cluster** `{report.clean(s.cluster)}` · **database** `{report.clean(s.database.instance)}`"))
+
+    def __getitem__(self, check_id: str) -> CheckResult:
+        """The result of a check run earlier, for interactive digging: ``rb["app.alb.5xx"].data``."""
+        for result in reversed(self.results):
+            if result.check == check_id:
+                return result
+        raise KeyError(f"{check_id} has not run in this notebook")
+
+    def run(self, check_id: str, show_data: bool = True) -> None:
+        """Run one check, then show its findings, its plot and its data."""
+        result = self.ctx.run(check_id)
+        self.results.append(result)
+        spec = get(check_id)
+        display({"text/html": report.findings_html(result.findings, f"{check_id} — {spec.summary}"),
+                 "text/plain": report.findings_text(result.findings),
+                 MIME_TYPE: {"check": check_id, "findings": [f.to_dict() for f in result.findings]}},
+                raw=True)
+        if spec.plot is not None and result.data is not None:
+            self._plot(spec, result)
+        if show_data and result.data is not None and not result.data.empty:
+            display(HTML(report.table_html(result.data)))
+        for name, frame in result.frames.items():
+            if show_data and not frame.empty:
+                display(HTML(report.table_html(frame, caption=name.replace("_", " "))))
+
+    def _plot(self, spec, result: CheckResult) -> None:
+        try:
+            figure = spec.plot(result, self.ctx)
+        except Exception as exc:  # noqa: BLE001 - a failed chart must not hide the findings
+            display(Markdown(f"*(plot unavailable: {report.clean(type(exc).__name__)})*"))
+            return
+        display(Image(data=plots.png(figure)))
+
+    def action(self, name: str, **arguments: Any) -> None:
+        """Show an action as a dry run (diagnostic runbooks never change anything)."""
+        try:
+            plan = actions.plan(self.ctx, name, **arguments)
+        except UserError as exc:
+            display(Markdown(f"*Action {report.clean(name)} unavailable: {report.clean(str(exc))}*"))
+            return
+        record = actions.execute(self.ctx, plan, confirm=None)
+        confirm = plan.target if self.ctx.settings.protected else "yes"
+        args = " ".join(f"--{k.replace('_', '-')} {report.clean(v)}" for k, v in arguments.items())
+        display(HTML(
+            f'{report.STYLE}<div class="rmsops"><p><b>Dry run</b> — {report.esc(plan.summary)}.</p>'
+            f"<p>To do it: <code>rmsops action {report.esc(name)} -e {report.esc(self.ctx.settings.name)} "
+            f"{report.esc(args)} --confirm {report.esc(confirm)}</code><br>"
+            f"AWS CLI equivalent: <code>{report.esc(plan.cli)}</code><br>"
+            f"Audit record written ({report.esc(record.outcome)}).</p></div>"))
+
+    def summary(self) -> None:
+        """All findings of this notebook, most urgent first."""
+        findings = self.findings
+        display(HTML(report.counts_html(findings)))
+        display({"text/html": report.findings_html(findings, "All findings"),
+                 "text/plain": report.findings_text(findings)}, raw=True)
+
+
+def open_runbook(env: str | Path, runbook: str, window: str = "1h", start: str = "", end: str = "",
+                 thresholds: Mapping[str, object] | None = None,
+                 output_dir: str | Path = "") -> RunbookSession:
+    """The one line a notebook needs: ``rb = rmsops.open(env, runbook=..., window=window)``."""
+    ctx = Context.open(env, window=window, start=start, end=end, threshold_overrides=thresholds,
+                       runbook=runbook, output_dir=Path(output_dir) if output_dir else None)
+    session = RunbookSession(ctx)
+    session.header()
+    return session

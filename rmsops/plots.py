@@ -1,0 +1,93 @@
+"""The few chart kinds every runbook uses. Figures are built without pyplot (no global state)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import matplotlib
+import pandas as pd
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+matplotlib.rcParams["svg.fonttype"] = "none"
+
+STATE_COLOURS = {
+    "healthy": "#2e7d32", "ok": "#2e7d32", "active": "#2e7d32", "running": "#2e7d32",
+    "idle": "#90a4ae", "info": "#1565c0", "initial": "#1565c0", "unused": "#90a4ae",
+    "warning": "#f9a825", "draining": "#f9a825", "idle in transaction": "#ef6c00",
+    "idle in transaction (aborted)": "#c62828", "unhealthy": "#c62828", "critical": "#c62828",
+    "error": "#6a1b9a", "unavailable": "#6a1b9a",
+}
+LINE_COLOURS = ("#c62828", "#ef6c00", "#f9a825")
+
+
+def _figure(title: str, width: float = 9.0, height: float = 3.4) -> tuple[Figure, object]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
+               lines: Mapping[str, float] | None = None,
+               markers: Iterable[tuple[datetime, str]] = (),
+               window: tuple[datetime, datetime] | None = None) -> Figure:
+    """One line per ``label`` over ``timestamp``; threshold lines; vertical deployment markers."""
+    fig, ax = _figure(title)
+    if frame.empty:
+        ax.text(0.5, 0.5, "no datapoints in the window", ha="center", va="center",
+                transform=ax.transAxes, color="#666")
+    for label, series in frame.groupby("label", sort=True):
+        ax.plot(series["timestamp"], series["value"], marker=".", linewidth=1.4, label=str(label))
+    for (name, value), colour in zip((lines or {}).items(), LINE_COLOURS * 3, strict=False):
+        ax.axhline(value, color=colour, linestyle="--", linewidth=1, label=f"{name} ({value:g})")
+    for moment, text in markers:
+        ax.axvline(moment, color="#455a64", linestyle=":", linewidth=1)
+        ax.annotate(text, (moment, 1), xycoords=("data", "axes fraction"), rotation=90,
+                    va="top", ha="right", fontsize=7, color="#455a64")
+    if window:
+        ax.set_xlim(*window)
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.set_ylabel(ylabel)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def bars(frame: pd.DataFrame, category: str, value: str, title: str,
+         stack: str | None = None, xlabel: str = "") -> Figure:
+    """Horizontal bars per category, optionally stacked by a state column (coloured by state)."""
+    height = max(2.2, 0.45 * max(1, frame[category].nunique()) + 1.2)
+    fig, ax = _figure(title, height=height)
+    if frame.empty:
+        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes,
+                color="#666")
+        return fig
+    if stack:
+        table = frame.pivot_table(index=category, columns=stack, values=value, aggfunc="sum",
+                                  fill_value=0)
+        left = pd.Series(0.0, index=table.index)
+        for state in table.columns:
+            ax.barh(table.index.astype(str), table[state], left=left, label=str(state),
+                    color=STATE_COLOURS.get(str(state).lower()))
+            left += table[state]
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.barh(frame[category].astype(str), frame[value], color="#1565c0")
+    ax.set_xlabel(xlabel or value)
+    if pd.api.types.is_integer_dtype(frame[value]):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.invert_yaxis()
+    return fig
+
+
+def png(fig: Figure, dpi: int = 100) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

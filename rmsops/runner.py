@@ -1,0 +1,168 @@
+"""Execute runbook notebooks with papermill and turn them into reports.
+
+A run writes ``<stem>.ipynb`` (executed, the evidence), ``<stem>.html`` (standalone,
+plots embedded, code hidden) and ``findings.json`` into its output folder.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from rmsops import registry, thresholds
+from rmsops.config import Settings
+from rmsops.errors import UserError
+from rmsops.findings import MIME_TYPE, Finding, document, write_document
+from rmsops.runbooks import Runbook
+from rmsops.window import Window
+
+DEFAULT_TIMEOUT_SECONDS = 600
+RESERVED_PARAMETERS = {"env", "start", "end", "window", "output_dir"}  # set by the runner itself
+
+
+@dataclass
+class RunOutcome:
+    runbook: Runbook
+    status: str  # done | failed
+    findings: list[Finding]
+    notebook: Path
+    html: Path | None
+    findings_json: Path
+    seconds: float
+    error: str = ""
+    files: list[Path] = field(default_factory=list)
+
+
+@cache
+def notebook_parameters(runbook: Runbook) -> dict[str, Any]:
+    """The notebook's parameters cell as {name: default value}."""
+    nb = nbformat.read(runbook.notebook, as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse(cell.source)
+            return {node.targets[0].id: ast.literal_eval(node.value)
+                    for node in tree.body
+                    if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    raise UserError(f"{runbook.notebook} has no cell tagged 'parameters'")
+
+
+def parse_overrides(runbook: Runbook, pairs: list[str]) -> dict[str, Any]:
+    """``-p NAME=VALUE`` items: notebook parameters (typed like their default) or threshold names."""
+    known = notebook_parameters(runbook)
+    params: dict[str, Any] = {}
+    threshold_overrides: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(f"-p {pair!r}: expected NAME=VALUE")
+        if name in RESERVED_PARAMETERS:
+            raise UserError(f"-p {name}: set it with the command's own option (-e, --window, --start, --end, -o)")
+        if name in thresholds.DEFAULTS:
+            threshold_overrides[name] = _typed(name, text, 0.0)
+        elif name in known:
+            params[name] = _typed(name, text, known[name])
+        else:
+            choices = sorted(set(known) - RESERVED_PARAMETERS | set(thresholds.DEFAULTS))
+            raise UserError(f"-p {name}: runbook {runbook.stem} has no parameter {name!r}; "
+                            f"known: {', '.join(choices)}")
+    if threshold_overrides:
+        params["thresholds"] = {**params.get("thresholds", {}), **threshold_overrides}
+    return params
+
+
+def _typed(name: str, text: str, default: Any) -> Any:
+    kind = type(default)
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if kind in (int, float):
+            return kind(text)
+        if kind in (dict, list):
+            value = ast.literal_eval(text)
+            if not isinstance(value, kind):
+                raise ValueError(text)
+            return value
+        return text
+    except (ValueError, SyntaxError):
+        raise UserError(f"-p {name}={text}: expected {kind.__name__}") from None
+
+
+def collect_findings(nb: nbformat.NotebookNode) -> list[Finding]:
+    """Read back every finding a notebook recorded (see rmsops.notebook)."""
+    found = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            record = output.get("data", {}).get(MIME_TYPE)
+            if record:
+                found += [Finding.from_dict(f) for f in record["findings"]]
+    return found
+
+
+def missing_check_findings(runbook: Runbook, findings: list[Finding], reason: str) -> list[Finding]:
+    """``error`` findings for catalogue checks the notebook never reached."""
+    seen = {f.check for f in findings}
+    return [registry.error_finding(registry.get(cid), reason)
+            for cid in runbook.checks if cid not in seen]
+
+
+def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: Path,
+                params: dict[str, Any] | None = None,
+                timeout: int = DEFAULT_TIMEOUT_SECONDS) -> RunOutcome:
+    """Execute one notebook; never raises for a failing notebook — its checks become errors."""
+    import papermill
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebook = out_dir / f"{runbook.stem}.ipynb"
+    parameters = {"env": str(settings.path), "window": "", "start": window.start.isoformat(),
+                  "end": window.end.isoformat(), "output_dir": str(out_dir.resolve()),
+                  **(params or {})}
+    started = time.monotonic()
+    error = ""
+    try:
+        papermill.execute_notebook(
+            str(runbook.notebook), str(notebook), parameters=parameters, kernel_name="python3",
+            progress_bar=False, log_output=False, execution_timeout=timeout,
+            cwd=str(runbook.notebook.parent),
+            # the kernel talks over loopback only; its TCP-without-encryption warning is noise
+            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    except Exception as exc:  # noqa: BLE001 - papermill's errors (cell error, dead kernel, timeout)
+        error = _papermill_error(exc)
+    findings: list[Finding] = []
+    if notebook.exists():
+        findings = collect_findings(nbformat.read(notebook, as_version=4))
+    if error:
+        findings += missing_check_findings(runbook, findings, f"the runbook stopped: {error}")
+    findings_json = out_dir / "findings.json"
+    write_document(findings_json, document(findings, settings.name, window.start, window.end))
+    html = export_html(notebook, out_dir / f"{runbook.stem}.html") if notebook.exists() else None
+    return RunOutcome(runbook, "failed" if error else "done", findings, notebook, html, findings_json,
+                      time.monotonic() - started, error,
+                      [p for p in (notebook, html, findings_json) if p and p.exists()])
+
+
+def _papermill_error(exc: Exception) -> str:
+    name = getattr(exc, "ename", "") or type(exc).__name__
+    value = getattr(exc, "evalue", "") or str(exc)
+    first = value.strip().splitlines()[0] if value.strip() else ""
+    return f"{name}: {first[:300]}"
+
+
+def export_html(notebook: Path, target: Path) -> Path:
+    """A standalone HTML report: outputs and narrative, code hidden, images embedded."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_filename(str(notebook))
+    target.write_text(body, encoding="utf-8")
+    return target

@@ -1,0 +1,85 @@
+"""A demo environment served by a real ``rmsops demo --serve`` subprocess, shared by the session.
+
+Loaded as a pytest plugin (``-p tests.demo_server``) so that nbval's notebook items get it too:
+the notebooks' default ``env = "demo"`` resolves through $RMSOPS_PARAMETERS_DIR, which points
+at the folder where the served demo wrote ``demo.yaml``. A subprocess keeps moto's in-process
+patches (unhealthy targets, ECS events) out of the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+READY_TIMEOUT_SECONDS = 120
+
+
+class ServedDemo:
+    def __init__(self, scenario: str):
+        self.scenario = scenario
+        self.folder = Path(tempfile.mkdtemp(prefix=f"rmsops-demo-{scenario}-"))
+        self.env_file = self.folder / "demo.yaml"
+        self.log = self.folder / "serve.log"
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> ServedDemo:
+        with self.log.open("w") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "rmsops.cli", "demo", "--serve", "--scenario", self.scenario,
+                 "--env-file", str(self.env_file)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not self.env_file.exists():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"demo did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        return self
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+_served: dict[str, ServedDemo] = {}
+
+
+def served(scenario: str = "incident") -> ServedDemo:
+    """Start (once per session) and return the served demo of a scenario."""
+    if scenario not in _served:
+        _served[scenario] = ServedDemo(scenario).start()
+    return _served[scenario]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """nbval items run the notebooks with env="demo": serve it and point the kernel at it."""
+    if type(item).__module__.startswith("nbval"):
+        os.environ["RMSOPS_PARAMETERS_DIR"] = str(served("incident").folder)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for demo in _served.values():
+        demo.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_incident() -> ServedDemo:
+    return served("incident")
+
+
+@pytest.fixture(scope="session")
+def demo_healthy() -> ServedDemo:
+    return served("healthy")
