@@ -75,6 +75,8 @@ def parse_overrides(runbook: Runbook, pairs: list[str]) -> dict[str, Any]:
                             f"known: {', '.join(choices)}")
     if threshold_overrides:
         params["thresholds"] = {**params.get("thresholds", {}), **threshold_overrides}
+    if "thresholds" in params:
+        thresholds.merge(params["thresholds"], source="-p thresholds")  # unknown names: exit 2 now
     return params
 
 
