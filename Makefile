@@ -11,14 +11,14 @@ demo: $(STAMP)  ## the embedded demo environment with a seeded incident, triaged
 	$(BIN)/rmsops demo $(if $(SCENARIO),--scenario $(SCENARIO))
 
 test: $(STAMP)  ## lint, unit and integration tests, and every notebook under nbval
-	$(BIN)/ruff check rmsops tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -p tests.demo_server --nbval-lax --nbval-current-env tests notebooks
 
 lab: $(STAMP)  ## JupyterLab on notebooks/ against a running demo environment
 	$(BIN)/rmsops demo --serve --lab $(if $(SCENARIO),--scenario $(SCENARIO))
 
 lint: $(STAMP)
-	$(BIN)/ruff check rmsops tests benchmarks
+	$(BIN)/ruff check .
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
