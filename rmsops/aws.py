@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -20,6 +21,15 @@ CLIENT_CONFIG = Config(
     read_timeout=20,
     user_agent_extra="rmsops",
 )
+
+
+# Benchmarks count AWS API calls across processes (kernels too): one line per call appended here.
+API_LOG = os.environ.get("RMSOPS_API_LOG", "")
+
+
+def _log_call(model, **_: object) -> None:
+    with open(API_LOG, "a", encoding="utf-8") as log:  # one short O_APPEND write: safe across processes
+        log.write(f"{model.service_model.service_name}.{model.name}\n")
 
 
 class AwsClients:
@@ -53,5 +63,7 @@ class AwsClients:
                     kwargs["endpoint_url"] = self._settings.endpoint_url
                 client = session.client(service, **kwargs)
                 client.meta.events.register("before-parameter-build", failure.remember_call)
+                if API_LOG:
+                    client.meta.events.register("before-call", _log_call)
                 self._clients[service] = client
             return self._clients[service]

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rmsops import __version__, config, runbooks, thresholds
+from rmsops import __version__, config, runbooks, secrets, thresholds
 from rmsops.errors import UserError
 from rmsops.findings import Finding, Severity, counts, document, exit_code
 from rmsops.report import clean
 
 EXIT_BAD_INPUT = 2
+STARTED = time.monotonic()  # "first finding after N s" counts from here, not from when the triage began
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,13 +68,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     for rb in runbooks.CATALOGUE:
         params = [p for p in notebook_parameters(rb) if p not in RESERVED_PARAMETERS]
         print(f"{rb.stem:34} {rb.guide_section}")
-        for cid in rb.checks:
-            print(f"    {cid:30} {registry.get(cid).summary}")
+        if rb.stem == registry.DAILY:
+            print(f"    the quick checks of 01–16 ({len(registry.daily_checks())} checks); `rmsops check` runs it")
+            continue
+        for spec in registry.for_runbook(rb.stem):
+            quick = "" if spec.quick else "  (not in the daily check)"
+            print(f"    {spec.id:30} {spec.summary}{quick}")
         if params:
             print(f"    parameters: {', '.join(params)}")
     print("\nthresholds (override with -p NAME=VALUE or in the environment file):")
     for name, value in thresholds.DEFAULTS.items():
         print(f"    {name:36} {value:g}")
+    from rmsops import actions
+
+    print("\nactions (dry run unless --confirm):")
+    for name, planner in sorted(actions.ACTIONS.items()):
+        print(f"    {name:26} {actions.base.signature_text(planner)}")
     print(f"\nenvironments: {', '.join(config.known_environments()) or '(none)'}")
     return 0
 
@@ -99,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from rmsops.context import Context
 
-    selected = [runbooks.find(name) for name in args.runbooks] or runbooks.diagnostic()
+    selected = [runbooks.find(name) for name in args.runbooks] or [runbooks.find("17")]
     settings = config.load(args.env)
     window = _window(args)
     ctx = Context(settings, window)
@@ -120,22 +132,90 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from rmsops import triage
+    from rmsops.zygote import Zygote
 
-    settings = config.load(args.env)
-    selected = [runbooks.find(name) for name in args.runbook or []] or runbooks.diagnostic()
-    result = triage.run(settings, _window(args), Path(args.output), selected, timeout=args.timeout)
+    zygote = Zygote().start()  # warms up (imports) while the rest is validated and set up
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops as cleanly as Ctrl-C
+    try:
+        from rmsops import triage
+        from rmsops.progress import Progress
+
+        settings = config.load(args.env)
+        window = _window(args)
+        selected = [runbooks.find(name) for name in args.runbook or []] or [
+            *triage.default_selection(), runbooks.find(triage.ESCALATION)]
+        out = Path(args.output)
+        if out.exists() and not args.force:
+            raise UserError(f"{out} exists; choose another -o or pass --force to replace it")
+        if args.jobs < 1:
+            raise UserError("--jobs must be at least 1")
+        title = f"rmsops triage {settings.name} {window.start:%H:%M}–{window.end:%H:%M} UTC"
+        progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
+        result = triage.run(settings, window, out, selected, jobs=args.jobs, timeout=args.timeout,
+                            force=args.force, zygote=zygote, progress=progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        zygote.stop()
     print_findings(result.findings, show_ok=False)
     print_tally(result.findings)
-    print(f"report: {result.index}")
+    if result.status != "complete":
+        print("rmsops: the triage was interrupted: the bundle is marked incomplete", file=sys.stderr)
+    for outcome in result.outcomes:
+        if outcome.status != "done":
+            print(f"rmsops: {outcome.runbook.stem} {outcome.status}: {clean(outcome.error)}", file=sys.stderr)
+    print(f"report:   {result.index}")
+    print(f"bundle:   {result.folder}  ({result.zip})")
+    print(f"took {result.seconds:.1f} s; first finding after {result.first_finding_seconds or 0:.1f} s")
     return result.exit_code
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from rmsops import bundle
+
+    folder = Path(args.bundle)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder (verify takes the bundle folder, not the zip)")
+    checked = bundle.verify(folder)
+    for label, names in (("changed", checked.changed), ("missing", checked.missing), ("added", checked.added)):
+        for name in names:
+            print(f"  {label:8} {clean(name)}")
+    if checked.ok:
+        print(f"ok: all {checked.checked} files match the manifest")
+        return 0
+    print(f"FAILED: {len(checked.changed)} changed, {len(checked.missing)} missing, {len(checked.added)} added")
+    return 1
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from rmsops import bundle
+
+    result = bundle.diff(Path(args.before), Path(args.after))
+    sections = (("resolved", [(f, None) for f in result.resolved]), ("new", [(None, f) for f in result.new]),
+                ("still failing", result.still))
+    for title, pairs in sections:
+        print(f"{title} ({len(pairs)}):")
+        for before, after in pairs:
+            shown = after or before
+            change = f" ({before.severity.value} → {after.severity.value})" if before and after else ""
+            print(f"  {shown.severity.value.upper():8} {clean(shown.check):28} {clean(shown.resource, 50)}: "
+                  f"{clean(shown.title, 90)}{change}")
+    return 1 if result.new or result.still else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from rmsops.demo.cli import demo
 
-    return demo(scenario=args.scenario, serve=args.serve, output=Path(args.output),
+    code = demo(scenario=args.scenario, serve=args.serve, output=Path(args.output),
                 env_file=Path(args.env_file) if args.env_file else None, lab=args.lab)
+    # Everything the demo started is stopped by now; a seeding helper thread that is still
+    # winding down (a ticker, a blocked lock waiter) must not keep the command alive.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_action(args: argparse.Namespace) -> int:
@@ -143,7 +223,10 @@ def cmd_action(args: argparse.Namespace) -> int:
     from rmsops.context import Context
 
     ctx = Context(config.load(args.env), _window(args), output_dir=Path(args.output) if args.output else None)
-    plan = actions.plan(ctx, args.action, service=args.service)
+    arguments = dict(_key_value(item) for item in args.arguments)
+    if args.service:
+        arguments["service"] = args.service
+    plan = actions.plan(ctx, args.action, **arguments)
     record = actions.execute(ctx, plan, confirm=args.confirm)
     print(f"{'DRY RUN' if record.dry_run else 'DONE'}: {plan.summary}")
     print(f"  AWS CLI equivalent: {plan.cli}")
@@ -151,6 +234,13 @@ def cmd_action(args: argparse.Namespace) -> int:
         print(f"  to do it: add --confirm {plan.target}")
     print(f"  audit: {actions.base.audit_log_path(ctx)}")
     return 0
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip():
+        raise UserError(f"action argument {item!r}: expected NAME=VALUE")
+    return name.strip().replace("-", "_"), value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=cmd_run)
 
     chk = sub.add_parser("check", help="the checks alone, no notebooks (for cron and alerting)")
-    chk.add_argument("runbooks", nargs="*", help="runbooks to check (default: all diagnostic)")
+    chk.add_argument("runbooks", nargs="*",
+                     help="runbooks to check, all their checks (default: the daily health check, "
+                          "i.e. every quick check)")
     chk.add_argument("-e", "--env", required=True)
     chk.add_argument("--json", action="store_true", help="print findings.json to stdout")
     chk.add_argument("--problems-only", action="store_true", help="hide ok findings")
@@ -181,10 +273,21 @@ def build_parser() -> argparse.ArgumentParser:
     tri = sub.add_parser("triage", help="every diagnostic runbook; one report folder")
     tri.add_argument("-e", "--env", required=True)
     tri.add_argument("-o", "--output", required=True, help="the bundle folder")
-    tri.add_argument("--runbook", action="append", help="limit to these runbooks")
-    tri.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    tri.add_argument("--runbook", action="append", help="limit to these runbooks (repeatable)")
+    tri.add_argument("--jobs", type=int, default=4, help="runbooks at once (default 4)")
+    tri.add_argument("--timeout", type=int, default=300, help="seconds a runbook may take (default 300)")
+    tri.add_argument("--force", action="store_true", help="replace an existing bundle folder")
     _add_window(tri)
     tri.set_defaults(fn=cmd_triage)
+
+    ver = sub.add_parser("verify", help="check every file of a bundle against its manifest's SHA-256")
+    ver.add_argument("bundle", help="the bundle folder")
+    ver.set_defaults(fn=cmd_verify)
+
+    dif = sub.add_parser("diff", help="findings resolved, new and still failing between two triages")
+    dif.add_argument("before", help="the earlier bundle (or its findings.json)")
+    dif.add_argument("after", help="the later bundle (or its findings.json)")
+    dif.set_defaults(fn=cmd_diff)
 
     demo = sub.add_parser("demo", help="an embedded demo environment with a seeded incident, triaged")
     demo.add_argument("--scenario", default="incident", help="incident (default) or healthy")
@@ -196,9 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(fn=cmd_demo)
 
     act = sub.add_parser("action", help="a guarded change from the guide (dry run unless --confirm)")
-    act.add_argument("action", help="force-new-deployment")
+    act.add_argument("action", help="force-new-deployment, scale-service, rollback-service, ... "
+                                     "(`rmsops list` shows them with their arguments)")
+    act.add_argument("-a", "--arg", dest="arguments", action="append", default=[], metavar="NAME=VALUE",
+                     help="an argument of the action, e.g. -a count=6 (repeatable)")
     act.add_argument("-e", "--env", required=True)
-    act.add_argument("--service", required=True)
+    act.add_argument("--service", help="the ECS service (same as service=NAME)")
     act.add_argument("--confirm", help="the target's name (required in a protected environment)")
     act.add_argument("-o", "--output", help="the incident folder whose audit.jsonl records the action")
     _add_window(act)
@@ -211,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.fn(args)
     except UserError as exc:
-        print(f"rmsops: error: {clean(str(exc), 500)}", file=sys.stderr)
+        print(f"rmsops: error: {clean(secrets.redact(str(exc)), 500)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("rmsops: interrupted", file=sys.stderr)

@@ -91,7 +91,26 @@ SCHEMA: dict[str, Any] = {
     },
     "cloudfront": {
         "comment": (_STR, False),
+        "asset_paths": (_LIST, False),
+        "base_url": (_STR, False),
     },
+    "tls": {
+        "endpoints": (_LIST, False),
+        "ca_bundle": (_STR, False),
+    },
+    "drift": {
+        "compare_with": (_STR, False),
+    },
+    "recovery": {
+        "terraform_dir": (_STR, False),
+    },
+    "external": {
+        "health_urls": (_MAP, False),
+        "email_domain": (_STR, False),
+        "dkim_selectors": (_LIST, False),
+        "dns_server": (_STR, False),
+    },
+    "logs_query": (_STR, False),
     "health_urls": (_MAP, False),
     "thresholds": (_MAP, False),
 }
@@ -134,7 +153,20 @@ class Settings:
     protected: bool = False
     log_groups: dict[str, str] = field(default_factory=dict)
     cloudfront_comment: str = "RMS Frontend"
+    asset_paths: tuple[str, ...] = ()
+    cdn_base_url: str | None = None  # default: https://<the distribution's domain>
     health_urls: dict[str, str] = field(default_factory=dict)
+    tls_endpoints: tuple[str, ...] = ()  # https URLs whose live certificate is checked
+    tls_ca_bundle: str | None = None  # a PEM file of CAs to trust instead of the system store
+    drift_compare_with: str | None = None  # another environment (name or path)
+    terraform_dir: str | None = None  # an infrastructure workspace for `terraform plan`
+    external_health_urls: dict[str, str] = field(default_factory=dict)
+    email_domain: str | None = None
+    dkim_selectors: tuple[str, ...] = ()
+    dns_server: str | None = None  # "ip" or "ip:port"; default: the system resolver
+    # How log queries run: "insights" (CloudWatch Logs Insights, aggregated on AWS's side) or
+    # "filter" (filter_log_events, aggregated here: for emulators without Insights).
+    logs_query: str = "insights"
     thresholds: dict[str, float] = field(default_factory=dict)
 
 
@@ -209,10 +241,17 @@ def _settings(raw: dict[str, Any], path: Path) -> Settings:
     from rmsops import thresholds
 
     db = raw["database"]
-    health = {str(k): str(v) for k, v in (raw.get("health_urls") or {}).items()}
-    for name, url in health.items():
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{path}: health_urls.{name}: expected an http(s) URL, got {url!r}")
+    health = _urls(raw.get("health_urls"), "health_urls", path)
+    external = raw.get("external") or {}
+    external_health = _urls(external.get("health_urls"), "external.health_urls", path)
+    tls = raw.get("tls") or {}
+    for url in tls.get("endpoints") or []:
+        if not url.startswith("https://"):
+            raise ConfigError(f"{path}: tls.endpoints: expected https URLs, got {url!r}")
+    logs_query = raw.get("logs_query", "insights")
+    if logs_query not in ("insights", "filter"):
+        raise ConfigError(f"{path}: logs_query: expected 'insights' or 'filter', got {logs_query!r}")
+    cloudfront = raw.get("cloudfront") or {}
     try:
         overrides = thresholds.merge(raw.get("thresholds"), source=f"{path}: thresholds")
     except UserError as exc:
@@ -239,10 +278,39 @@ def _settings(raw: dict[str, Any], path: Path) -> Settings:
             statement_timeout_ms=db.get("statement_timeout_ms", 15_000),
         ),
         log_groups={k: v for k, v in (raw.get("logs") or {}).items() if v},
-        cloudfront_comment=(raw.get("cloudfront") or {}).get("comment", "RMS Frontend"),
+        cloudfront_comment=cloudfront.get("comment", "RMS Frontend"),
+        asset_paths=tuple(cloudfront.get("asset_paths") or ()),
+        cdn_base_url=cloudfront.get("base_url"),
         health_urls=health,
+        tls_endpoints=tuple(tls.get("endpoints") or ()),
+        tls_ca_bundle=_existing_file(tls.get("ca_bundle"), "tls.ca_bundle", path),
+        drift_compare_with=(raw.get("drift") or {}).get("compare_with"),
+        terraform_dir=(raw.get("recovery") or {}).get("terraform_dir"),
+        external_health_urls=external_health,
+        email_domain=external.get("email_domain"),
+        dkim_selectors=tuple(external.get("dkim_selectors") or ()),
+        dns_server=external.get("dns_server"),
+        logs_query=logs_query,
         thresholds=overrides,
     )
+
+
+def _existing_file(value: str | None, key: str, path: Path) -> str | None:
+    """A file named in the environment file, relative to it; it must exist."""
+    if not value:
+        return None
+    found = (path.parent / Path(value).expanduser()).resolve()
+    if not found.is_file():
+        raise ConfigError(f"{path}: {key}: no file {found}")
+    return str(found)
+
+
+def _urls(raw: Any, key: str, path: Path) -> dict[str, str]:
+    urls = {str(k): str(v) for k, v in (raw or {}).items()}
+    for name, url in urls.items():
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: {key}.{name}: expected an http(s) URL, got {url!r}")
+    return urls
 
 
 def _is_loopback(url: str | None) -> bool:

@@ -11,6 +11,7 @@ from rmsops import config, registry, secrets, thresholds
 from rmsops.aws import AwsClients
 from rmsops.config import Settings
 from rmsops.db import Database, secret_password
+from rmsops.findings import Finding
 from rmsops.registry import CheckResult
 from rmsops.window import Window, resolve
 
@@ -32,6 +33,8 @@ class Context:
         self.aws = AwsClients(settings.aws)
         self.db = Database(settings.database, self._db_password,
                            connect_timeout=self.thresholds["db_connect_timeout_seconds"])
+        # Findings of an earlier run (a triage), for checks that judge findings (escalation).
+        self.prior_findings: list[Finding] = []
         self._memo: dict[str, Any] = {}
         self._memo_lock = threading.Lock()
 

@@ -8,11 +8,12 @@ connecting because RDS Proxy rejects startup options.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,6 +146,12 @@ class Database:
             reason = secrets.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
             return ConnectAttempt(False, time.monotonic() - started, classify_connect_error(exc), reason)
         return ConnectAttempt(True, time.monotonic() - started)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[psycopg.Connection]:
+        """The connection, held exclusively (for EXPLAIN's own read-only transaction)."""
+        with self._lock:
+            yield self.connection()
 
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Run one read-only statement and return its rows as a DataFrame."""

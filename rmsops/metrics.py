@@ -9,6 +9,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from rmsops.context import Context
+    from rmsops.window import Window
 
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit
 
@@ -41,20 +42,25 @@ def period_for(window_seconds: float, max_points: int = 1440) -> int:
     return 60 * minutes
 
 
-def fetch(ctx: Context, queries: list[MetricQuery], period: int | None = None) -> pd.DataFrame:
-    """One long frame: timestamp, id, label, value — sorted by time, one row per datapoint."""
+def fetch(ctx: Context, queries: list[MetricQuery], period: int | None = None,
+          window: Window | None = None) -> pd.DataFrame:
+    """One long frame: timestamp, id, label, value — sorted by time, one row per datapoint.
+
+    ``window`` defaults to the run's; pass another (e.g. ``ctx.window.previous()``) for a baseline.
+    """
     columns = ["timestamp", "id", "label", "value"]
     if not queries:
         return pd.DataFrame(columns=columns)
-    period = period or period_for(ctx.window.seconds)
+    window = window or ctx.window
+    period = period or period_for(window.seconds)
     cloudwatch = ctx.client("cloudwatch")
     labels = {q.id: q.label or q.metric for q in queries}
     rows: list[tuple] = []
     for offset in range(0, len(queries), MAX_QUERIES_PER_CALL):
         batch = [q.to_api(period) for q in queries[offset:offset + MAX_QUERIES_PER_CALL]]
         paginator = cloudwatch.get_paginator("get_metric_data")
-        for page in paginator.paginate(MetricDataQueries=batch, StartTime=ctx.window.start,
-                                       EndTime=ctx.window.end, ScanBy="TimestampAscending"):
+        for page in paginator.paginate(MetricDataQueries=batch, StartTime=window.start,
+                                       EndTime=window.end, ScanBy="TimestampAscending"):
             for result in page["MetricDataResults"]:
                 qid = result["Id"]
                 rows.extend((ts, qid, labels.get(qid, qid), float(v))

@@ -16,7 +16,7 @@ from IPython.display import HTML, Image, Markdown, display
 from rmsops import actions, plots, report
 from rmsops.context import Context
 from rmsops.errors import UserError
-from rmsops.findings import MIME_TYPE, Finding, iso
+from rmsops.findings import MIME_TYPE, Finding, iso, read_document
 from rmsops.registry import CheckResult, get
 
 
@@ -49,7 +49,8 @@ class RunbookSession:
         result = self.ctx.run(check_id)
         self.results.append(result)
         spec = get(check_id)
-        display({"text/html": report.findings_html(result.findings, f"{check_id} — {spec.summary}"),
+        display({"text/html": report.findings_html(result.findings, f"{check_id} — {spec.summary}",
+                                                   anchor=f"check-{check_id}"),
                  "text/plain": report.findings_text(result.findings),
                  MIME_TYPE: {"check": check_id, "findings": [f.to_dict() for f in result.findings]}},
                 raw=True)
@@ -60,6 +61,25 @@ class RunbookSession:
         for name, frame in result.frames.items():
             if show_data and not frame.empty:
                 display(HTML(report.table_html(frame, caption=name.replace("_", " "))))
+        self._save_tables(check_id, result)
+
+    def _save_tables(self, check_id: str, result: CheckResult) -> None:
+        """With an output folder (a report run): every table as CSV beside the report."""
+        if not self.ctx.output_dir:
+            return
+        folder = Path(self.ctx.output_dir) / "tables"
+        if result.data is not None and not result.data.empty:
+            report.write_csv(result.data, folder / f"{check_id}.csv")
+        for name, frame in result.frames.items():
+            if not frame.empty:
+                report.write_csv(frame, folder / f"{check_id}.{name}.csv")
+
+    def run_quick(self, runbook: str) -> None:
+        """Run the quick checks of another runbook (the daily health check), findings only."""
+        from rmsops.registry import for_runbook
+
+        for spec in for_runbook(runbook, quick_only=True):
+            self.run(spec.id, show_data=False)
 
     def _plot(self, spec, result: CheckResult) -> None:
         try:
@@ -67,7 +87,12 @@ class RunbookSession:
         except Exception as exc:  # noqa: BLE001 - a failed chart must not hide the findings
             display(Markdown(f"*(plot unavailable: {report.clean(type(exc).__name__)})*"))
             return
-        display(Image(data=plots.png(figure)))
+        image = plots.png(figure)
+        display(Image(data=image))
+        if self.ctx.output_dir:
+            folder = Path(self.ctx.output_dir) / "plots"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{spec.id}.png").write_bytes(image)
 
     def action(self, name: str, **arguments: Any) -> None:
         """Show an action as a dry run (diagnostic runbooks never change anything)."""
@@ -96,10 +121,15 @@ class RunbookSession:
 
 def open_runbook(env: str | Path, runbook: str, window: str = "1h", start: str = "", end: str = "",
                  thresholds: Mapping[str, object] | None = None,
-                 output_dir: str | Path = "") -> RunbookSession:
-    """The one line a notebook needs: ``rb = rmsops.open(env, runbook=..., window=window)``."""
+                 output_dir: str | Path = "", findings: str | Path = "") -> RunbookSession:
+    """The one line a notebook needs: ``rb = rmsops.open(env, runbook=..., window=window)``.
+
+    ``findings``: a findings.json of an earlier run (a triage) for runbooks that judge findings.
+    """
     ctx = Context.open(env, window=window, start=start, end=end, threshold_overrides=thresholds,
                        runbook=runbook, output_dir=Path(output_dir) if output_dir else None)
+    if findings:
+        ctx.prior_findings = read_document(Path(findings))[1]
     session = RunbookSession(ctx)
     session.header()
     return session

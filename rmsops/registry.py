@@ -74,13 +74,27 @@ def get(check_id: str) -> CheckSpec:
         raise KeyError(f"unknown check {check_id!r}") from None
 
 
+DAILY = "17-daily-health-check"
+
+
 def for_runbook(runbook: str, quick_only: bool = False) -> list[CheckSpec]:
-    """The runbook's checks in catalogue order."""
+    """The runbook's checks in catalogue order (the daily health check: every quick check)."""
     from rmsops import runbooks
 
     load_all()
-    specs = [REGISTRY[cid] for cid in runbooks.find(runbook).checks]
+    found = runbooks.find(runbook)
+    if found.stem == DAILY:
+        return daily_checks()
+    specs = [REGISTRY[cid] for cid in found.checks]
     return [s for s in specs if s.quick or not quick_only]
+
+
+def daily_checks() -> list[CheckSpec]:
+    """The quick checks of every other diagnostic runbook: the guide's 'System Health Check'."""
+    from rmsops import runbooks
+
+    return [spec for rb in runbooks.diagnostic() if rb.stem != DAILY
+            for spec in for_runbook(rb.stem, quick_only=True)]
 
 
 def load_all() -> None:
@@ -97,7 +111,9 @@ def run(spec: CheckSpec, ctx: Context) -> CheckResult:
     except Exception as exc:  # noqa: BLE001 - the contract: a check never raises into a notebook
         result = CheckResult(findings=[error_finding(spec, failure.describe(exc))])
     result.check = spec.id
-    result.findings = [f.placed(spec.runbook, spec.section) for f in result.findings]
+    # Findings name the runbook that ran them: the daily health check reports as itself.
+    runbook = getattr(ctx, "runbook", "") or spec.runbook
+    result.findings = [f.placed(runbook, spec.section) for f in result.findings]
     result.seconds = time.monotonic() - started
     return result
 

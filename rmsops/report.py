@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 
@@ -44,7 +45,7 @@ def badge(severity: Severity) -> str:
     return f'<span class="sev" style="background:{BADGE[severity]}">{severity.value.upper()}</span>'
 
 
-def findings_html(findings: Iterable[Finding], heading: str = "") -> str:
+def findings_html(findings: Iterable[Finding], heading: str = "", anchor: str = "") -> str:
     rows = []
     for f in sort_by_urgency(findings):
         resolution = f"<br><i>What to do:</i> {esc(f.resolution, 600)}" if f.resolution else ""
@@ -53,7 +54,8 @@ def findings_html(findings: Iterable[Finding], heading: str = "") -> str:
             f"<td>{esc(f.resource)}</td><td><b>{esc(f.title)}</b><br>{esc(f.detail, 600)}"
             f"{resolution}</td></tr>")
     head = f"<h4>{esc(heading)}</h4>" if heading else ""
-    return (f'{STYLE}<div class="rmsops">{head}<table><tr><th>severity</th><th>check</th>'
+    ident = f' id="{esc(anchor)}"' if anchor else ""  # the bundle's index links here
+    return (f'{STYLE}<div class="rmsops"{ident}>{head}<table><tr><th>severity</th><th>check</th>'
             f'<th>resource</th><th>finding</th></tr>{"".join(rows)}</table></div>')
 
 
@@ -75,3 +77,25 @@ def counts_html(findings: list[Finding]) -> str:
     tally = counts(findings)
     parts = [f"{badge(Severity(name))} {n}" for name, n in tally.items() if n]
     return f'{STYLE}<div class="rmsops"><p>{" &nbsp; ".join(parts) or "no findings"}</p></div>'
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> object:
+    """A cell a spreadsheet will not execute: text starting like a formula gets a leading quote."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", value)
+        return "'" + text if text.startswith(_FORMULA_START) else text
+    return value
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """A DataFrame as CSV that is safe to open in a spreadsheet (see ``csv_safe``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    safe = df.map(csv_safe)
+    safe.columns = [csv_safe(str(c)) for c in df.columns]
+    safe.to_csv(path, index=False)
+    return path

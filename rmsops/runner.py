@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -113,14 +114,18 @@ def collect_findings(nb: nbformat.NotebookNode) -> list[Finding]:
 def missing_check_findings(runbook: Runbook, findings: list[Finding], reason: str) -> list[Finding]:
     """``error`` findings for catalogue checks the notebook never reached."""
     seen = {f.check for f in findings}
-    return [registry.error_finding(registry.get(cid), reason)
-            for cid in runbook.checks if cid not in seen]
+    return [registry.error_finding(spec, reason).placed(runbook.stem, spec.section)
+            for spec in registry.for_runbook(runbook.stem) if spec.id not in seen]
 
 
 def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: Path,
                 params: dict[str, Any] | None = None,
-                timeout: int = DEFAULT_TIMEOUT_SECONDS) -> RunOutcome:
-    """Execute one notebook; never raises for a failing notebook — its checks become errors."""
+                timeout: int = DEFAULT_TIMEOUT_SECONDS, **engine_options: Any) -> RunOutcome:
+    """Execute one notebook; never raises for a failing notebook — its checks become errors.
+
+    ``engine_options`` go to papermill's engine (e.g. ``kernel_manager_class`` for forked kernels,
+    ``on_cell_executed`` to see findings as they arrive).
+    """
     import papermill
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
@@ -137,7 +142,7 @@ def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: P
             progress_bar=False, log_output=False, execution_timeout=timeout,
             cwd=str(runbook.notebook.parent),
             # the kernel talks over loopback only; its TCP-without-encryption warning is noise
-            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+            extra_arguments=["--IPKernelApp.log_level=ERROR"], **engine_options)
     except Exception as exc:  # noqa: BLE001 - papermill's errors (cell error, dead kernel, timeout)
         error = _papermill_error(exc)
     findings: list[Finding] = []
@@ -160,11 +165,18 @@ def _papermill_error(exc: Exception) -> str:
     return f"{name}: {first[:300]}"
 
 
+_exporter_lock = threading.Lock()
+_exporter: Any = None
+
+
 def export_html(notebook: Path, target: Path) -> Path:
     """A standalone HTML report: outputs and narrative, code hidden, images embedded."""
-    from nbconvert import HTMLExporter
+    global _exporter
+    with _exporter_lock:  # one exporter (its templates load once, ~1 s); exports are short
+        if _exporter is None:
+            from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_filename(str(notebook))
+            _exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        body, _ = _exporter.from_filename(str(notebook))
     target.write_text(body, encoding="utf-8")
     return target

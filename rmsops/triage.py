@@ -1,61 +1,320 @@
-"""Triage: every diagnostic runbook against one environment and window, one report folder."""
+"""Triage: every diagnostic runbook at once, escalation last, one tamper-evident incident bundle.
+
+Runbooks run concurrently in kernels forked from a warm zygote (``rmsops.zygote``): each has its
+own process, so no state leaks between them, but none pays the seconds of Python imports. A
+runbook that fails, hangs past its timeout or loses its kernel only turns its own checks into
+``error`` findings. The bundle is written into a hidden staging folder and moved into place when
+complete; Ctrl-C leaves a bundle marked incomplete, never a half-written one.
+"""
 
 from __future__ import annotations
 
-import html
-from dataclasses import dataclass
+import os
+import platform
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from rmsops import report
+from rmsops import __version__, bundle, failure, registry, runbooks
 from rmsops.config import Settings
-from rmsops.findings import Finding, document, exit_code, iso, sort_by_urgency, write_document
+from rmsops.findings import (
+    MIME_TYPE,
+    Finding,
+    Severity,
+    document,
+    exit_code,
+    iso,
+    sort_by_urgency,
+    write_document,
+)
+from rmsops.progress import Progress
 from rmsops.runbooks import Runbook
-from rmsops.runner import RunOutcome, run_runbook
+from rmsops.runner import RunOutcome, missing_check_findings, run_runbook
 from rmsops.window import Window
+from rmsops.zygote import Zygote
+
+DEFAULT_JOBS = 4  # kernels mostly wait on AWS and the database: more than the cores pays
+DEFAULT_TIMEOUT_SECONDS = 300
+ESCALATION = "18-escalation"
+LIBRARIES = ("boto3", "botocore", "pandas", "matplotlib", "papermill", "nbclient", "nbconvert", "ipykernel",
+             "psycopg")
 
 
 @dataclass
 class TriageResult:
     outcomes: list[RunOutcome]
     findings: list[Finding]
+    folder: Path
     index: Path
     findings_json: Path
+    zip: Path | None
+    status: str  # complete | incomplete
+    first_finding_seconds: float | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        failed = any(o.status == "failed" for o in self.outcomes)
+        failed = any(o.status != "done" for o in self.outcomes) or self.status != "complete"
         return 3 if failed else exit_code(self.findings)
 
 
-def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runbook],
-        timeout: int = 600, progress=print) -> TriageResult:
-    """Run the runbooks one after another into ``out_dir/<stem>/`` and merge their findings."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outcomes = []
-    for runbook in selected:
-        progress(f"  {runbook.stem} …")
-        outcome = run_runbook(runbook, settings, window, out_dir / runbook.stem, timeout=timeout)
-        progress(f"  {runbook.stem}: {outcome.status} in {outcome.seconds:.1f} s")
-        outcomes.append(outcome)
+def default_selection() -> list[Runbook]:
+    """01–16: the daily health check (17) is their quick subset, and escalation (18) runs last."""
+    return [rb for rb in runbooks.diagnostic() if rb.stem != registry.DAILY]
+
+
+def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runbook] | None = None,
+        jobs: int = DEFAULT_JOBS, timeout: int = DEFAULT_TIMEOUT_SECONDS, force: bool = False,
+        zygote: Zygote | None = None, progress: Progress | None = None) -> TriageResult:
+    """Run the triage and write the bundle to ``out_dir`` (and ``out_dir``.zip)."""
+    started_at, started = datetime.now(UTC), time.monotonic()
+    selected = selected if selected is not None else default_selection()
+    diagnostics = [rb for rb in selected if rb.stem != ESCALATION]
+    if out_dir.exists() and not force:
+        from rmsops.errors import UserError
+
+        raise UserError(f"{out_dir} exists; choose another -o or pass --force to replace it")
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    staging.mkdir(parents=True)
+    own_zygote = zygote is None
+    zygote = zygote or Zygote().start()
+    identity: dict[str, str] = {}
+    who = threading.Thread(target=_caller_identity, args=(settings, identity), daemon=True)
+    who.start()
+    progress = progress or Progress([rb.stem for rb in selected], live=False)
+    outcomes: list[RunOutcome] = []
+    status = "complete"
+    try:
+        with progress:
+            outcomes = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress)
+            merged = [f for o in outcomes for f in o.findings]
+            write_document(staging / "findings.json", document(merged, settings.name, window.start, window.end))
+            if any(rb.stem == ESCALATION for rb in selected):
+                outcomes.append(_run_one(runbooks.find(ESCALATION), settings, window, staging, timeout, zygote,
+                                         progress, {"findings": str((staging / "findings.json").resolve())}))
+    except KeyboardInterrupt:
+        status = "incomplete"
+    finally:
+        if own_zygote:
+            zygote.stop()
+    who.join(timeout=10)
     findings = [f for o in outcomes for f in o.findings]
-    findings_json = out_dir / "findings.json"
-    write_document(findings_json, document(findings, settings.name, window.start, window.end))
-    index = out_dir / "index.html"
-    index.write_text(index_html(settings, window, outcomes, findings, out_dir), encoding="utf-8")
-    return TriageResult(outcomes, findings, index, findings_json)
+    write_document(staging / "findings.json", document(findings, settings.name, window.start, window.end))
+    details = _details(settings, window, selected, outcomes, identity, started_at, status, jobs, timeout,
+                       progress.first_finding_seconds)
+    (staging / "index.html").write_text(index_html(details, outcomes, findings), encoding="utf-8")
+    bundle.write_manifest(staging, details)
+    bundle.move_into_place(staging, out_dir, force=True)
+    outcomes = [_rebased(o, staging, out_dir) for o in outcomes]
+    archive = bundle.make_zip(out_dir, out_dir.with_name(out_dir.name + ".zip"))
+    return TriageResult(outcomes, findings, out_dir, out_dir / "index.html", out_dir / "findings.json", archive,
+                        status, progress.first_finding_seconds, time.monotonic() - started)
 
 
-def index_html(settings: Settings, window: Window, outcomes: list[RunOutcome],
-               findings: list[Finding], out_dir: Path) -> str:
-    links = "".join(
-        f'<li><a href="{html.escape(str(o.html.relative_to(out_dir)))}">{html.escape(o.runbook.stem)}</a>'
-        f" — {html.escape(o.status)}, {o.seconds:.1f} s</li>"
-        for o in outcomes if o.html)
-    problems = [f for f in sort_by_urgency(findings) if f.severity.value not in ("ok",)]
+def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, staging: Path, jobs: int,
+             timeout: int, zygote: Zygote, progress: Progress) -> list[RunOutcome]:
+    outcomes: dict[str, RunOutcome] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="rmsops-runbook")
+    futures: dict[Future, Runbook] = {
+        pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress): rb for rb in diagnostics}
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcomes[futures[future].stem] = future.result()
+    except KeyboardInterrupt:
+        for future, rb in futures.items():
+            if future.cancel():
+                progress.state(rb.stem, "cancelled")
+        _kill_running_kernels()
+        pool.shutdown(wait=True)
+        for future, rb in futures.items():
+            if not future.cancelled() and future.done() and rb.stem not in outcomes:
+                outcomes[rb.stem] = future.result()
+        raise
+    finally:
+        pool.shutdown(wait=False)
+    return [outcomes[rb.stem] for rb in diagnostics if rb.stem in outcomes]
+
+
+def _kill_running_kernels() -> None:
+    from rmsops.fastkernel import running_kernel
+
+    for thread in threading.enumerate():
+        kernel = running_kernel(thread.ident or 0)
+        if kernel is not None and kernel.poll() is None:
+            kernel.kill()
+
+
+def _run_one(runbook: Runbook, settings: Settings, window: Window, staging: Path, timeout: int,
+             zygote: Zygote, progress: Progress, params: dict[str, Any] | None = None) -> RunOutcome:
+    """One runbook in a forked kernel, with a watchdog for its whole-run timeout."""
+    from rmsops.fastkernel import kernel_manager_class, running_kernel
+
+    progress.state(runbook.stem, "running")
+    worker = threading.get_ident()
+    timed_out = threading.Event()
+
+    def overdue() -> None:
+        kernel = running_kernel(worker)
+        if kernel is not None and kernel.poll() is None:
+            timed_out.set()
+            kernel.kill()
+
+    watchdog = threading.Timer(timeout, overdue)
+    watchdog.daemon = True
+    watchdog.start()
+
+    def on_cell_executed(cell, **_: Any) -> None:
+        for output in cell.get("outputs", []):
+            record = output.get("data", {}).get(MIME_TYPE)
+            if record:
+                progress.findings(runbook.stem, [Finding.from_dict(f) for f in record["findings"]])
+
+    try:
+        outcome = run_runbook(runbook, settings, window, staging / runbook.stem, params, timeout=timeout,
+                              kernel_manager_class=kernel_manager_class(zygote),
+                              on_cell_executed=on_cell_executed)
+    except Exception as exc:  # noqa: BLE001 - a runbook's failure never stops the others
+        outcome = _failed_outcome(runbook, settings, window, staging, failure.describe(exc))
+    finally:
+        watchdog.cancel()
+    if timed_out.is_set():
+        reason = f"the runbook ran longer than its timeout ({timeout} s) and was stopped"
+        outcome.error = reason
+        outcome.status = "timeout"
+        kept = [f for f in outcome.findings if f.severity != Severity.ERROR or "runbook stopped" not in f.detail]
+        outcome.findings = kept + missing_check_findings(runbook, kept, reason)
+    progress.state(runbook.stem, outcome.status)
+    return outcome
+
+
+def _rebased(outcome: RunOutcome, staging: Path, folder: Path) -> RunOutcome:
+    """The outcome's paths after the staging folder became the bundle."""
+    def moved(path: Path | None) -> Path | None:
+        return None if path is None else folder / path.relative_to(staging)
+
+    outcome.notebook, outcome.html = moved(outcome.notebook), moved(outcome.html)
+    outcome.findings_json = moved(outcome.findings_json)
+    outcome.files = [moved(p) for p in outcome.files]
+    return outcome
+
+
+def _failed_outcome(runbook: Runbook, settings: Settings, window: Window, staging: Path, reason: str) -> RunOutcome:
+    folder = staging / runbook.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    findings = missing_check_findings(runbook, [], f"the runbook could not run: {reason}")
+    path = folder / "findings.json"
+    write_document(path, document(findings, settings.name, window.start, window.end))
+    return RunOutcome(runbook, "failed", findings, folder / f"{runbook.stem}.ipynb", None, path, 0.0, reason)
+
+
+def _caller_identity(settings: Settings, into: dict[str, str]) -> None:
+    """Who ran the triage, as AWS sees it (for the bundle header). Never raises."""
+    from rmsops.aws import AwsClients
+
+    try:
+        answer = AwsClients(settings.aws).client("sts").get_caller_identity()
+        into.update(arn=answer.get("Arn", ""), account=answer.get("Account", ""))
+    except Exception as exc:  # noqa: BLE001 - the header says why it is unknown
+        into.update(arn="unknown", error=failure.describe(exc))
+
+
+def _versions() -> dict[str, str]:
+    versions = {"rmsops": __version__, "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def _details(settings: Settings, window: Window, selected: list[Runbook], outcomes: list[RunOutcome],
+             identity: dict[str, str], started_at: datetime, status: str, jobs: int, timeout: int,
+             first_finding: float | None) -> dict[str, Any]:
+    ran = {o.runbook.stem: o for o in outcomes}
+    return {
+        "status": status,
+        "environment": settings.name,
+        "window": {"start": iso(window.start), "end": iso(window.end)},
+        "started_at": iso(started_at),
+        "ended_at": iso(datetime.now(UTC)),
+        "run_by": {"aws": identity, "user": _local_user(), "host": platform.node()},
+        "versions": _versions(),
+        "parameters": {"jobs": jobs, "timeout_seconds": timeout, "runbooks": [rb.stem for rb in selected]},
+        "first_finding_seconds": None if first_finding is None else round(first_finding, 3),
+        "runbooks": {rb.stem: ({"status": ran[rb.stem].status, "seconds": round(ran[rb.stem].seconds, 3),
+                                "error": ran[rb.stem].error} if rb.stem in ran else {"status": "not run"})
+                     for rb in selected},
+    }
+
+
+def _local_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: list[Finding]) -> str:
+    from rmsops.report import STYLE, badge, counts_html, esc
+
+    escalation = next((f for f in findings if f.check == "escalation.level"), None)
+    level = (f"<p><b>Escalation:</b> {badge(escalation.severity)} {esc(escalation.title)}<br>"
+             f"{esc(escalation.detail, 1200)}<br><i>{esc(escalation.resolution, 1200)}</i></p>"
+             if escalation else "")
+    reports = {o.runbook.stem: o for o in outcomes}
+    rows = []
+    for f in sort_by_urgency(findings):
+        if f.severity == Severity.OK:
+            continue
+        outcome = reports.get(f.runbook)
+        link = (f'<a href="{esc(f.runbook)}/{esc(outcome.html.name)}#check-{esc(f.check)}">{esc(f.check)}</a>'
+                if outcome and outcome.html else esc(f.check))
+        rows.append(f"<tr><td>{badge(f.severity)}</td><td>{link}</td><td>{esc(f.resource)}</td>"
+                    f"<td><b>{esc(f.title)}</b><br>{esc(f.detail, 400)}</td></tr>")
+    runbook_rows = "".join(
+        f"<tr><td>{esc(stem)}</td><td>{esc(info['status'])}</td><td>{info.get('seconds', '')}</td>"
+        f"<td>{esc(info.get('error', ''))}</td></tr>" for stem, info in details["runbooks"].items())
+    plots = _key_plots(outcomes, findings)
+    who = details["run_by"]
+    aws = who["aws"].get("arn", "unknown")
+    incomplete = ("<p style='color:#c62828'><b>INCOMPLETE:</b> the triage was interrupted; some runbooks "
+                  "did not run.</p>" if details["status"] != "complete" else "")
+    versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in details["versions"].items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>rmsops triage — "
-            f"{report.esc(settings.name)}</title></head><body style='font-family:sans-serif'>"
-            f"<h1>Triage of {report.esc(settings.name)}</h1>"
-            f"<p>Window {iso(window.start)} → {iso(window.end)}</p>"
-            f"{report.counts_html(findings)}"
-            f"{report.findings_html(problems or findings, 'Findings that need attention')}"
-            f"<h2>Runbook reports</h2><ul>{links}</ul></body></html>")
+            f"{esc(details['environment'])}</title>{STYLE}</head><body style='font-family:sans-serif;margin:2em'>"
+            f"<div class='rmsops'><h1>Triage of {esc(details['environment'])}</h1>{incomplete}"
+            f"<p><b>Window</b> {esc(details['window']['start'])} → {esc(details['window']['end'])}<br>"
+            f"<b>Run by</b> {esc(aws)} ({esc(who['user'])} on {esc(who['host'])}) at {esc(details['started_at'])}<br>"
+            f"<b>Versions</b> {versions}</p>{level}{counts_html(findings)}"
+            f"<h2>Findings that need attention</h2><table><tr><th>severity</th><th>check</th><th>resource</th>"
+            f"<th>finding</th></tr>{''.join(rows) or '<tr><td colspan=4>none</td></tr>'}</table>"
+            f"{plots}<h2>Runbooks</h2><table><tr><th>runbook</th><th>status</th><th>seconds</th><th>error</th></tr>"
+            f"{runbook_rows}</table><p>Every file of this bundle is listed with its SHA-256 in manifest.json; "
+            f"<code>rmsops verify</code> checks them.</p></div></body></html>")
+
+
+def _key_plots(outcomes: list[RunOutcome], findings: list[Finding], most: int = 6) -> str:
+    """The plots of the most urgent checks, from the bundle's own PNG files."""
+    from rmsops.report import esc
+
+    available = {png.stem: f"{o.runbook.stem}/plots/{png.name}"
+                 for o in outcomes for png in sorted((o.notebook.parent / "plots").glob("*.png"))}
+    chosen: list[str] = []
+    for f in sort_by_urgency(findings):
+        if f.severity in (Severity.CRITICAL, Severity.WARNING) and f.check in available and f.check not in chosen:
+            chosen.append(f.check)
+    images = "".join(f"<figure><img src='{esc(available[check])}' style='max-width:900px'>"
+                     f"<figcaption>{esc(check)}</figcaption></figure>" for check in chosen[:most])
+    return f"<h2>Key plots</h2>{images}" if images else ""

@@ -116,7 +116,7 @@ def assert_refused_and_unchanged(exc: pytest.ExceptionInfo, log: Path, before: s
     record = only_record(log)
     assert record["outcome"] == "refused"
     assert record["target"] == SERVICE and record["action"] == ACTION
-    assert repr(confirm) in record["detail"]
+    assert repr(confirm) not in record["detail"]  # the refusal never repeats what was typed
 
 
 # --- dry run by default -------------------------------------------------------------------------
@@ -173,9 +173,6 @@ def test_without_output_dir_the_audit_log_is_in_xdg_state_home(aws, make_context
     assert list(cwd.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: audit_log_path treats an empty XDG_STATE_HOME as a relative path "
-                   "and writes ./rmsops/audit.jsonl in the working directory; the XDG base-directory spec "
-                   "says an empty value means the default $HOME/.local/state")
 def test_an_empty_xdg_state_home_falls_back_to_home_local_state(aws, make_context, tmp_path, monkeypatch):
     home = tmp_path / "home"
     cwd = tmp_path / "cwd"
@@ -341,10 +338,26 @@ def test_every_call_appends_one_json_line_in_order(aws, open_ctx, incident):
     assert all(set(r) == FIELDS for r in records[1:])
 
 
-SECRETS = ["s3cr3t-Pa55word-9f2c", 'pa"ss\\wo\trd-7a1e']  # the second changes when JSON-encoded
+PLAIN_SECRET = "s3cr3t-Pa55word-9f2c"
+QUOTED_SECRET = 'qu"oted-S3cret-7a1e'  # JSON-encoding changes it: only redaction before encoding hides it
+BACKSLASH_SECRET = "Zx9\\Qw7-tab\tr3-5b0d"  # repr() and JSON both escape it
+SECRETS = [PLAIN_SECRET, QUOTED_SECRET, BACKSLASH_SECRET]
+SECRET_IDS = ["plain", "double-quote", "backslash-and-tab"]
 
 
-@pytest.mark.parametrize("secret", SECRETS, ids=["plain", "needs-json-escaping"])
+def assert_secret_absent(text: str, detail: str, secret: str, masked: bool = True) -> None:
+    """Neither the secret nor an escaped spelling of it (JSON, Python repr) is in the log.
+
+    ``masked``: the detail had to mention it, so the mask stands in its place.
+    """
+    assert secret not in text
+    assert json.dumps(secret)[1:-1] not in text
+    assert secret not in detail and repr(secret)[1:-1] not in detail
+    if masked:
+        assert secrets.REDACTED in detail
+
+
+@pytest.mark.parametrize("secret", SECRETS, ids=SECRET_IDS)
 def test_a_secret_in_an_aws_error_never_reaches_the_audit_log(aws, open_ctx, incident, isolated_secrets,
                                                               secret):
     from botocore.stub import Stubber
@@ -359,15 +372,17 @@ def test_a_secret_in_an_aws_error_never_reaches_the_audit_log(aws, open_ctx, inc
             execute(ctx, plan(ctx, ACTION, service=SERVICE), confirm="yes")
 
     log = incident / "audit.jsonl"
-    text = log.read_text(encoding="utf-8")
-    assert secret not in text and json.dumps(secret)[1:-1] not in text
     line = only_record(log)
-    assert line["outcome"] == "failed"
-    assert "InvalidParameterException" in line["detail"] and secrets.REDACTED in line["detail"]
+    assert line["outcome"] == "failed" and "InvalidParameterException" in line["detail"]
+    assert_secret_absent(log.read_text(encoding="utf-8"), line["detail"], secret)
     assert secret not in str(exc.value)
 
 
-@pytest.mark.parametrize("secret", SECRETS, ids=["plain", "needs-json-escaping"])
+@pytest.mark.parametrize("secret", [
+    PLAIN_SECRET,
+    QUOTED_SECRET,
+    BACKSLASH_SECRET,
+], ids=SECRET_IDS)
 def test_a_secret_pasted_as_the_confirmation_never_reaches_the_audit_log(aws, open_ctx, incident,
                                                                         isolated_secrets, secret):
     secrets.register(secret)
@@ -375,9 +390,10 @@ def test_a_secret_pasted_as_the_confirmation_never_reaches_the_audit_log(aws, op
     with pytest.raises(UserError):
         execute(ctx, plan(ctx, ACTION, service=SERVICE), confirm=secret)
 
-    text = (incident / "audit.jsonl").read_text(encoding="utf-8")
-    assert secret not in text and json.dumps(secret)[1:-1] not in text
-    assert only_record(incident / "audit.jsonl")["outcome"] == "refused"
+    log = incident / "audit.jsonl"
+    line = only_record(log)
+    assert line["outcome"] == "refused"
+    assert_secret_absent(log.read_text(encoding="utf-8"), line["detail"], secret, masked=False)
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -433,6 +449,22 @@ def test_cli_confirmed_in_protected_env_does_it(aws, env_file, tmp_path, capsys)
     assert capsys.readouterr().out.startswith("DONE")
     assert deployment_id() != before
     assert only_record(out / "audit.jsonl")["outcome"] == "done"
+
+
+def test_cli_a_secret_pasted_as_confirm_is_not_echoed(aws, env_file, tmp_path, capsys, monkeypatch,
+                                                      isolated_secrets):
+    from rmsops.cli import main
+
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # redact() registers it on every call
+    out = tmp_path / "cli-incident"
+    code = main(["action", ACTION, "-e", str(env_file(protected=True)), "--service", SERVICE,
+                 "--confirm", secret, "-o", str(out)])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert secret not in (out / "audit.jsonl").read_text(encoding="utf-8")
+    assert secret not in captured.err and secret not in captured.out
 
 
 def test_cli_aws_failure_exits_2_with_one_error_line(no_cluster, env_file, tmp_path, capsys):

@@ -109,3 +109,30 @@ def test_every_catalogue_check_is_registered_and_every_registered_check_is_catal
     for cid in catalogued:
         spec = registry.get(cid)
         assert cid in runbooks.find(spec.runbook).checks
+
+
+SPEC = ROOT.parent / "shared" / "spec" / "checks.md"
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="the spec (../shared/spec/checks.md) is not beside this checkout")
+def test_every_check_id_of_the_spec_is_produced_by_some_runbook():
+    import re
+
+    from rmsops import registry
+
+    spec_ids = set(re.findall(r"^\| `([a-z0-9_]+\.[a-z0-9_.]+)` \|", SPEC.read_text(), flags=re.MULTILINE))
+    assert len(spec_ids) > 50
+    registry.load_all()
+    produced = {spec.id for rb in runbooks.CATALOGUE for spec in registry.for_runbook(rb.stem)}
+    assert spec_ids - produced == set(), "check ids of the spec no runbook produces"
+    assert produced - spec_ids == set(), "check ids not in the spec"
+    assert len(runbooks.CATALOGUE) == 18
+
+
+def test_the_daily_health_check_is_the_quick_checks_of_the_others():
+    from rmsops import registry
+
+    daily = {spec.id for spec in registry.for_runbook("17")}
+    assert "app.health.endpoint" in daily and "db.connections.saturation" in daily
+    assert "db.queries.slow" not in daily and "recovery.config.drift" not in daily  # heavy ones stay out
+    assert not any(cid.startswith("escalation.") for cid in daily)

@@ -113,3 +113,22 @@ def test_local_test_credentials_accepted_for_loopback(env_file):
 
 def test_config_error_is_a_user_error():
     assert issubclass(ConfigError, UserError)
+
+
+def test_ca_bundle_is_resolved_beside_the_environment_file(env_file, tmp_path):
+    path = env_file(tls={"endpoints": ["https://api.example.com"], "ca_bundle": "ca.pem"})
+    with pytest.raises(ConfigError, match=r"tls.ca_bundle: no file .*ca.pem"):
+        config.load(str(path))
+    (path.parent / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert config.load(str(path)).tls_ca_bundle == str((path.parent / "ca.pem").resolve())
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"tls": {"endpoints": ["http://plain.example.com"]}}, r"tls.endpoints: expected https URLs"),
+    ({"logs_query": "grep"}, r"logs_query: expected 'insights' or 'filter'"),
+    ({"external": {"health_urls": {"payments": "status.example.com"}}}, r"external.health_urls.payments"),
+])
+def test_newer_keys_are_validated_too(tmp_path, changes, message):
+    path = _write(tmp_path, yaml.safe_dump(merge(BASE_ENV, changes)))
+    with pytest.raises(ConfigError, match=message):
+        config.load(str(path))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rmsops import runbooks
+from rmsops import bundle, runbooks, triage
 from rmsops.findings import read_document
 
 EXPECTED_INCIDENT = {  # what each seeded fault must turn into
@@ -40,8 +40,9 @@ def test_demo_incident_end_to_end(tmp_path):
     _, findings = read_document(tmp_path / "report" / "findings.json")
     assert {cid: worst(findings, cid) for cid in EXPECTED_INCIDENT} == EXPECTED_INCIDENT
     assert worst(findings, "db.rds.status") == "ok" and worst(findings, "db.connectivity") == "ok"
-    for rb in runbooks.diagnostic():
+    for rb in [*triage.default_selection(), runbooks.find(triage.ESCALATION)]:
         assert (tmp_path / "report" / rb.stem / f"{rb.stem}.html").exists()
+    assert bundle.verify(tmp_path / "report").ok and (tmp_path / "report.zip").exists()
     assert "everything it started is stopped" in done.stdout
 
 
@@ -71,7 +72,9 @@ def test_serve_stops_everything_on_a_signal(tmp_path, sig):
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "rmsops.cli", "demo", "--serve", "--env-file",
-                                    str(env_file)], stdout=out, stderr=subprocess.STDOUT)
+                                    str(env_file)], stdout=out, stderr=subprocess.STDOUT,
+                                   # a shell that ran us in the background ignores SIGINT; the demo must not
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not env_file.exists():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()

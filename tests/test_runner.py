@@ -102,18 +102,6 @@ def test_stock_papermill_command_runs_a_notebook(demo_incident, tmp_path):
     assert "warning" in sev["db.connections.by_state"] and sev["db.connectivity"] == {"ok"}
 
 
-def test_triage_merges_every_runbook(demo_incident, tmp_path, capsys):
-    out = tmp_path / "triage"
-    code = cli.main(["triage", "-e", str(demo_incident.env_file), "-o", str(out)])
-    assert code == 1
-    doc, findings = read_document(out / "findings.json")
-    assert {f.runbook for f in findings} == {rb.stem for rb in runbooks.diagnostic()}
-    index = (out / "index.html").read_text()
-    for rb in runbooks.diagnostic():
-        assert f"{rb.stem}/{rb.stem}.html" in index
-    assert "CRITICAL" in index
-
-
 def test_check_healthy_demo_is_exit_0(demo_healthy, capsys):
     code = cli.main(["check", "-e", str(demo_healthy.env_file), "--json"])
     doc = json.loads(capsys.readouterr().out)

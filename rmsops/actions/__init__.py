@@ -4,4 +4,4 @@ from rmsops.actions.base import ACTIONS, ActionPlan, ActionRecord, execute, plan
 
 __all__ = ["ACTIONS", "ActionPlan", "ActionRecord", "execute", "plan"]
 
-from rmsops.actions import ecs  # noqa: E402,F401  (registers the ECS actions)
+from rmsops.actions import cloudfront, ecs, rds  # noqa: E402,F401  (registers the actions)

@@ -8,6 +8,7 @@ name the target. Every call, dry or real, appends one JSON line to the audit log
 from __future__ import annotations
 
 import getpass
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -34,6 +35,8 @@ class ActionPlan:
     operation: str  # boto3 method
     params: dict[str, Any]
     cli: str  # the AWS CLI equivalent, for the incident record
+    # For an action of several calls: performs them on the service's client (operation then names it).
+    perform: Callable[[Any], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class ActionRecord:
     action: str
     target: str
     dry_run: bool
-    outcome: str  # planned, done, failed
+    outcome: str  # planned (dry run), refused (wrong confirmation), done, failed
     detail: str
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -61,27 +64,40 @@ def action(name: str) -> Callable[[Planner], Planner]:
 
 
 def plan(ctx: Context, name: str, **arguments: Any) -> ActionPlan:
+    """The plan of an action; wrong or missing arguments are a UserError naming the right ones."""
     if name not in ACTIONS:
         raise UserError(f"unknown action {name!r}; known: {', '.join(sorted(ACTIONS))}")
-    return ACTIONS[name](ctx, **arguments)
+    planner = ACTIONS[name]
+    try:
+        inspect.signature(planner).bind(ctx, **arguments)
+    except TypeError as exc:
+        raise UserError(f"{name}: {exc}; arguments: {signature_text(planner)}") from None
+    return planner(ctx, **arguments)
+
+
+def signature_text(planner: Planner) -> str:
+    """``service=… count=…`` for help texts, from the planner's own signature (one source of truth)."""
+    params = list(inspect.signature(planner).parameters.values())[1:]
+    return " ".join(f"{p.name}=…" if p.default is inspect.Parameter.empty else f"[{p.name}=…]"
+                    for p in params)
 
 
 def audit_log_path(ctx: Context) -> Path:
     """The incident's audit log: in the run's output folder, else the user's state folder."""
     if ctx.output_dir:
         return Path(ctx.output_dir) / "audit.jsonl"
-    state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")  # empty = unset
     return state / "rmsops" / "audit.jsonl"
 
 
 def check_confirmation(ctx: Context, plan_: ActionPlan, confirm: str) -> None:
     """Raise UserError unless the confirmation is acceptable for this environment."""
+    # The message never repeats what was typed: people paste the strangest things (even secrets).
     if ctx.settings.protected and confirm != plan_.target:
         raise UserError(f"{ctx.settings.name} is protected: the confirmation must name the target "
-                        f"exactly (--confirm {plan_.target}); got {confirm!r}. Nothing was changed.")
+                        f"exactly (--confirm {plan_.target}). Nothing was changed.")
     if not ctx.settings.protected and confirm not in (plan_.target, "yes"):
-        raise UserError(f"confirm with --confirm {plan_.target} (or 'yes'); got {confirm!r}. "
-                        "Nothing was changed.")
+        raise UserError(f"confirm with --confirm {plan_.target} (or 'yes'). Nothing was changed.")
 
 
 def execute(ctx: Context, plan_: ActionPlan, confirm: str | None = None,
@@ -97,7 +113,9 @@ def execute(ctx: Context, plan_: ActionPlan, confirm: str | None = None,
         _audit(path, ctx, plan_, dry_run=True, outcome="refused", detail=str(exc))
         raise
     try:
-        response = getattr(ctx.client(plan_.service), plan_.operation)(**plan_.params)
+        client = ctx.client(plan_.service)
+        response = (plan_.perform(client) if plan_.perform
+                    else getattr(client, plan_.operation)(**plan_.params))
     except Exception as exc:  # noqa: BLE001 - the outcome is recorded and reported
         record = _audit(path, ctx, plan_, dry_run=False, outcome="failed", detail=failure.describe(exc))
         raise UserError(f"{plan_.action} failed: {record.detail}") from None

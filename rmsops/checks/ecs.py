@@ -163,9 +163,13 @@ def unhealthy_tasks(ctx: Context) -> CheckResult:
 
 def deployment_markers(ctx: Context) -> list[tuple[datetime, str]]:
     """(time, label) of each ECS deployment that started in the window, for plots. Never raises."""
+    return ctx.memo("ecs.deployment_markers", lambda: _deployment_markers(ctx))
+
+
+def _deployment_markers(ctx: Context) -> list[tuple[datetime, str]]:
     try:
         answer = describe_services(ctx)
-    except Exception:  # noqa: BLE001 - markers are decoration; the checks report the failure
+    except Exception:  # noqa: BLE001 - markers are decoration; the checks report the failure (once)
         return []
     markers = []
     for svc in answer.get("services", []):

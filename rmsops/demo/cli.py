@@ -15,6 +15,7 @@ from rmsops import config, runbooks
 from rmsops.demo.environment import DemoEnvironment
 from rmsops.errors import UserError
 from rmsops.findings import Severity
+from rmsops.zygote import Zygote
 
 
 def _say(message: str) -> None:
@@ -42,16 +43,19 @@ def demo(scenario: str = "incident", serve: bool = False, output: Path = Path("r
     started = time.monotonic()
     print(f"rmsops demo: starting the demo environment (scenario {scenario})…", file=sys.stderr, flush=True)
     environment = DemoEnvironment(progress=_say)
+    zygote = None if serve else Zygote().start()  # warms up the kernels while the demo starts
     with _terminate_as_exit():
         try:
             environment.start(scenario, env_file=_serve_path(env_file) if serve else None)
             if serve:
                 return _serve(environment, lab)
-            return _triage(environment, output, started)
+            return _triage(environment, output, started, zygote)
         except KeyboardInterrupt:
             print("rmsops demo: interrupted; stopping everything it started", file=sys.stderr)
             return 130
         finally:
+            if zygote:
+                zygote.stop()
             environment.stop()
             if serve and environment.env_file:
                 environment.env_file.unlink(missing_ok=True)  # only valid while it runs
@@ -65,19 +69,24 @@ def _serve_path(env_file: Path | None) -> Path:
     return folder / "demo.yaml"
 
 
-def _triage(environment: DemoEnvironment, output: Path, started: float) -> int:
+def _triage(environment: DemoEnvironment, output: Path, started: float, zygote) -> int:
     from rmsops import triage
     from rmsops.cli import print_findings, print_tally
+    from rmsops.progress import Progress
     from rmsops.window import resolve
 
     settings = config.load(environment.env_file)
     print("rmsops demo: triaging it with every runbook…", file=sys.stderr, flush=True)
-    result = triage.run(settings, resolve("1h"), output, runbooks.diagnostic(), progress=_say)
+    selected = [*triage.default_selection(), runbooks.find(triage.ESCALATION)]
+    window = resolve("1h")
+    progress = Progress([rb.stem for rb in selected], title=f"rmsops triage demo ({environment.scenario.name})")
+    result = triage.run(settings, window, output, selected, force=True, zygote=zygote, progress=progress)
     print()
     print_findings(result.findings, show_ok=False)
     print_tally(result.findings)
     print(f"\nreport:   {result.index}")
     print(f"findings: {result.findings_json}")
+    print(f"bundle:   {result.zip}")
     print(f"(demo took {time.monotonic() - started:.1f} s; everything it started is stopped)")
     failed = any(f.severity == Severity.ERROR for f in result.findings)
     return 3 if failed else 0
@@ -95,7 +104,9 @@ def _serve(environment: DemoEnvironment, lab: bool) -> int:
         return _lab(env_file)
     print("  Ctrl-C stops it.", flush=True)
     while True:
-        time.sleep(3600)
+        # Short naps: a signal delivered to another thread only sets a flag that the main thread
+        # checks when it wakes, so a long sleep would leave Ctrl-C and SIGTERM unanswered.
+        time.sleep(0.25)
 
 
 def _lab(env_file: Path) -> int:

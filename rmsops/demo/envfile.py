@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -17,7 +18,8 @@ HEADER = """\
 """
 
 
-def render(scenario: str, endpoint_url: str, db_port: int, health_urls: Mapping[str, str]) -> str:
+def render(scenario: str, endpoint_url: str, db_port: int, health_urls: Mapping[str, str],
+           extra: Mapping[str, Any] | None = None) -> str:
     settings = {
         "name": "demo",
         "protected": False,
@@ -32,7 +34,14 @@ def render(scenario: str, endpoint_url: str, db_port: int, health_urls: Mapping[
         "logs": dict(layout.LOG_GROUPS),
         "cloudfront": {"comment": layout.CLOUDFRONT_COMMENT},
         "health_urls": dict(health_urls),
+        # moto's Logs Insights ignores filter and stats: aggregate filter_log_events here instead
+        "logs_query": "filter",
     }
+    for key, value in (extra or {}).items():  # the area seeders' keys (tls endpoints, ...)
+        if isinstance(value, dict) and isinstance(settings.get(key), dict):
+            settings[key] = {**settings[key], **value}
+        else:
+            settings[key] = value
     body = yaml.safe_dump(settings, sort_keys=False, default_flow_style=False)
     return HEADER.format(scenario=scenario) + "\n" + body
 

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rmsops.demo import envfile, scenarios, seed_db
+from rmsops.demo import areas, envfile, scenarios, seed_db
 from rmsops.demo.health_server import HealthServer
 from rmsops.demo.scenarios import Scenario
 from rmsops.errors import UserError
@@ -60,6 +60,7 @@ class DemoEnvironment:
         self.health_urls: dict[str, str] = {}
         self.aws: SeededAws | None = None
         self.timings: dict[str, float] = {}
+        self.extra_settings: dict = {}  # what the area seeders add to the environment file
         self.monitor_password = ""
         self._cleanups: list[tuple[str, Callable[[], None]]] = []
         self._stopping = False
@@ -176,10 +177,11 @@ class DemoEnvironment:
             timings["postgres"] = time.monotonic() - began
             began = time.monotonic()
             app_password = seed_db.new_password()
+            app_conninfo = pg.conninfo(user=seed_db.APP_ROLE, password=app_password)
             with pg.connect() as conn:
-                load = seed_db.seed(conn, pg.conninfo(user=seed_db.APP_ROLE, password=app_password),
-                                    monitor_password, app_password,
+                load = seed_db.seed(conn, app_conninfo, monitor_password, app_password,
                                     spec.db_held_connections, spec.db_idle_in_transaction)
+                areas.seed_db(areas.DbSeed(spec, conn, pg, app_conninfo, cleanup=self._push))
             timings["database"] = time.monotonic() - began
             return load
 
@@ -246,8 +248,13 @@ class DemoEnvironment:
         from rmsops.demo import seed_aws
         from rmsops.demo.ticker import MetricsTicker
 
-        self.aws = seed_aws.seed(self.endpoint_url, spec, patches, self.monitor_password)
+        client = seed_aws.client_factory(self.endpoint_url)  # shared: service models load once
+        self.aws = seed_aws.seed(self.endpoint_url, spec, patches, self.monitor_password, client=client)
         assert self.aws.seeded_at is not None
+        area_seed = areas.AwsSeed(spec, client, self.endpoint_url,
+                                  self.aws, patches, self.aws.seeded_at, cleanup=self._push)
+        areas.seed_aws(area_seed)
+        self.extra_settings = area_seed.settings
         ticker = MetricsTicker(self.endpoint_url, spec, self.aws.load_balancer_dimension,
                                self.aws.seeded_at).start()
         self._push("metrics ticker", ticker.stop)
@@ -267,7 +274,8 @@ class DemoEnvironment:
         path = Path(env_file)
         self._push("environment file", lambda: path.unlink(missing_ok=True))
         assert self.postgres is not None
-        envfile.write(path, envfile.render(spec.name, self.endpoint_url, self.postgres.port, self.health_urls))
+        envfile.write(path, envfile.render(spec.name, self.endpoint_url, self.postgres.port, self.health_urls,
+                                           self.extra_settings))
         self.env_file = path
         self.progress(f"environment file {path}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from rmsops.errors import UserError
@@ -190,7 +190,31 @@ def _healthy() -> Scenario:
     )
 
 
-SCENARIOS: Mapping[str, Scenario] = MappingProxyType({s.name: s for s in (_incident(), _healthy())})
+def _variants(healthy: Scenario) -> list[Scenario]:
+    """Scenarios that fault one area each; the area seeders (``rmsops.demo.areas``) add the fault.
+
+    Their base (ECS, ALB, database load) is the healthy one unless the fault shows there too.
+    """
+    return [
+        replace(healthy, name="memory-leak",
+                summary="rms-backend leaks memory: utilisation climbing past 90%, tasks OOM-killed"),
+        replace(healthy, name="expiring-cert",
+                summary="the API certificate expires in 5 days; another one has already expired"),
+        replace(healthy, name="bad-deploy",
+                summary="a new rms-backend revision fails its health checks; the rollout is stuck",
+                services=_frozen(**{"rms-backend": ServiceState(desired=2, running=1, unhealthy_tasks=1),
+                                    "rms-frontend": ServiceState(desired=2, running=2)}),
+                deployment_minutes_ago=40),
+        replace(healthy, name="db-slow-queries",
+                summary="a slow statement called thousands of times, a blocked session, stale statistics"),
+        replace(healthy, name="security-event",
+                summary="a credential-stuffing burst blocked by WAF, root account use, a security group opened"),
+    ]
+
+
+_HEALTHY = _healthy()
+SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
+    {s.name: s for s in (_incident(), _HEALTHY, *_variants(_HEALTHY))})
 DEFAULT_SCENARIO = "incident"
 
 

@@ -64,17 +64,22 @@ def client_factory(endpoint_url: str) -> Callable[[str], Any]:
                             region_name=REGION)
     config = Config(retries={"max_attempts": 0})  # a moto bug is a 500: fail at once, don't retry
 
-    def make(service: str) -> Any:
-        return session.client(service, endpoint_url=endpoint_url, config=config)
+    clients: dict[str, Any] = {}
+
+    def make(service: str) -> Any:  # one client per service: models load once for every seeder
+        if service not in clients:
+            clients[service] = session.client(service, endpoint_url=endpoint_url, config=config)
+        return clients[service]
 
     return make
 
 
 def seed(endpoint_url: str, scenario: Scenario, patches: MotoPatches, monitor_password: str,
-         now: datetime | None = None, progress: Callable[[str], None] = lambda _: None) -> SeededAws:
+         now: datetime | None = None, progress: Callable[[str], None] = lambda _: None,
+         client: Callable[[str], Any] | None = None) -> SeededAws:
     """Create the account's resources for *scenario*; *patches* must be installed already."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
-    client = client_factory(endpoint_url)
+    client = client or client_factory(endpoint_url)
     out = SeededAws(seeded_at=now)
     network = _network(client("ec2"), out)
     _load_balancer(client("elbv2"), network, out)

@@ -1,0 +1,330 @@
+"""RDS backups and the point-in-time recovery window (guide "Database Recovery").
+
+Three reads, shared through ``ctx.memo`` by the checks and by the restore actions:
+
+* ``describe_db_instances``: ``BackupRetentionPeriod`` and ``LatestRestorableTime``;
+* ``describe_db_snapshots`` (automated and manual) for the instance;
+* ``describe_db_instance_automated_backups``: its ``RestoreWindow`` gives the
+  ``EarliestTime``; when the API leaves it out (moto does), the oldest automated snapshot
+  stands in for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from botocore.exceptions import BotoCoreError, ClientError
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+
+from rmsops.findings import Finding, Severity, iso
+from rmsops.registry import CheckResult, check
+
+if TYPE_CHECKING:
+    from rmsops.context import Context
+
+RUNBOOK = "14-backup-recovery"
+SNAPSHOT_COLUMNS = ["snapshot", "type", "status", "created", "instance", "engine_version",
+                    "allocated_gb", "encrypted"]
+
+
+@dataclass(frozen=True)
+class RestoreWindow:
+    earliest: datetime | None
+    latest: datetime | None
+    earliest_source: str  # "RestoreWindow", "oldest automated snapshot" or ""
+
+    def contains(self, moment: datetime) -> bool:
+        return ((self.earliest is None or moment >= self.earliest)
+                and (self.latest is None or moment <= self.latest))
+
+
+def utc(moment: Any) -> datetime | None:
+    if moment is None or (not isinstance(moment, datetime) and pd.isna(moment)):
+        return None
+    if isinstance(moment, pd.Timestamp):
+        moment = moment.to_pydatetime()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# --- fetch -------------------------------------------------------------------------------------
+
+
+def db_instance(ctx: Context, name: str | None = None) -> dict[str, Any] | None:
+    """describe_db_instances of one instance (default: the environment's), None when not found."""
+    name = name or ctx.settings.database.instance
+
+    def fetch() -> dict[str, Any] | None:
+        rds = ctx.client("rds")
+        try:
+            return rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+        except rds.exceptions.DBInstanceNotFoundFault:
+            return None
+
+    return ctx.memo(f"rds.describe_db_instances:{name}", fetch)
+
+
+def snapshots_frame(ctx: Context, name: str | None = None) -> pd.DataFrame:
+    """Automated and manual snapshots of the instance, newest first."""
+    name = name or ctx.settings.database.instance
+
+    def fetch() -> pd.DataFrame:
+        rds = ctx.client("rds")
+        rows = []
+        for kind in ("automated", "manual"):
+            for page in rds.get_paginator("describe_db_snapshots").paginate(
+                    DBInstanceIdentifier=name, SnapshotType=kind):
+                for snap in page.get("DBSnapshots", []):
+                    rows.append({
+                        "snapshot": snap.get("DBSnapshotIdentifier", ""), "type": snap.get("SnapshotType", kind),
+                        "status": snap.get("Status", ""), "created": utc(snap.get("SnapshotCreateTime")),
+                        "instance": snap.get("DBInstanceIdentifier", name),
+                        "engine_version": snap.get("EngineVersion", ""),
+                        "allocated_gb": snap.get("AllocatedStorage"), "encrypted": snap.get("Encrypted"),
+                    })
+        df = pd.DataFrame(rows, columns=SNAPSHOT_COLUMNS)
+        if not df.empty:
+            df["created"] = pd.to_datetime(df["created"], utc=True)
+            df = df.sort_values("created", ascending=False, na_position="last").reset_index(drop=True)
+        return df
+
+    return ctx.memo(f"rds.describe_db_snapshots:{name}", fetch)
+
+
+def automated_backup_window(ctx: Context, name: str | None = None) -> dict[str, Any]:
+    """RestoreWindow of the instance's automated backups ({} when absent or not permitted)."""
+    name = name or ctx.settings.database.instance
+
+    def fetch() -> dict[str, Any]:
+        try:
+            backups = ctx.client("rds").describe_db_instance_automated_backups(
+                DBInstanceIdentifier=name).get("DBInstanceAutomatedBackups", [])
+        except (ClientError, BotoCoreError):
+            return {}
+        for backup in backups:
+            if backup.get("RestoreWindow"):
+                return dict(backup["RestoreWindow"])
+        return {}
+
+    return ctx.memo(f"rds.describe_db_instance_automated_backups:{name}", fetch)
+
+
+def restore_window(ctx: Context, name: str | None = None) -> RestoreWindow:
+    """[earliest, latest] restorable time of the instance, as far as it is known."""
+    instance = db_instance(ctx, name)
+    if instance is None:
+        return RestoreWindow(None, None, "")
+    latest = utc(instance.get("LatestRestorableTime"))
+    window = automated_backup_window(ctx, name)
+    if window.get("EarliestTime"):
+        return RestoreWindow(utc(window["EarliestTime"]), utc(window.get("LatestTime")) or latest,
+                             "RestoreWindow")
+    snaps = snapshots_frame(ctx, name)
+    automated = snaps[(snaps["type"] == "automated") & snaps["created"].notna()] if not snaps.empty else snaps
+    if latest is not None and not automated.empty:
+        return RestoreWindow(utc(automated["created"].min()), latest, "oldest automated snapshot")
+    return RestoreWindow(None, latest, "")
+
+
+def instance_frame(ctx: Context) -> pd.DataFrame:
+    name = ctx.settings.database.instance
+    instance = db_instance(ctx)
+    if instance is None:
+        return pd.DataFrame([{"instance": name, "status": "not found"}])
+    return pd.DataFrame([{
+        "instance": name, "status": instance.get("DBInstanceStatus", ""),
+        "backup_retention_days": instance.get("BackupRetentionPeriod"),
+        "backup_window": instance.get("PreferredBackupWindow", ""),
+        "latest_restorable_time": utc(instance.get("LatestRestorableTime")),
+        "multi_az": instance.get("MultiAZ"), "deletion_protection": instance.get("DeletionProtection"),
+        "copy_tags_to_snapshot": instance.get("CopyTagsToSnapshot"),
+    }])
+
+
+def _not_found(cid: str, name: str) -> Finding:
+    return Finding(cid, Severity.CRITICAL, f"db:{name}", f"RDS instance {name} not found",
+                   "describe_db_instances: DBInstanceNotFound; its backups cannot be checked.",
+                   {"instance": name}, "Check database.instance in the environment file and the region.")
+
+
+# --- backup.rds.retention ----------------------------------------------------------------------
+
+
+def judge_retention(df: pd.DataFrame) -> list[Finding]:
+    cid = "backup.rds.retention"
+    row = df.iloc[0]
+    name = str(row["instance"])
+    if row["status"] == "not found":
+        return [_not_found(cid, name)]
+    days = int(row["backup_retention_days"] or 0)
+    evidence = {"backup_retention_days": days, "backup_window": row.get("backup_window") or None,
+                "deletion_protection": row.get("deletion_protection")}
+    if days == 0:
+        return [Finding(cid, Severity.CRITICAL, f"db:{name}", "Automated backups are disabled (retention 0 days)",
+                        "BackupRetentionPeriod is 0: no automated snapshots and no point-in-time recovery.",
+                        evidence,
+                        f"Turn automated backups on: aws rds modify-db-instance --db-instance-identifier {name} "
+                        "--backup-retention-period 7 --apply-immediately (changing it from 0 restarts the "
+                        "instance briefly: pick a quiet moment). Take a manual snapshot now.")]
+    window = f" in the window {row['backup_window']} UTC" if row.get("backup_window") else ""
+    return [Finding(cid, Severity.OK, f"db:{name}", f"Automated backups kept for {days} days",
+                    f"BackupRetentionPeriod {days} days; daily backups{window}.", evidence)]
+
+
+@check("backup.rds.retention", runbook=RUNBOOK)
+def retention(ctx: Context) -> CheckResult:
+    """Automated backup retention (BackupRetentionPeriod; 0 means no backups)."""
+    df = instance_frame(ctx)
+    return CheckResult(findings=judge_retention(df), data=df)
+
+
+# --- backup.rds.pitr ---------------------------------------------------------------------------
+
+
+def judge_pitr(name: str, found: bool, window: RestoreWindow, retention_days: int | None, now: datetime,
+               thresholds: dict[str, float]) -> list[Finding]:
+    cid = "backup.rds.pitr"
+    if not found:
+        return [_not_found(cid, name)]
+    limit = thresholds["pitr_lag_minutes"]
+    evidence = {"latest_restorable_time": window.latest, "earliest_restorable_time": window.earliest,
+                "earliest_from": window.earliest_source or None, "retention_days": retention_days,
+                "lag_minutes_threshold": limit, "checked_at": now}
+    if window.latest is None:
+        return [Finding(cid, Severity.WARNING, f"db:{name}", "No point-in-time recovery: no LatestRestorableTime",
+                        "describe_db_instances has no LatestRestorableTime"
+                        f"{' (automated backups are off)' if not retention_days else ''}.", evidence,
+                        "Turn automated backups on (see backup.rds.retention); until then only manual "
+                        "snapshots can be restored (restore-rds-snapshot).")]
+    lag = (now - window.latest).total_seconds() / 60
+    evidence["lag_minutes"] = round(lag, 1)
+    span = (f" back to {iso(window.earliest)}" if window.earliest is not None else "")
+    detail = f"LatestRestorableTime {iso(window.latest)}, {lag:.1f} min ago; restorable{span}."
+    if lag > limit:
+        return [Finding(cid, Severity.WARNING, f"db:{name}",
+                        f"Point-in-time recovery is {lag:.0f} min behind", detail + f" Threshold {limit:g} min.",
+                        evidence,
+                        "Transaction logs are not reaching backup storage: check the instance's status and "
+                        f"events (aws rds describe-events --source-identifier {name} --source-type db-instance) "
+                        f"and storage. A restore now (restore-rds-point-in-time) would lose up to {lag:.0f} min.")]
+    return [Finding(cid, Severity.OK, f"db:{name}", f"Point-in-time recovery is current ({lag:.1f} min behind)",
+                    detail, evidence)]
+
+
+@check("backup.rds.pitr", runbook=RUNBOOK, plot=lambda result, ctx: plot_timeline(result, ctx))
+def pitr(ctx: Context) -> CheckResult:
+    """Point-in-time recovery lag (LatestRestorableTime) and the restorable window."""
+    name = ctx.settings.database.instance
+    instance = db_instance(ctx)
+    window = restore_window(ctx)
+    snaps = snapshots_frame(ctx) if instance is not None else pd.DataFrame(columns=SNAPSHOT_COLUMNS)
+    retention_days = int(instance.get("BackupRetentionPeriod") or 0) if instance is not None else None
+    now = datetime.now(UTC)
+    findings = judge_pitr(name, instance is not None, window, retention_days, now, ctx.thresholds)
+    data = pd.DataFrame([{"instance": name, "earliest_restorable_time": window.earliest,
+                          "latest_restorable_time": window.latest, "earliest_from": window.earliest_source,
+                          "checked_at": now}])
+    return CheckResult(findings=findings, data=data, frames={"snapshots": snaps})
+
+
+def plot_timeline(result: CheckResult, ctx: Context) -> Figure:
+    """Snapshots as markers and the restorable window as a span, up to now."""
+    row = result.data.iloc[0] if result.data is not None and not result.data.empty else {}
+    snaps = result.frames.get("snapshots", pd.DataFrame(columns=SNAPSHOT_COLUMNS))
+    earliest, latest = utc(row.get("earliest_restorable_time")), utc(row.get("latest_restorable_time"))
+    now = utc(row.get("checked_at")) or datetime.now(UTC)
+    fig = Figure(figsize=(10, 2.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title("Backups and the point-in-time restore window", loc="left", fontsize=11)
+    ax.grid(True, axis="x", alpha=0.3)
+    if latest is not None:
+        ax.axvspan(earliest or latest, latest, ymin=0.15, ymax=0.85, color="#2e7d32", alpha=0.18,
+                   label="restorable window")
+        if now - latest > timedelta(seconds=1):
+            ax.axvspan(latest, now, ymin=0.15, ymax=0.85, color="#c62828", alpha=0.25, label="not restorable yet")
+    for kind, y, marker, colour in (("automated", 0.66, "o", "#1565c0"), ("manual", 0.33, "D", "#ef6c00")):
+        part = snaps[snaps["type"] == kind] if not snaps.empty else snaps
+        if not part.empty:
+            ax.scatter(pd.to_datetime(part["created"], utc=True), [y] * len(part), marker=marker, s=40,
+                       color=colour, label=f"{kind} snapshot", zorder=3)
+    ax.axvline(now, color="#455a64", linestyle=":", linewidth=1)
+    ax.annotate("now", (now, 0.98), xycoords=("data", "axes fraction"), va="top", ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0.33, 0.66], ["manual", "automated"])
+    moments = [m for m in (earliest, latest, now) if m is not None]
+    if not snaps.empty:
+        moments += [utc(m) for m in snaps["created"].dropna()]
+    start = min(moments) - timedelta(hours=6)
+    ax.set_xlim(start, now + max(timedelta(hours=2), (now - start) * 0.03))
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left", ncols=4)
+    return fig
+
+
+# --- backup.rds.snapshots ----------------------------------------------------------------------
+
+
+def judge_snapshots(name: str, found: bool, df: pd.DataFrame, retention_days: int | None, now: datetime,
+                    thresholds: dict[str, float]) -> list[Finding]:
+    cid = "backup.rds.snapshots"
+    if not found:
+        return [_not_found(cid, name)]
+    limit = thresholds["snapshot_max_age_hours"]
+    findings = []
+    for kind in ("automated", "manual"):
+        part = df[(df["type"] == kind) & (df["status"] == "available")] if not df.empty else df
+        resource = f"db:{name} {kind} snapshots"
+        evidence: dict[str, Any] = {"type": kind, "count": len(part), "max_age_hours": limit,
+                                    "retention_days": retention_days}
+        if part.empty:
+            if kind == "automated":
+                findings.append(Finding(
+                    cid, Severity.WARNING, resource, "No automated snapshot available",
+                    f"describe_db_snapshots lists no available automated snapshot of {name}"
+                    f"{' (automated backups are off)' if not retention_days else ''}.", evidence,
+                    "Turn automated backups on (see backup.rds.retention) and take a manual snapshot now: "
+                    f"aws rds create-db-snapshot --db-instance-identifier {name} --db-snapshot-identifier "
+                    f"{name}-manual-$(date +%Y%m%d)."))
+            else:
+                findings.append(Finding(
+                    cid, Severity.INFO, resource, "No manual snapshot",
+                    "Manual snapshots are kept until deleted; take one before risky changes.", evidence))
+            continue
+        newest = part.sort_values("created", ascending=False).iloc[0]
+        created = utc(newest["created"])
+        age = (now - created).total_seconds() / 3600 if created is not None else float("inf")
+        evidence.update({"newest": str(newest["snapshot"]), "newest_created": created,
+                         "age_hours": round(age, 1) if created is not None else None,
+                         "oldest_created": utc(part["created"].min())})
+        detail = f"{len(part)} available; newest {newest['snapshot']} taken {iso(created) if created else '?'}"
+        age_text = f"{age:.0f} h" if age < 72 else f"{age / 24:.1f} days"
+        if age > limit:
+            resolution = (f"Automated backups have stopped: check the backup window and the instance's events "
+                          f"(aws rds describe-events --source-identifier {name} --source-type db-instance)."
+                          if kind == "automated" else
+                          f"Take a fresh manual snapshot before risky changes: aws rds create-db-snapshot "
+                          f"--db-instance-identifier {name} --db-snapshot-identifier {name}-manual-$(date +%Y%m%d).")
+            findings.append(Finding(cid, Severity.WARNING, resource,
+                                    f"Newest {kind} snapshot is {age_text} old", f"{detail} (threshold {limit:g} h).",
+                                    evidence, resolution))
+        else:
+            findings.append(Finding(cid, Severity.OK, resource, f"Newest {kind} snapshot is {age_text} old",
+                                    detail + ".", evidence))
+    return findings
+
+
+@check("backup.rds.snapshots", runbook=RUNBOOK)
+def snapshots(ctx: Context) -> CheckResult:
+    """Newest automated and manual snapshots of the instance, and their age."""
+    name = ctx.settings.database.instance
+    instance = db_instance(ctx)
+    df = snapshots_frame(ctx) if instance is not None else pd.DataFrame(columns=SNAPSHOT_COLUMNS)
+    retention_days = int(instance.get("BackupRetentionPeriod") or 0) if instance is not None else None
+    findings = judge_snapshots(name, instance is not None, df, retention_days, datetime.now(UTC), ctx.thresholds)
+    return CheckResult(findings=findings, data=df)

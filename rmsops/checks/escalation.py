@@ -1,0 +1,348 @@
+"""Escalation (guide "Escalation Procedures"): which level an incident is, who to call, what changed.
+
+``escalation.level`` judges findings: those of a triage (``ctx.prior_findings``, loaded from a
+findings.json by the notebook's ``findings`` parameter) or, when there are none, the quick
+checks of every diagnostic runbook run now. The mapping from findings to the guide's levels is
+one pure function, :func:`decide`:
+
+Level 0, critical issue (the first that applies wins):
+  * system completely unavailable: ``app.health.endpoint`` critical for the API **and** no
+    healthy target (``app.alb.target_health`` critical) or no running task
+    (``app.ecs.capacity`` critical); or every health URL failing;
+  * data security breach: ``security.cloudtrail.sensitive`` critical (root use, logging
+    disabled) or any critical ``breach.*`` finding;
+  * data corruption or loss: ``backup.rds.retention`` critical (no automated backups).
+Level 3, vendor support: AWS-side failures: ``db.rds.status`` critical (instance not
+  available), AWS API server errors (error findings with Internal*/Unavailable codes);
+  an external dependency down (``external.http.health`` critical).
+Level 2, team support: any other critical; suspicious activity (a ``security.*`` warning);
+  warnings from :data:`MANY_WARNING_CHECKS` or more checks at once.
+Level 1, self-service: the remaining warnings, and checks that could not run (fix and rerun).
+
+The highest level found wins, in the order 0, 3, 2, 1; every reason is listed. Severity of
+the finding: level 0 critical, levels 2 and 3 warning, level 1 info (ok when nothing is wrong).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from rmsops import cloudtrail
+from rmsops.findings import Finding, Severity, iso
+from rmsops.registry import CheckResult, check
+
+if TYPE_CHECKING:
+    from rmsops.context import Context
+    from rmsops.registry import CheckSpec
+
+RUNBOOK = "18-escalation"
+DAILY = "17-daily-health-check"  # every other runbook's quick checks again
+MANY_WARNING_CHECKS = 5  # distinct checks warning at once: more than self-service
+PRECEDENCE = (0, 3, 2, 1)  # the most serious level first
+DEVOPS = "DevOps Team: slack://rms-devops or +1-800-RMS-HELP"
+DBA = "Database Issues: dba@company.com"
+SECURITY = "Security Issues: security@company.com"
+AWS_SUPPORT = "AWS Support (Business/Enterprise plan)"
+DB_VENDOR = "Database vendor support"
+THIRD_PARTY = "Third-party service providers"
+ACTIONS = {
+    0: ("Page on-call engineer", "Create war room in Slack", "Begin incident response procedure",
+        "Communicate with stakeholders"),
+    3: ("Contact DevOps team via Slack", "Open a case with the vendor (below) and link it in the incident ticket",
+        "Provide system state and error logs"),
+    2: ("Contact DevOps team via Slack", "Create incident ticket with severity level",
+        "Provide system state and error logs (the triage report and findings.json)"),
+    1: ("Use this troubleshooting guide", "Check automated monitoring dashboards",
+        "Review recent deployments and changes (escalation.recent_changes)"),
+}
+NAMES = {0: "critical issue", 1: "self-service", 2: "team support", 3: "vendor support"}
+_VENDOR_ERROR = re.compile(r"^AWS \S+ failed: \w*(Internal|Unavailable|ServerError)")
+
+
+@dataclass(frozen=True)
+class Reason:
+    level: int
+    why: str
+    finding: Finding
+
+
+@dataclass(frozen=True)
+class Escalation:
+    level: int
+    reasons: tuple[Reason, ...] = ()
+    contacts: tuple[str, ...] = ()
+    actions: tuple[str, ...] = field(default=ACTIONS[1])
+
+    @property
+    def severity(self) -> Severity:
+        if self.level == 0:
+            return Severity.CRITICAL
+        if self.level in (2, 3):
+            return Severity.WARNING
+        return Severity.INFO if self.reasons else Severity.OK
+
+
+def _is(f: Finding, check_id: str, *severities: Severity) -> bool:
+    return f.check == check_id and f.severity in severities
+
+
+def _area(check_id: str) -> str:
+    if check_id.startswith(("db.", "backup.")) or check_id in ("metrics.rds", "logs.rds.connection_errors"):
+        return "database"
+    if check_id.startswith(("security.", "breach.")):
+        return "security"
+    if check_id.startswith("external."):
+        return "external"
+    return "platform"
+
+
+def reasons_for(findings: Iterable[Finding]) -> list[Reason]:
+    """Every finding that moves the level, with the rule that moved it."""
+    findings = [f for f in findings if f.check != "escalation.level"]
+    critical, warning, error = Severity.CRITICAL, Severity.WARNING, Severity.ERROR
+    reasons: list[Reason] = []
+    used: set[int] = set()
+
+    def add(level: int, why: str, found: Iterable[Finding]) -> None:
+        for f in found:
+            if id(f) not in used:
+                used.add(id(f))
+                reasons.append(Reason(level, why, f))
+
+    health = [f for f in findings if f.check == "app.health.endpoint"]
+    api_down = [f for f in health if f.severity is critical
+                and ("api" in f.title.lower().split(" ", 1)[0] or "/api" in f.resource.lower())]
+    nothing_serves = [f for f in findings if _is(f, "app.alb.target_health", critical)
+                      or _is(f, "app.ecs.capacity", critical)]
+    all_down = len(health) >= 2 and all(f.severity is critical for f in health)
+    if api_down and nothing_serves:
+        add(0, "System completely unavailable: the API health check fails and nothing healthy serves it",
+            api_down + nothing_serves)
+    elif all_down:
+        add(0, "System completely unavailable: every health URL fails", health)
+    add(0, "Data security breach suspected (root use or logging disabled)",
+        [f for f in findings if _is(f, "security.cloudtrail.sensitive", critical)])
+    add(0, "Data security breach finding", [f for f in findings if f.check.startswith("breach.")
+                                            and f.severity is critical])
+    add(0, "Data loss risk: automated backups are off",
+        [f for f in findings if _is(f, "backup.rds.retention", critical)])
+    add(3, "AWS-side failure: the RDS instance is not available",
+        [f for f in findings if _is(f, "db.rds.status", critical)])
+    add(3, "AWS API server errors", [f for f in findings if f.severity is error and _VENDOR_ERROR.match(f.detail)])
+    add(3, "External dependency down", [f for f in findings if _is(f, "external.http.health", critical)])
+    add(2, "Critical finding", [f for f in findings if f.severity is critical])
+    add(2, "Suspicious activity: the security team looks at it",
+        [f for f in findings if f.check.startswith("security.") and f.severity is warning])
+    warned = [f for f in findings if f.severity is warning]
+    if len({f.check for f in warned}) >= MANY_WARNING_CHECKS:
+        add(2, f"Warnings from {len({f.check for f in warned})} checks at once", warned)
+    add(1, "Warning", warned)
+    add(1, "Could not check: fix the cause and run again", [f for f in findings if f.severity is error])
+    return reasons
+
+
+def decide(findings: Iterable[Finding]) -> Escalation:
+    """The guide's escalation level for a set of findings, with reasons, contacts and actions."""
+    reasons = reasons_for(findings)
+    levels = {r.level for r in reasons}
+    level = next((lvl for lvl in PRECEDENCE if lvl in levels), 1)
+    reasons.sort(key=lambda r: (PRECEDENCE.index(r.level), r.finding.severity.rank, r.finding.check))
+    return Escalation(level, tuple(reasons), contacts(level, reasons), ACTIONS[level])
+
+
+def contacts(level: int, reasons: list[Reason]) -> tuple[str, ...]:
+    """The guide's quick-reference contacts for the level and the areas its reasons touch."""
+    if level == 1:
+        return ()
+    serious = [r for r in reasons if r.level != 1]
+    areas = {_area(r.finding.check) for r in serious}
+    out = [DEVOPS]
+    if "database" in areas:
+        out.append(DBA)
+    if "security" in areas:
+        out.append(SECURITY)
+    if level == 3:
+        vendor = [r for r in serious if r.level == 3]
+        if any(r.finding.check == "db.rds.status" or r.finding.severity is Severity.ERROR for r in vendor):
+            out.append(AWS_SUPPORT)
+        if any(_area(r.finding.check) == "database" for r in vendor):
+            out.append(DB_VENDOR)
+        if any(_area(r.finding.check) == "external" for r in vendor):
+            out.append(THIRD_PARTY)
+    return tuple(out)
+
+
+def reasons_frame(escalation: Escalation) -> pd.DataFrame:
+    return pd.DataFrame([{"level": r.level, "why": r.why, "check": r.finding.check,
+                          "severity": r.finding.severity.value, "resource": r.finding.resource,
+                          "title": r.finding.title} for r in escalation.reasons],
+                        columns=["level", "why", "check", "severity", "resource", "title"])
+
+
+def judge_level(escalation: Escalation, environment: str, judged: int, source: str) -> Finding:
+    level = escalation.level
+    top = [r for r in escalation.reasons if r.level == level]
+    said = "; ".join(f"{r.finding.check} {r.finding.severity.value}: {r.finding.title}" for r in top[:5])
+    more = f" (+{len(top) - 5} more)" if len(top) > 5 else ""
+    if escalation.reasons:
+        title = f"Escalation level {level} ({NAMES[level]}): {top[0].why}"
+        detail = f"{len(escalation.reasons)} reason(s) from {judged} findings ({source}). Level {level}: {said}{more}."
+    else:
+        title = "Escalation level 1 (self-service): nothing wrong"
+        detail = f"No warning, critical or error among {judged} findings ({source})."
+    evidence = {"level": level, "name": NAMES[level], "findings_judged": judged, "source": source,
+                "contacts": list(escalation.contacts), "actions": list(escalation.actions),
+                "reasons": [{"level": r.level, "why": r.why, "check": r.finding.check,
+                             "severity": r.finding.severity.value, "resource": r.finding.resource,
+                             "title": r.finding.title} for r in escalation.reasons]}
+    steps = " ".join(f"{i}. {a}." for i, a in enumerate(escalation.actions, start=1))
+    who = f" Contacts: {'; '.join(escalation.contacts)}." if escalation.contacts else ""
+    resolution = f"Level {level} ({NAMES[level]}): {steps}{who}"
+    return Finding("escalation.level", escalation.severity, f"env:{environment}", title, detail, evidence,
+                   resolution if escalation.reasons else "")
+
+
+def quick_checks() -> list[CheckSpec]:
+    """The quick checks of every diagnostic runbook, each once (the daily health check repeats them all)."""
+    from rmsops import registry, runbooks
+
+    specs: dict[str, CheckSpec] = {}
+    for rb in runbooks.diagnostic():
+        if rb.stem in (RUNBOOK, DAILY):
+            continue
+        for spec in registry.for_runbook(rb.stem, quick_only=True):
+            specs.setdefault(spec.id, spec)
+    return list(specs.values())
+
+
+def findings_to_judge(ctx: Context) -> tuple[list[Finding], str]:
+    if ctx.prior_findings:
+        return list(ctx.prior_findings), "findings of an earlier triage"
+    from rmsops import registry
+
+    found = [f for spec in quick_checks() for f in registry.run(spec, ctx).findings]
+    return found, "quick checks of every runbook, run now"
+
+
+def _level_plot(result: CheckResult, ctx: Context):
+    from rmsops import plots
+
+    frame = result.data if result.data is not None else pd.DataFrame(columns=["check", "severity"])
+    counts = frame.groupby(["check", "severity"]).size().reset_index(name="findings") if len(frame) else \
+        pd.DataFrame(columns=["check", "severity", "findings"])
+    return plots.bars(counts, "check", "findings", "Findings behind the escalation level", stack="severity")
+
+
+@check("escalation.level", runbook=RUNBOOK, plot=_level_plot)
+def level(ctx: Context) -> CheckResult:
+    """The guide's escalation level for the findings, the reasons, who to contact."""
+    findings, source = findings_to_judge(ctx)
+    escalation = decide(findings)
+    finding = judge_level(escalation, ctx.settings.name, len(findings), source)
+    return CheckResult(findings=[finding], data=reasons_frame(escalation))
+
+
+# --- escalation.recent_changes ------------------------------------------------------------------
+
+CHANGE_COLUMNS = ["time", "kind", "what", "who", "detail"]
+INFRA_SOURCES = frozenset({"ecs", "elasticloadbalancing", "ec2", "rds", "iam", "cloudfront", "wafv2", "acm",
+                           "lambda", "autoscaling", "application-autoscaling", "cloudformation", "secretsmanager",
+                           "ssm", "s3", "route53", "kms", "cloudtrail", "elasticache"})
+# Writes the platform makes by itself as part of running tasks: never a suspect.
+ROUTINE = frozenset({"CreateNetworkInterface", "DeleteNetworkInterface", "AttachNetworkInterface",
+                     "DetachNetworkInterface", "SubmitTaskStateChange", "SubmitContainerStateChange",
+                     "SubmitAttachmentStateChanges", "RegisterTargets", "DeregisterTargets", "CreateLogStream",
+                     "AssumeRole", "GetSecretValue", "Decrypt", "GenerateDataKey"})
+TASK_DEFINITION_REVISIONS = 10  # newest revisions per family looked at for registrations in the window
+
+
+def deployment_changes(ctx: Context) -> list[dict[str, Any]]:
+    from rmsops.checks.ecs import describe_services
+
+    rows = []
+    for svc in describe_services(ctx).get("services", []):
+        for d in svc.get("deployments", []):
+            created = d.get("createdAt")
+            if isinstance(created, datetime) and ctx.window.start <= created <= ctx.window.end:
+                rows.append({"time": created, "kind": "deployment",
+                             "what": f"{svc['serviceName']} -> {str(d.get('taskDefinition', '')).rsplit('/', 1)[-1]}",
+                             "who": "ecs", "detail": f"{d.get('status', '')} {d.get('rolloutState', '')}, "
+                                                     f"{d.get('runningCount', 0)}/{d.get('desiredCount', 0)} running, "
+                                                     f"{d.get('failedTasks', 0)} failed tasks"})
+    return rows
+
+
+def task_definition_changes(ctx: Context) -> list[dict[str, Any]]:
+    from rmsops.checks.ecs import describe_services
+
+    ecs = ctx.client("ecs")
+    families = sorted({str(s.get("taskDefinition", "")).rsplit("/", 1)[-1].rsplit(":", 1)[0]
+                       for s in describe_services(ctx).get("services", []) if s.get("taskDefinition")})
+    rows = []
+    for family in families:
+        arns = ecs.list_task_definitions(familyPrefix=family, sort="DESC",
+                                         maxResults=TASK_DEFINITION_REVISIONS).get("taskDefinitionArns", [])
+        newest = sorted(arns, key=lambda a: int(a.rsplit(":", 1)[-1]), reverse=True)[:TASK_DEFINITION_REVISIONS]
+        for arn in newest:
+            td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            registered = td.get("registeredAt")
+            if not isinstance(registered, datetime):
+                continue  # the API omits it for old revisions (and emulators never set it)
+            if ctx.window.start <= registered <= ctx.window.end:
+                rows.append({"time": registered, "kind": "task definition",
+                             "what": f"{td.get('family')}:{td.get('revision')} registered",
+                             "who": str(td.get("registeredBy", "")).rsplit("/", 1)[-1] or "unknown",
+                             "detail": ", ".join(f"{c.get('name')}={str(c.get('image', '')).rsplit('/', 1)[-1]}"
+                                                 for c in td.get("containerDefinitions", []))})
+    return rows
+
+
+def cloudtrail_changes(events: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for e in events.itertuples(index=False):
+        source = str(e.event_source).split(".")[0]
+        if (e.read_only or e.error_code or e.identity_type == "AWSService" or e.invoked_by
+                or source not in INFRA_SOURCES or e.event_name in ROUTINE):
+            continue
+        who = e.username or e.principal or "unknown"
+        rows.append({"time": e.time, "kind": "api change", "what": f"{e.event_name} ({source})",
+                     "who": f"{who} ({e.source_ip})" if e.source_ip else who,
+                     "detail": "; ".join(b for b in (e.resources, e.request) if b)[:300]})
+    return rows
+
+
+def changes_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame.sort_values("time", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def judge_changes(df: pd.DataFrame, window: tuple[datetime, datetime]) -> list[Finding]:
+    cid = "escalation.recent_changes"
+    records = [{"time": iso(r.time), "kind": r.kind, "what": r.what, "who": r.who, "detail": r.detail}
+               for r in df.head(50).itertuples(index=False)]
+    evidence = {"window": {"start": iso(window[0]), "end": iso(window[1])}, "changes": len(df),
+                "by_kind": df["kind"].value_counts().to_dict() if len(df) else {}, "recent": records}
+    if df.empty:
+        return [Finding(cid, Severity.OK, "changes", "No deployments or infrastructure changes in the window",
+                        "No ECS deployment, task definition registration or infrastructure API write "
+                        "(CloudTrail) between the window's start and end.", evidence)]
+    suspects = "; ".join(f"{r['time']} {r['kind']}: {r['what']} by {r['who']}" for r in records[:5])
+    return [Finding(cid, Severity.INFO, "changes", f"{len(df)} change(s) in the window; newest: {records[0]['what']}",
+                    f"Likely suspects, newest first: {suspects}.", evidence,
+                    "Review recent deployments and changes: if a change lines up with the start of the trouble, "
+                    "roll it back (runbook 15-application-recovery) and tell the DevOps team.")]
+
+
+@check("escalation.recent_changes", runbook=RUNBOOK)
+def recent_changes(ctx: Context) -> CheckResult:
+    """ECS deployments, task definition registrations and infrastructure API changes in the window."""
+    rows = deployment_changes(ctx) + task_definition_changes(ctx) + cloudtrail_changes(cloudtrail.events(ctx))
+    df = changes_frame(rows)
+    return CheckResult(findings=judge_changes(df, (ctx.window.start, ctx.window.end)), data=df)

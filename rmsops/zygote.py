@@ -1,0 +1,176 @@
+"""A warm process that forks Jupyter kernels: a runbook's kernel starts in milliseconds.
+
+A stock Jupyter kernel starts a new Python, which then imports IPython, pandas, matplotlib,
+boto3 and rmsops: seconds on a small machine, paid again for every notebook. Here one *zygote*
+process pays it once and forks a fresh kernel per notebook. Each notebook still gets its own
+process (no state leaks between runbooks); the imports are shared copy-on-write.
+
+The zygote is single-threaded (forking a threaded process is unsafe) and listens on a Unix socket
+in a private temp folder. This module is stdlib-only so the command line can start the zygote
+before it imports anything heavy itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+# What every runbook imports: loaded once in the zygote, inherited by every forked kernel.
+WARM_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython",
+                "matplotlib_inline.backend_inline", "pandas", "numpy", "matplotlib", "matplotlib.figure",
+                "boto3", "botocore.session", "psycopg", "yaml", "rmsops", "rmsops.notebook", "rmsops.checks",
+                "rmsops.context", "rmsops.actions", "rmsops.plots", "rmsops.report")
+READY = b"ready\n"
+# --- the zygote process -------------------------------------------------------------------------
+
+def zygote_main(socket_path: str) -> None:
+    """Import everything, then fork a kernel for each request until the socket is closed."""
+    import importlib
+
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    import botocore.session
+
+    # Load the service models every runbook uses, so forked kernels find them in memory.
+    _warm_botocore(botocore.session.get_session())
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped automatically
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle, not ours
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(16)
+    server.settimeout(1.0)
+    parent = os.getppid()
+    sys.stdout.buffer.write(READY)
+    sys.stdout.flush()
+    while True:
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the command that started us is gone: so are we
+                os._exit(0)
+            continue
+        conn.settimeout(None)
+        with conn:
+            request = _read_line(conn)
+            if not request:
+                continue
+            order = json.loads(request)
+            if order.get("stop"):
+                server.close()
+                os._exit(0)  # nothing to flush or clean: skip tearing down the warm imports
+            pid = os.fork()
+            if pid == 0:
+                server.close()
+                conn.close()
+                _become_kernel(order)  # never returns
+            conn.sendall(f"{pid}\n".encode())
+
+
+def _warm_botocore(session: Any) -> None:
+    loader = session.get_component("data_loader")
+    for service in ("ecs", "elbv2", "rds", "cloudwatch", "logs", "secretsmanager", "acm", "cloudfront",
+                    "xray", "wafv2", "cloudtrail", "s3", "sts", "ec2", "iam", "ses", "sesv2"):
+        with contextlib.suppress(Exception):  # a missing model only means a colder start
+            loader.load_service_model(service, "service-2")
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.strip()
+
+
+def _become_kernel(order: dict) -> None:
+    """In the forked child: a fresh session, the notebook's cwd and env, then the kernel loop."""
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the kernel's interrupt
+        os.chdir(order.get("cwd") or os.getcwd())
+        os.environ.clear()
+        os.environ.update(order.get("env") or {})
+        devnull = os.open(os.devnull, os.O_RDWR)
+        log = os.open(order["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # why a kernel died
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.dup2(log, 2)
+        from ipykernel.kernelapp import IPKernelApp
+
+        app = IPKernelApp.instance()
+        app.initialize(["-f", order["connection_file"], "--IPKernelApp.log_level=ERROR"])
+        app.start()
+    finally:
+        os._exit(0)
+
+
+class Zygote:
+    """The warm process: started once (in the background), asked to fork kernels."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="rmsops-zygote-"))  # private (0700): sockets, logs
+        self.socket_path = str(self.folder / "zygote.sock")
+        self._process: subprocess.Popen | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._error = ""
+
+    def start(self) -> Zygote:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", f"from rmsops.zygote import zygote_main; zygote_main({self.socket_path!r})"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        threading.Thread(target=self._wait_ready, daemon=True, name="rmsops-zygote-ready").start()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._process and self._process.stdout
+        line = self._process.stdout.readline()
+        if line != READY:
+            self._error = (self._process.stderr.read().decode(errors="replace") if self._process.stderr else "")
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        if not self._ready.wait(timeout) or self._error:
+            raise RuntimeError(f"the kernel zygote did not start: {self._error.strip()[-500:]}")
+
+    def fork(self, connection_file: str, cwd: str | None, env: dict[str, str]) -> int:
+        self.wait_ready()
+        log = str(self.folder / f"kernel-{Path(connection_file).stem}.log")
+        order = json.dumps({"connection_file": connection_file, "cwd": cwd, "env": env, "log": log}) + "\n"
+        with self._lock, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.socket_path)
+            conn.sendall(order.encode())
+            answer = _read_line(conn)
+        return int(answer)
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                    conn.settimeout(2)
+                    conn.connect(self.socket_path)
+                    conn.sendall(b'{"stop": true}\n')
+            except OSError:
+                pass
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        for stream in (self._process.stdout, self._process.stderr) if self._process else ():
+            if stream:
+                stream.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
