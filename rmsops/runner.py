@@ -129,6 +129,7 @@ def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: P
     import papermill
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
+    out_dir = out_dir.resolve()  # papermill chdirs while it runs: relative paths would move under us
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook = out_dir / f"{runbook.stem}.ipynb"
     parameters = {"env": str(settings.path), "window": "", "start": window.start.isoformat(),

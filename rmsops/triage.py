@@ -74,6 +74,9 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
         zygote: Zygote | None = None, progress: Progress | None = None) -> TriageResult:
     """Run the triage and write the bundle to ``out_dir`` (and ``out_dir``.zip)."""
     started_at, started = datetime.now(UTC), time.monotonic()
+    # Absolute from here on: papermill changes the process's working directory while a notebook
+    # runs, and runbooks run in concurrent threads.
+    out_dir = out_dir.resolve()
     selected = selected if selected is not None else default_selection()
     diagnostics = [rb for rb in selected if rb.stem != ESCALATION]
     if out_dir.exists() and not force:

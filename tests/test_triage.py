@@ -163,3 +163,12 @@ def test_ctrl_c_leaves_a_bundle_marked_incomplete(demo_incident, tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert bundle.verify(out).ok
     assert not list(tmp_path.glob(".interrupted.partial-*"))
+
+
+def test_a_relative_output_folder_works_with_concurrent_runbooks(demo_incident, tmp_path, monkeypatch, capsys):
+    """papermill changes the working directory while a notebook runs: relative paths must not break."""
+    monkeypatch.chdir(tmp_path)
+    code = run_triage(demo_incident.env_file, Path("reports/rel"), ["01", "02", "07", "14"])
+    assert code == 1, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "reports" / "rel" / "manifest.json").read_text())
+    assert {info["status"] for info in manifest["runbooks"].values()} == {"done"}
