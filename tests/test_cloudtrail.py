@@ -84,9 +84,9 @@ def test_row_masks_access_key_resources_and_notes_world_open_cidrs():
     event = raw_event("e2", "AuthorizeSecurityGroupIngress", "ec2.amazonaws.com",
                       request={"groupId": "sg-1", "ipPermissions": {"items": [
                           {"ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
-                      resources=[("AWS::EC2::SecurityGroup", "sg-1"), ("AWS::IAM::AccessKey", "AKIAZZZZZZZZZZZZWXYZ")])
+                      resources=[("AWS::EC2::SecurityGroup", "sg-1"), ("AWS::IAM::AccessKey", "ASIAZZZZZZZZZZZZWXYZ")])
     row = cloudtrail.row(event)
-    assert "AKIAZZZZZZZZZZZZWXYZ" not in row["resources"] and "WXYZ" in row["resources"]
+    assert "ASIAZZZZZZZZZZZZWXYZ" not in row["resources"] and "WXYZ" in row["resources"]
     assert row["open_cidrs"] == "0.0.0.0/0"
     assert "AWS::EC2::SecurityGroup:sg-1" in row["resources"]
 

@@ -185,7 +185,7 @@ def _cloudtrail_events(env: AwsSeed, scenario: str, now: datetime) -> list[dict[
                    resources=[("AWS::IAM::User", "rms-backup")], agent=BROWSER),
             _event(ago(17.5), "CreateAccessKey", "iam.amazonaws.com", root, ROOT_IP,
                    request={"userName": "rms-backup"},
-                   resources=[("AWS::IAM::User", "rms-backup"), ("AWS::IAM::AccessKey", "AKIAQX3EXAMPLEBKP7Q2Z")],
+                   resources=[("AWS::IAM::User", "rms-backup"), ("AWS::IAM::AccessKey", "AKIAIOSFODNN7EXAMPLE")],
                    agent=BROWSER),
             _event(ago(17), "AttachUserPolicy", "iam.amazonaws.com", root, ROOT_IP,
                    request={"userName": "rms-backup", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
