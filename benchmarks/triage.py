@@ -87,8 +87,8 @@ def main() -> None:
     print(f"(b) rmsops triage --jobs {args.jobs:<2}       {b_seconds:7.1f} s   {sum(b_calls.values()):5d} AWS calls"
           f"   (exit {done.returncode})")
     print(f"(c) rmsops check (the floor)      {c_seconds:7.1f} s   {sum(c_calls.values()):5d} AWS calls")
-    print(f"\na/b = {a_seconds / b_seconds:4.1f}x   (target >= 5x)")
-    print(f"b/c = {b_seconds / c_seconds:4.1f}x   (target <= 2x)")
+    print(f"\na/b = {a_seconds / b_seconds:5.2f}x   (target >= 5x)")
+    print(f"b/c = {b_seconds / c_seconds:5.2f}x   (target <= 2x)")
     print(f"first finding shown after {first} s   (target <= 3 s; measured inside the triage)")
     print(f"\nmost frequent AWS calls in (b): {', '.join(f'{k} {v}' for k, v in b_calls.most_common(6))}")
 

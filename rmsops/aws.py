@@ -8,6 +8,8 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 from rmsops import failure
@@ -21,6 +23,41 @@ CLIENT_CONFIG = Config(
     read_timeout=20,
     user_agent_extra="rmsops",
 )
+
+
+# The services runbooks call: the kernel zygote parses their models before it forks kernels.
+SERVICES = ("ecs", "elbv2", "rds", "cloudwatch", "logs", "secretsmanager", "acm", "cloudfront", "xray", "wafv2",
+            "cloudtrail", "s3", "sts", "ec2", "iam", "sesv2")
+
+_loader: botocore.loaders.Loader | None = None
+_loader_lock = threading.Lock()
+
+
+def shared_loader() -> botocore.loaders.Loader:
+    """One botocore data loader per process, so each service model is parsed once.
+
+    A new boto3 session otherwise re-reads megabytes of JSON (seconds per kernel); kernels forked
+    from the zygote inherit this loader with its models already parsed.
+    """
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = botocore.loaders.create_loader(botocore.session.get_session().get_config_variable("data_path"))
+        return _loader
+
+
+def preload_models(region: str = "us-east-1") -> None:
+    """Parse every model a runbook's clients need (client creation makes no network call)."""
+    session = boto3.Session(botocore_session=_core_session(), region_name=region,
+                            aws_access_key_id="preload", aws_secret_access_key="preload")
+    for service in SERVICES:
+        session.client(service, config=CLIENT_CONFIG)
+
+
+def _core_session() -> botocore.session.Session:
+    core = botocore.session.get_session()
+    core.register_component("data_loader", shared_loader())
+    return core
 
 
 # Benchmarks count AWS API calls across processes (kernels too): one line per call appended here.
@@ -47,8 +84,10 @@ class AwsClients:
                 dummy = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
                 credentials = dummy if self._settings.local_test_credentials else {}
                 try:
-                    self._session = boto3.Session(profile_name=self._settings.profile,
+                    self._session = boto3.Session(botocore_session=_core_session(),
+                                                  profile_name=self._settings.profile,
                                                   region_name=self._settings.region, **credentials)
+                    _dedupe_search_paths()
                 except botocore.exceptions.ProfileNotFound:
                     raise UserError(f"AWS profile {self._settings.profile!r} not found in "
                                     "~/.aws/config; fix aws.profile in the environment file") from None
@@ -67,3 +106,9 @@ class AwsClients:
                     client.meta.events.register("before-call", _log_call)
                 self._clients[service] = client
             return self._clients[service]
+
+
+def _dedupe_search_paths() -> None:
+    # boto3 appends its own data folder to the loader's search path on every session it makes.
+    paths = shared_loader().search_paths
+    paths[:] = list(dict.fromkeys(paths))

@@ -87,9 +87,12 @@ def verify(folder: Path) -> Verification:
 def make_zip(folder: Path, target: Path) -> Path:
     """A zip of the whole bundle (written beside it, atomically), to attach to a ticket."""
     tmp = target.with_name(f".{target.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    # Fast deflate, and PNGs stored as they are (already compressed): the zip is the last step of a
+    # triage, so its seconds are the user's.
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for name in [*files_of(folder), MANIFEST]:
-            archive.write(folder / name, arcname=f"{folder.name}/{name}")
+            stored = zipfile.ZIP_STORED if name.endswith(".png") else None
+            archive.write(folder / name, arcname=f"{folder.name}/{name}", compress_type=stored)
     os.replace(tmp, target)
     return target
 

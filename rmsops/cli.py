@@ -132,23 +132,26 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
+    from rmsops import firstlook
     from rmsops.zygote import Zygote
 
-    zygote = Zygote().start()  # warms up (imports) while the rest is validated and set up
+    settings = config.load(args.env)
+    window = _window(args)
+    named = [runbooks.find(name) for name in args.runbook or []]
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists; choose another -o or pass --force to replace it")
+    if args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    # Warms up (imports) while the rest is set up, and takes the first look on the way.
+    zygote = Zygote().start(first_look=firstlook.order(str(settings.path), window.start.isoformat(),
+                                                       window.end.isoformat()))
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops as cleanly as Ctrl-C
     try:
         from rmsops import triage
         from rmsops.progress import Progress
 
-        settings = config.load(args.env)
-        window = _window(args)
-        selected = [runbooks.find(name) for name in args.runbook or []] or [
-            *triage.default_selection(), runbooks.find(triage.ESCALATION)]
-        out = Path(args.output)
-        if out.exists() and not args.force:
-            raise UserError(f"{out} exists; choose another -o or pass --force to replace it")
-        if args.jobs < 1:
-            raise UserError("--jobs must be at least 1")
+        selected = named or [*triage.default_selection(), runbooks.find(triage.ESCALATION)]
         title = f"rmsops triage {settings.name} {window.start:%H:%M}–{window.end:%H:%M} UTC"
         progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
         result = triage.run(settings, window, out, selected, jobs=args.jobs, timeout=args.timeout,
@@ -313,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # jsonschema (under nbformat) imports rfc3987_syntax when it is installed, and that compiles
+    # three Earley grammars on import: 2 s of CPU before the first runbook starts. rmsops never
+    # validates the IRI formats it serves, so this process goes without it.
+    sys.modules.setdefault("rfc3987_syntax", None)
     try:
         args = build_parser().parse_args(argv)
         return args.fn(args)

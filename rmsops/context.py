@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rmsops import config, registry, secrets, thresholds
+from rmsops import config, registry, secrets, sharedcache, thresholds
 from rmsops.aws import AwsClients
 from rmsops.config import Settings
 from rmsops.db import Database, secret_password
@@ -48,14 +48,22 @@ class Context:
     def client(self, service: str) -> Any:
         return self.aws.client(service)
 
-    def memo(self, key: str, fetch: Callable[[], T]) -> T:
-        """Fetch once per run: checks that need the same AWS data share one call."""
+    def memo(self, key: str, fetch: Callable[[], T], share: bool = True) -> T:
+        """Fetch once per run: checks that need the same AWS data share one call.
+
+        In a triage the value is also shared with the other runbooks' processes
+        (``rmsops.sharedcache``); pass ``share=False`` for what only makes sense in this process.
+        """
         with self._memo_lock:
             if key in self._memo:
                 return self._memo[key]
-        value = fetch()
+        cache = sharedcache.current() if share else None
+        value = cache.get(self._shared_key(key), fetch) if cache else fetch()
         with self._memo_lock:
             return self._memo.setdefault(key, value)
+
+    def _shared_key(self, key: str) -> str:
+        return f"{self.settings.path}|{self.window.start.isoformat()}|{self.window.end.isoformat()}|{key}"
 
     def run(self, check_id: str) -> CheckResult:
         return registry.run(registry.get(check_id), self)

@@ -29,6 +29,16 @@ def remember_call(model, **_: object) -> None:
     _last_call.action = f"{model.service_model.signing_name}:{model.name}"
 
 
+def remembered_action() -> str:
+    return getattr(_last_call, "action", "")
+
+
+def remember_action(action: str) -> None:
+    """For an error raised again elsewhere (the shared cache): the action it was attempting."""
+    if action:
+        _last_call.action = action
+
+
 def iam_action(operation: str) -> str:
     action = getattr(_last_call, "action", "")
     return action if action.endswith(f":{operation}") else operation

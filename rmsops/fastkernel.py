@@ -69,12 +69,16 @@ class ForkProvisioner(LocalProvisioner):
         assert self.zygote is not None
         connection_file = self.parent.connection_file
         env = {**os.environ, **(kwargs.get("env") or {})}
-        pid = self.zygote.fork(connection_file, kwargs.get("cwd"), env)
+        options = [arg for arg in cmd if arg.startswith("--")]  # e.g. papermill's extra_arguments
+        # A spawned kernel inherits the working directory papermill has just moved to (its cwd=);
+        # a forked one would keep the zygote's, so it is passed on explicitly.
+        cwd = kwargs.get("cwd") or os.getcwd()
+        pid = self.zygote.fork(connection_file, cwd, env, options)
         self.process = _ForeignProcess(pid)
         _kernels[threading.get_ident()] = self.process
         self.pid = pid
         self.pgid = pid  # the kernel called setsid(): its pid is its process group
-        self.cwd = kwargs.get("cwd")
+        self.cwd = cwd
         return self.connection_info
 
 

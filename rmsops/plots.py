@@ -24,8 +24,17 @@ STATE_COLOURS = {
 LINE_COLOURS = ("#c62828", "#ef6c00", "#f9a825")
 
 
-def _figure(title: str, width: float = 9.0, height: float = 3.4) -> tuple[Figure, object]:
-    fig = Figure(figsize=(width, height), layout="constrained")
+def _figure(title: str, width: float = 9.0, height: float = 3.4, left_label_chars: int = 6,
+            ylabel: bool = False) -> tuple[Figure, object]:
+    """One axes with margins set from the label lengths.
+
+    Fixed margins instead of a layout engine: constrained layout draws every figure twice, and
+    plots are most of a runbook's CPU time during a triage.
+    """
+    fig = Figure(figsize=(width, height))
+    left = 0.25 + 0.08 * min(left_label_chars, 48) + (0.25 if ylabel else 0.0)
+    fig.subplots_adjust(left=min(0.5, left / width), right=1 - 0.2 / width, top=1 - 0.38 / height,
+                        bottom=min(0.4, 0.62 / height))
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, alpha=0.3)
@@ -37,7 +46,7 @@ def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
                markers: Iterable[tuple[datetime, str]] = (),
                window: tuple[datetime, datetime] | None = None) -> Figure:
     """One line per ``label`` over ``timestamp``; threshold lines; vertical deployment markers."""
-    fig, ax = _figure(title)
+    fig, ax = _figure(title, left_label_chars=_tick_chars(frame, lines), ylabel=bool(ylabel))
     if frame.empty:
         ax.text(0.5, 0.5, "no datapoints in the window", ha="center", va="center",
                 transform=ax.transAxes, color="#666")
@@ -64,7 +73,8 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str,
          stack: str | None = None, xlabel: str = "") -> Figure:
     """Horizontal bars per category, optionally stacked by a state column (coloured by state)."""
     height = max(2.2, 0.45 * max(1, frame[category].nunique()) + 1.2)
-    fig, ax = _figure(title, height=height)
+    longest = max((len(str(name)) for name in frame[category].unique()), default=6)
+    fig, ax = _figure(title, height=height, left_label_chars=longest)
     if frame.empty:
         ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes,
                 color="#666")
@@ -87,7 +97,16 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str,
     return fig
 
 
+def _tick_chars(frame: pd.DataFrame, lines: Mapping[str, float] | None) -> int:
+    """How wide the y tick labels will be, roughly: the digits of the largest value."""
+    values = [*(frame["value"].abs().tolist() if "value" in frame and not frame.empty else []),
+              *(abs(v) for v in (lines or {}).values())]
+    largest = max(values, default=1.0)
+    return max(3, len(f"{largest:,.0f}") + (2 if largest < 10 else 0))
+
+
 def png(fig: Figure, dpi: int = 100) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    # zlib level 3: half the time of the default 6, for files about 5% larger
+    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
     return buffer.getvalue()

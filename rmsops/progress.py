@@ -40,6 +40,7 @@ class Progress:
         self.started = time.monotonic() if started is None else started
         self.first_finding_seconds: float | None = None
         self.latest: Finding | None = None
+        self.looked: list[Finding] = []  # the first look's findings (rmsops.firstlook)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._drawn_lines = 0
@@ -67,6 +68,13 @@ class Progress:
                 if self.latest is None or finding.severity.rank <= self.latest.severity.rank:
                     self.latest = finding
 
+    def first_look(self, findings: list[Finding]) -> None:
+        """Findings of the first look: shown above the runbooks, not counted in their rows."""
+        with self._lock:
+            if findings and self.first_finding_seconds is None:
+                self.first_finding_seconds = time.monotonic() - self.started
+            self.looked += findings
+
     # --- drawing --------------------------------------------------------------------------------
 
     def __enter__(self) -> Progress:
@@ -91,7 +99,7 @@ class Progress:
     def render(self) -> list[str]:
         now = time.monotonic()
         with self._lock:
-            lines = [f"{self.title}  {now - self.started:5.1f} s"]
+            lines = [f"{self.title}  {now - self.started:5.1f} s", *self._first_look_lines()]
             for name, row in self.rows.items():
                 elapsed = ""
                 if row.started is not None:
@@ -102,6 +110,18 @@ class Progress:
                 sev = self.latest.severity.value
                 lines.append(f"  latest: {self._paint(sev.upper(), sev)} {clean(self.latest.check)} "
                              f"{clean(self.latest.title, 90)}")
+        return lines
+
+    def _first_look_lines(self, most: int = 4) -> list[str]:
+        if not self.looked:
+            return []
+        urgent = sorted((f for f in self.looked if f.severity.rank <= Severity.WARNING.rank),
+                        key=lambda f: f.severity.rank)
+        lines = [f"  first look: {len(self.looked) - len(urgent)} ok"
+                 + (f", {len(urgent)} to look at" if urgent else "")]
+        for f in urgent[:most]:
+            sev = f.severity.value
+            lines.append(f"    {self._paint(sev.upper(), sev)} {clean(f.check)} {clean(f.title, 90)}")
         return lines
 
     def _draw(self) -> None:

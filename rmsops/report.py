@@ -6,10 +6,12 @@ import html
 import re
 from collections.abc import Iterable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from rmsops.findings import Finding, Severity, counts, sort_by_urgency
+
+if TYPE_CHECKING:  # pandas costs half a second to import: the command line only needs clean()
+    import pandas as pd
 
 MAX_CELL = 300
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")  # ANSI escapes and other controls

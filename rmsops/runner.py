@@ -128,6 +128,8 @@ def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: P
     """
     import papermill
 
+    from rmsops import engine
+
     logging.getLogger("papermill").setLevel(logging.WARNING)
     out_dir = out_dir.resolve()  # papermill chdirs while it runs: relative paths would move under us
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,23 +139,26 @@ def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: P
                   **(params or {})}
     started = time.monotonic()
     error = ""
+    executed = None
     try:
-        papermill.execute_notebook(
+        executed = papermill.execute_notebook(
             str(runbook.notebook), str(notebook), parameters=parameters, kernel_name="python3",
+            engine_name=engine.NAME,
             progress_bar=False, log_output=False, execution_timeout=timeout,
             cwd=str(runbook.notebook.parent),
-            # the kernel talks over loopback only; its TCP-without-encryption warning is noise
-            extra_arguments=["--IPKernelApp.log_level=ERROR"], **engine_options)
+            # The kernel talks over loopback only: its TCP-without-encryption warning is noise. No
+            # input history: concurrent kernels would contend for one SQLite file, for nothing.
+            extra_arguments=["--IPKernelApp.log_level=ERROR", "--HistoryManager.enabled=False"], **engine_options)
     except Exception as exc:  # noqa: BLE001 - papermill's errors (cell error, dead kernel, timeout)
         error = _papermill_error(exc)
-    findings: list[Finding] = []
-    if notebook.exists():
-        findings = collect_findings(nbformat.read(notebook, as_version=4))
+    if executed is None and notebook.exists():  # it failed: the file shows how far it got
+        executed = nbformat.read(notebook, as_version=4)
+    findings = collect_findings(executed) if executed is not None else []
     if error:
         findings += missing_check_findings(runbook, findings, f"the runbook stopped: {error}")
     findings_json = out_dir / "findings.json"
     write_document(findings_json, document(findings, settings.name, window.start, window.end))
-    html = export_html(notebook, out_dir / f"{runbook.stem}.html") if notebook.exists() else None
+    html = export_html(executed, out_dir / f"{runbook.stem}.html") if executed is not None else None
     return RunOutcome(runbook, "failed" if error else "done", findings, notebook, html, findings_json,
                       time.monotonic() - started, error,
                       [p for p in (notebook, html, findings_json) if p and p.exists()])
@@ -170,14 +175,23 @@ _exporter_lock = threading.Lock()
 _exporter: Any = None
 
 
-def export_html(notebook: Path, target: Path) -> Path:
-    """A standalone HTML report: outputs and narrative, code hidden, images embedded."""
+def warm_exporter() -> None:
+    """Import nbconvert and load its templates now (seconds), e.g. while the first kernels start."""
     global _exporter
-    with _exporter_lock:  # one exporter (its templates load once, ~1 s); exports are short
+    with _exporter_lock:
         if _exporter is None:
             from nbconvert import HTMLExporter
 
             _exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-        body, _ = _exporter.from_filename(str(notebook))
+            # an empty export loads and compiles the templates
+            _exporter.from_notebook_node(nbformat.v4.new_notebook(), resources={"metadata": {"name": "warm-up"}})
+
+
+def export_html(notebook: Path | nbformat.NotebookNode, target: Path) -> Path:
+    """A standalone HTML report: outputs and narrative, code hidden, images embedded."""
+    warm_exporter()
+    nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, Path) else notebook
+    with _exporter_lock:  # one exporter (its templates load once); exports are short
+        body, _ = _exporter.from_notebook_node(nb, resources={"metadata": {"name": target.stem}})
     target.write_text(body, encoding="utf-8")
     return target

@@ -9,6 +9,7 @@ complete; Ctrl-C leaves a bundle marked incomplete, never a half-written one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import threading
@@ -20,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsops import __version__, bundle, failure, registry, runbooks
+from rmsops import __version__, bundle, failure, firstlook, registry, runbooks
 from rmsops.config import Settings
 from rmsops.findings import (
     MIME_TYPE,
@@ -34,7 +35,7 @@ from rmsops.findings import (
 )
 from rmsops.progress import Progress
 from rmsops.runbooks import Runbook
-from rmsops.runner import RunOutcome, missing_check_findings, run_runbook
+from rmsops.runner import RunOutcome, missing_check_findings, run_runbook, warm_exporter
 from rmsops.window import Window
 from rmsops.zygote import Zygote
 
@@ -87,10 +88,15 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
     staging.mkdir(parents=True)
     own_zygote = zygote is None
     zygote = zygote or Zygote().start()
+    threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True, name="rmsops-warm-exporter").start()
+    progress = progress or Progress([rb.stem for rb in selected], live=False)
+    look = zygote.take_first_look()
+    if look is not None:
+        threading.Thread(target=firstlook.read, args=(look, progress.first_look), daemon=True,
+                         name="rmsops-first-look").start()
     identity: dict[str, str] = {}
     who = threading.Thread(target=_caller_identity, args=(settings, identity), daemon=True)
     who.start()
-    progress = progress or Progress([rb.stem for rb in selected], live=False)
     outcomes: list[RunOutcome] = []
     status = "complete"
     try:
@@ -120,12 +126,25 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                         status, progress.first_finding_seconds, time.monotonic() - started)
 
 
+def _warm_exporter_after(zygote: Zygote) -> None:
+    """Load nbconvert once the kernels can start: until then the cores are busy warming them up."""
+    with contextlib.suppress(Exception):  # an export that finds it cold loads it (and reports) itself
+        zygote.wait_ready()
+        warm_exporter()
+
+
+def slowest_first(selected: list[Runbook]) -> list[Runbook]:
+    """The order to start runbooks in: the last to finish are then quick ones, and no core idles long."""
+    return sorted(selected, key=lambda rb: -rb.cost)
+
+
 def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, staging: Path, jobs: int,
              timeout: int, zygote: Zygote, progress: Progress) -> list[RunOutcome]:
     outcomes: dict[str, RunOutcome] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="rmsops-runbook")
     futures: dict[Future, Runbook] = {
-        pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress): rb for rb in diagnostics}
+        pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress): rb
+        for rb in slowest_first(diagnostics)}
     try:
         pending = set(futures)
         while pending:

@@ -25,25 +25,40 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rmsops import sharedcache
+
 # What every runbook imports: loaded once in the zygote, inherited by every forked kernel.
 WARM_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython",
                 "matplotlib_inline.backend_inline", "pandas", "numpy", "matplotlib", "matplotlib.figure",
                 "boto3", "botocore.session", "psycopg", "yaml", "rmsops", "rmsops.notebook", "rmsops.checks",
-                "rmsops.context", "rmsops.actions", "rmsops.plots", "rmsops.report")
+                "rmsops.context", "rmsops.actions", "rmsops.plots", "rmsops.report",
+                # what IPython imports as a kernel starts
+                "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.logger", "IPython.core.oinspect",
+                "IPython.extensions.storemagic", "IPython.utils.wildcard", "sqlite3", "pdb", "faulthandler",
+                "tornado.platform.asyncio")
+FIRST_LOOK_MODULES = ("rmsops.context", "rmsops.checks", "rmsops.firstlook")  # imported first
 READY = b"ready\n"
 # --- the zygote process -------------------------------------------------------------------------
 
-def zygote_main(socket_path: str) -> None:
-    """Import everything, then fork a kernel for each request until the socket is closed."""
+def zygote_main(socket_path: str, first_look: str = "") -> None:
+    """Import everything, then fork a kernel for each request until the socket is closed.
+
+    ``first_look``: a JSON order (``rmsops.firstlook``) to fork a first-look process as soon as
+    the checks are imported, before the kernel warm-up goes on.
+    """
     import importlib
 
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
+    for name in FIRST_LOOK_MODULES:
+        importlib.import_module(name)
+    if first_look:
+        _fork_first_look(json.loads(first_look), Path(socket_path).parent / "shared")
     for name in WARM_MODULES:
         importlib.import_module(name)
-    import botocore.session
+    from rmsops import aws
 
-    # Load the service models every runbook uses, so forked kernels find them in memory.
-    _warm_botocore(botocore.session.get_session())
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped automatically
+    with contextlib.suppress(Exception):  # a model that fails to load only means a colder kernel
+        aws.preload_models()  # forked kernels find every service model parsed, in memory
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle, not ours
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
@@ -76,12 +91,18 @@ def zygote_main(socket_path: str) -> None:
             conn.sendall(f"{pid}\n".encode())
 
 
-def _warm_botocore(session: Any) -> None:
-    loader = session.get_component("data_loader")
-    for service in ("ecs", "elbv2", "rds", "cloudwatch", "logs", "secretsmanager", "acm", "cloudfront",
-                    "xray", "wafv2", "cloudtrail", "s3", "sts", "ec2", "iam", "ses", "sesv2"):
-        with contextlib.suppress(Exception):  # a missing model only means a colder start
-            loader.load_service_model(service, "service-2")
+def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> None:
+    out_fd = look.pop("fd")
+    if os.fork() == 0:
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.environ[sharedcache.ENV] = str(shared_cache)  # the runbooks reuse what it fetches
+            from rmsops import firstlook
+
+            firstlook.take(look, out_fd)
+        finally:
+            os._exit(0)
+    os.close(out_fd)  # the command sees the end of the pipe when the first look is done
 
 
 def _read_line(conn: socket.socket) -> bytes:
@@ -111,7 +132,7 @@ def _become_kernel(order: dict) -> None:
         from ipykernel.kernelapp import IPKernelApp
 
         app = IPKernelApp.instance()
-        app.initialize(["-f", order["connection_file"], "--IPKernelApp.log_level=ERROR"])
+        app.initialize(["-f", order["connection_file"], *order.get("args", [])])
         app.start()
     finally:
         os._exit(0)
@@ -123,15 +144,28 @@ class Zygote:
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="rmsops-zygote-"))  # private (0700): sockets, logs
         self.socket_path = str(self.folder / "zygote.sock")
+        self.shared_cache = self.folder / "shared"
+        self.first_look_fd: int | None = None
         self._process: subprocess.Popen | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._error = ""
 
-    def start(self) -> Zygote:
+    def start(self, first_look: dict[str, Any] | None = None) -> Zygote:
+        """Start warming up; with ``first_look`` (``rmsops.firstlook.order``) also take a first look,
+        whose findings ``first_look_fd`` then delivers (``rmsops.firstlook.read``)."""
+        fds: tuple[int, ...] = ()
+        order = ""
+        if first_look is not None:
+            self.first_look_fd, write_fd = os.pipe()
+            fds = (write_fd,)
+            order = json.dumps({**first_look, "fd": write_fd})
         self._process = subprocess.Popen(
-            [sys.executable, "-c", f"from rmsops.zygote import zygote_main; zygote_main({self.socket_path!r})"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            [sys.executable, "-c",
+             f"from rmsops.zygote import zygote_main; zygote_main({self.socket_path!r}, {order!r})"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=fds)
+        for fd in fds:
+            os.close(fd)  # the zygote has its own copy
         threading.Thread(target=self._wait_ready, daemon=True, name="rmsops-zygote-ready").start()
         return self
 
@@ -146,17 +180,27 @@ class Zygote:
         if not self._ready.wait(timeout) or self._error:
             raise RuntimeError(f"the kernel zygote did not start: {self._error.strip()[-500:]}")
 
-    def fork(self, connection_file: str, cwd: str | None, env: dict[str, str]) -> int:
+    def fork(self, connection_file: str, cwd: str | None, env: dict[str, str], args: list[str] | None = None) -> int:
+        """A new kernel process; ``args`` are the kernel's ``--Name.trait=value`` options."""
         self.wait_ready()
         log = str(self.folder / f"kernel-{Path(connection_file).stem}.log")
-        order = json.dumps({"connection_file": connection_file, "cwd": cwd, "env": env, "log": log}) + "\n"
+        env = {**env, sharedcache.ENV: str(self.shared_cache)}  # the kernels of one triage share fetches
+        order = json.dumps({"connection_file": connection_file, "cwd": cwd, "env": env, "log": log,
+                            "args": args or []}) + "\n"
         with self._lock, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(self.socket_path)
             conn.sendall(order.encode())
             answer = _read_line(conn)
         return int(answer)
 
+    def take_first_look(self) -> int | None:
+        """The read end of the first-look pipe, now the caller's to read and close."""
+        fd, self.first_look_fd = self.first_look_fd, None
+        return fd
+
     def stop(self) -> None:
+        if self.first_look_fd is not None:
+            os.close(self.take_first_look() or 0)
         if self._process and self._process.poll() is None:
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:

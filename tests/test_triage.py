@@ -172,3 +172,10 @@ def test_a_relative_output_folder_works_with_concurrent_runbooks(demo_incident, 
     assert code == 1, capsys.readouterr().err
     manifest = json.loads((tmp_path / "reports" / "rel" / "manifest.json").read_text())
     assert {info["status"] for info in manifest["runbooks"].values()} == {"done"}
+
+
+def test_the_slowest_runbooks_start_first():
+    order = triage.slowest_first(triage.default_selection())
+    assert sorted(rb.stem for rb in order) == sorted(rb.stem for rb in triage.default_selection())
+    costs = [rb.cost for rb in order]
+    assert costs == sorted(costs, reverse=True) and costs[0] > costs[-1]

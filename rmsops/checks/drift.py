@@ -59,7 +59,7 @@ def other_context(ctx: Context) -> Context | None:
                 env = str(beside)
         return Context(config.load(env), ctx.window, runbook=ctx.runbook)
 
-    return ctx.memo("drift.other_context", fetch)
+    return ctx.memo("drift.other_context", fetch, share=False)  # a live Context: this process only
 
 
 def env_tokens(*names: str) -> set[str]:

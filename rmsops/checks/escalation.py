@@ -233,10 +233,12 @@ def findings_to_judge(ctx: Context) -> tuple[list[Finding], str]:
 def _level_plot(result: CheckResult, ctx: Context):
     from rmsops import plots
 
+    # By area (the check id's first part): a bar per check is dozens of bars, slow to draw, hard to read.
     frame = result.data if result.data is not None else pd.DataFrame(columns=["check", "severity"])
-    counts = frame.groupby(["check", "severity"]).size().reset_index(name="findings") if len(frame) else \
-        pd.DataFrame(columns=["check", "severity", "findings"])
-    return plots.bars(counts, "check", "findings", "Findings behind the escalation level", stack="severity")
+    areas = frame.assign(area=frame["check"].astype(str).str.split(".").str[0])
+    counts = areas.groupby(["area", "severity"]).size().reset_index(name="findings") if len(frame) else \
+        pd.DataFrame(columns=["area", "severity", "findings"])
+    return plots.bars(counts, "area", "findings", "Findings behind the escalation level, by area", stack="severity")
 
 
 @check("escalation.level", runbook=RUNBOOK, plot=_level_plot)
@@ -279,6 +281,7 @@ def deployment_changes(ctx: Context) -> list[dict[str, Any]]:
 
 
 def task_definition_changes(ctx: Context) -> list[dict[str, Any]]:
+    from rmsops.checks.deploy import describe_task_definition
     from rmsops.checks.ecs import describe_services
 
     ecs = ctx.client("ecs")
@@ -290,7 +293,7 @@ def task_definition_changes(ctx: Context) -> list[dict[str, Any]]:
                                          maxResults=TASK_DEFINITION_REVISIONS).get("taskDefinitionArns", [])
         newest = sorted(arns, key=lambda a: int(a.rsplit(":", 1)[-1]), reverse=True)[:TASK_DEFINITION_REVISIONS]
         for arn in newest:
-            td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            td = describe_task_definition(ctx, arn) or {}  # shared with the other runbooks of a triage
             registered = td.get("registeredAt")
             if not isinstance(registered, datetime):
                 continue  # the API omits it for old revisions (and emulators never set it)

@@ -1,0 +1,68 @@
+"""The first look: "is it up?" from a process the zygote forks early, shown before any runbook reports."""
+
+from __future__ import annotations
+
+import threading
+
+from rmsops import firstlook
+from rmsops.findings import Finding, Severity
+from rmsops.progress import Progress
+from rmsops.window import resolve
+from rmsops.zygote import Zygote
+
+
+def _look(env_file, window=None) -> tuple[list[Finding], list[str]]:
+    window = window or resolve("1h")
+    zygote = Zygote().start(first_look=firstlook.order(str(env_file), window.start.isoformat(),
+                                                       window.end.isoformat()))
+    found: list[Finding] = []
+    try:
+        reader = threading.Thread(target=firstlook.read, args=(zygote.take_first_look(), found.extend))
+        reader.start()
+        reader.join(60)
+        assert not reader.is_alive(), "the first look never finished"
+        zygote.wait_ready()
+        shared = [p.name for p in zygote.shared_cache.glob("*.pickle")]
+    finally:
+        zygote.stop()
+    return found, shared
+
+
+def test_the_incident_shows_in_the_first_look(demo_incident):
+    found, shared = _look(demo_incident.env_file)
+    by_check: dict[str, set[Severity]] = {}
+    for f in found:
+        by_check.setdefault(f.check, set()).add(f.severity)
+    assert set(by_check) == set(firstlook.CHECKS)
+    assert Severity.CRITICAL in by_check["app.health.endpoint"]  # the seeded 503
+    assert Severity.CRITICAL in by_check["app.alb.target_health"]
+    assert by_check["db.connectivity"] == {Severity.OK}
+    assert shared, "what the first look fetched is left in the triage's shared cache for the runbooks"
+
+
+def test_a_healthy_system_looks_ok(demo_healthy):
+    found, _ = _look(demo_healthy.env_file)
+    assert found and {f.severity for f in found} <= {Severity.OK, Severity.INFO}
+
+
+def test_an_unreachable_environment_gives_errors_not_a_crash(env_file, tmp_path):
+    dead = env_file(aws={"region": "us-east-1", "endpoint_url": "http://127.0.0.1:9",
+                         "local_test_credentials": True},
+                    database={"port": 9}, health_urls={"api": "http://127.0.0.1:9/health"})
+    found, _ = _look(dead)
+    assert {f.check for f in found} == set(firstlook.CHECKS)
+    assert any(f.severity == Severity.ERROR for f in found)
+
+
+def test_progress_shows_the_first_look_apart_from_the_runbooks():
+    progress = Progress(["01-application-not-responding"], live=False)
+    critical = Finding(check="app.health.endpoint", severity=Severity.CRITICAL, resource="https://rms/health",
+                       title="GET /health answered 503", detail="", evidence={}, resolution="")
+    ok = Finding(check="db.connectivity", severity=Severity.OK, resource="db", title="reachable", detail="",
+                 evidence={}, resolution="")
+    progress.first_look([critical, ok])
+    assert progress.first_finding_seconds is not None
+    screen = "\n".join(progress.render())
+    assert "first look: 1 ok, 1 to look at" in screen
+    assert "CRITICAL app.health.endpoint GET /health answered 503" in screen
+    assert progress.rows["01-application-not-responding"].tally["critical"] == 0  # not a runbook's finding

@@ -1,0 +1,125 @@
+"""The triage's shared fetch cache: one fetch across processes, failures shared, private data kept local."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+
+import botocore.exceptions
+import pytest
+
+from rmsops import config, failure, sharedcache
+from rmsops.context import Context
+from rmsops.sharedcache import SharedCache
+from rmsops.window import resolve
+
+
+def _fetch_in_another_process(folder: str, key: str, calls: str) -> None:
+    def fetch() -> dict:
+        with open(calls, "a") as log:
+            log.write("fetched\n")
+        time.sleep(0.3)  # long enough for the others to be waiting on the lock
+        return {"services": ["rms-backend"]}
+
+    assert SharedCache(Path(folder)).get(key, fetch) == {"services": ["rms-backend"]}
+
+
+def test_processes_asking_at_once_fetch_once(tmp_path):
+    calls = tmp_path / "calls.log"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_fetch_in_another_process, args=(str(tmp_path / "cache"), "k", str(calls)))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    assert calls.read_text().count("fetched") == 1
+
+
+def test_threads_of_one_process_fetch_once(tmp_path):
+    cache, fetched = SharedCache(tmp_path), []
+
+    def fetch() -> int:
+        fetched.append(1)
+        time.sleep(0.2)
+        return 42
+
+    answers: list[int] = []
+    threads = [threading.Thread(target=lambda: answers.append(cache.get("k", fetch))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [42, 42, 42] and len(fetched) == 1
+
+
+def test_keys_are_kept_apart(tmp_path):
+    cache = SharedCache(tmp_path)
+    assert cache.get("a", lambda: 1) == 1
+    assert cache.get("b", lambda: 2) == 2
+    assert cache.get("a", lambda: 3) == 1
+
+
+def test_a_failure_is_shared_with_the_iam_action_it_attempted(tmp_path):
+    cache = SharedCache(tmp_path)
+    denied = botocore.exceptions.ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}},
+                                             "DescribeServices")
+
+    def fetch():
+        failure.remember_action("ecs:DescribeServices")
+        raise denied
+
+    with pytest.raises(botocore.exceptions.ClientError):
+        cache.get("k", fetch)
+    failure.remember_action("sts:GetCallerIdentity")  # as if this process had been doing something else
+
+    def must_not_run():
+        raise AssertionError("the failure should have been shared")
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        cache.get("k", must_not_run)
+    assert "grant ecs:DescribeServices" in failure.describe(raised.value)
+
+
+def test_what_cannot_be_pickled_is_fetched_again_not_shared(tmp_path):
+    cache, fetched = SharedCache(tmp_path), []
+
+    def fetch():
+        fetched.append(1)
+        return threading.Lock()  # a live object: no other process could use it
+
+    cache.get("k", fetch)
+    cache.get("k", fetch)
+    assert len(fetched) == 2
+    assert not list(tmp_path.glob("*.pickle"))
+
+
+def test_the_cache_is_private(tmp_path):
+    SharedCache(tmp_path / "shared").get("k", lambda: "v")
+    assert (tmp_path / "shared").stat().st_mode & 0o077 == 0
+
+
+def test_outside_a_triage_nothing_is_shared(monkeypatch, tmp_path):
+    monkeypatch.delenv(sharedcache.ENV, raising=False)
+    assert sharedcache.current() is None
+    monkeypatch.setenv(sharedcache.ENV, str(tmp_path))
+    assert sharedcache.current().folder == tmp_path
+
+
+def test_context_memo_shares_between_contexts_in_a_triage(env_file, monkeypatch, tmp_path):
+    """Two runbooks' contexts (as two kernels of one triage would have) fetch the same data once."""
+    monkeypatch.setenv(sharedcache.ENV, str(tmp_path))
+    fetched = []
+    settings, window = config.load(env_file()), resolve("1h")
+    first, second = Context(settings, window), Context(settings, window)
+    other_window = Context(settings, resolve("2h"))
+    other_window.memo("ecs.describe_services", lambda: fetched.append(1) or {"services": []})
+    for ctx in (first, second):
+        assert ctx.memo("ecs.describe_services", lambda: fetched.append(1) or {"services": []}) == {"services": []}
+    assert len(fetched) == 2  # once for the triage's window, once for another window
+    assert second.memo("drift.other_context", lambda: fetched.append(1) or "x", share=False) == "x"
+    assert first.memo("drift.other_context", lambda: fetched.append(1) or "x", share=False) == "x"
+    assert len(fetched) == 4  # not shared when asked not to
