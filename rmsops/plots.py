@@ -32,9 +32,7 @@ def _figure(title: str, width: float = 9.0, height: float = 3.4, left_label_char
     plots are most of a runbook's CPU time during a triage.
     """
     fig = Figure(figsize=(width, height))
-    left = 0.25 + 0.08 * min(left_label_chars, 48) + (0.25 if ylabel else 0.0)
-    fig.subplots_adjust(left=min(0.5, left / width), right=1 - 0.2 / width, top=1 - 0.38 / height,
-                        bottom=min(0.4, 0.62 / height))
+    fixed_margins(fig, left_label_chars, ylabel=ylabel)
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, alpha=0.3)
@@ -95,6 +93,19 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str,
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.invert_yaxis()
     return fig
+
+
+def fixed_margins(fig: Figure, left_label_chars: int = 6, ylabel: bool = False, label_size: float = 10,
+                  below_inches: float = 0.0, wspace: float | None = None, hspace: float | None = None) -> None:
+    """Margins from the longest y tick label, instead of a layout engine.
+
+    A layout engine (constrained, tight) draws every figure twice to measure it; plots are most of
+    a runbook's CPU time during a triage. ``below_inches``: room under the axes (a legend).
+    """
+    width, height = fig.get_size_inches()
+    left = 0.25 + 0.008 * label_size * min(left_label_chars, 60) + (0.25 if ylabel else 0.0)
+    fig.subplots_adjust(left=min(0.55, left / width), right=1 - 0.2 / width, top=1 - 0.38 / height,
+                        bottom=min(0.6, (0.62 + below_inches) / height), wspace=wspace, hspace=hspace)
 
 
 def _tick_chars(frame: pd.DataFrame, lines: Mapping[str, float] | None) -> int:

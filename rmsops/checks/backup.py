@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from rmsops import plots
 from rmsops.findings import Finding, Severity, iso
 from rmsops.registry import CheckResult, check
 
@@ -236,7 +237,8 @@ def plot_timeline(result: CheckResult, ctx: Context) -> Figure:
     snaps = result.frames.get("snapshots", pd.DataFrame(columns=SNAPSHOT_COLUMNS))
     earliest, latest = utc(row.get("earliest_restorable_time")), utc(row.get("latest_restorable_time"))
     now = utc(row.get("checked_at")) or datetime.now(UTC)
-    fig = Figure(figsize=(10, 2.8), layout="constrained")
+    fig = Figure(figsize=(10, 2.8))
+    plots.fixed_margins(fig, len("automated"))
     ax = fig.add_subplot()
     ax.set_title("Backups and the point-in-time restore window", loc="left", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)

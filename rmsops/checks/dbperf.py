@@ -454,7 +454,8 @@ def slow_queries(ctx: Context) -> CheckResult:
 def plot_statements(result: CheckResult, ctx: Context) -> Figure:
     """Top statements by total time (bars) and calls against mean time (scatter)."""
     df = result.data if result.data is not None else pd.DataFrame()
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = Figure(figsize=(11, 4.2))
+    plots.fixed_margins(fig, 48, label_size=7, wspace=0.3)
     bars, scatter = fig.subplots(1, 2, width_ratios=[1.3, 1])
     for ax in (bars, scatter):
         ax.grid(True, alpha=0.3)
@@ -483,7 +484,7 @@ def plot_statements(result: CheckResult, ctx: Context) -> Figure:
     scatter.axvline(min_calls, color="#f9a825", linestyle="--", linewidth=1, label=f"{min_calls:g} calls")
     scatter.set_xlabel("calls")
     scatter.set_ylabel("mean time (ms)")
-    scatter.legend(fontsize=8, loc="best")
+    scatter.legend(fontsize=8, loc="upper right")  # not "best": it tries every place, for every point
     return fig
 
 
@@ -579,7 +580,8 @@ def plot_locks(result: CheckResult, ctx: Context) -> Figure:
     """Connections by state (bars) beside the blocked → blocker graph."""
     states = result.frames.get("connections_by_state", pd.DataFrame(columns=["state", "connections"]))
     df = result.data if result.data is not None else pd.DataFrame()
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    fig = Figure(figsize=(11, 3.8))
+    plots.fixed_margins(fig, len("idle in transaction (aborted)"), wspace=0.1)
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.4])
     left.set_title("Client connections by state", loc="left", fontsize=11)
     if states.empty:
@@ -664,7 +666,9 @@ def table_sizes(ctx: Context) -> CheckResult:
 def plot_table_sizes(result: CheckResult, ctx: Context) -> Figure:
     df = result.data if result.data is not None else pd.DataFrame()
     top = df.head(15)
-    fig = Figure(figsize=(9, max(2.4, 0.4 * len(top) + 1.3)), layout="constrained")
+    fig = Figure(figsize=(9, max(2.4, 0.4 * len(top) + 1.3)))
+    plots.fixed_margins(fig, max((len(f"{s}.{t}") for s, t in zip(top.get("schema", []), top.get("table", []),
+                                                                     strict=True)), default=6))
     ax = fig.add_subplot()
     ax.set_title("Largest tables: table, indexes, TOAST", loc="left", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)

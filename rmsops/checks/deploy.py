@@ -189,15 +189,17 @@ def rollout_timeline(df: pd.DataFrame, now: datetime, window: tuple[datetime, da
     """One bar per deployment: from createdAt to now for the PRIMARY one (it is what runs) and to its
     last update for the others (the deployments it replaces), coloured by rollout state."""
     height = max(2.2, 0.45 * max(1, len(df)) + 1.2)
-    fig = Figure(figsize=(9.0, height), layout="constrained")
+    fig = Figure(figsize=(9.0, height))
+    rows = df[df["created_at"].map(lambda v: isinstance(v, datetime))] if len(df) else df
+    labels = [f"{row.service} {row.task_definition} ({row.status})" for row in rows.itertuples()]
+    plots.fixed_margins(fig, max((len(label) for label in labels), default=6), label_size=8)
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, alpha=0.3)
-    rows = df[df["created_at"].map(lambda v: isinstance(v, datetime))] if len(df) else df
     if rows.empty:
         ax.text(0.5, 0.5, "no deployment", ha="center", va="center", transform=ax.transAxes, color="#666")
         return fig
-    labels, seen = [], set()
+    seen = set()
     for i, row in enumerate(rows.itertuples()):
         start = row.created_at
         end = deployment_end(row.status, row.rollout_state, start, row.updated_at, now)
@@ -208,7 +210,6 @@ def rollout_timeline(df: pd.DataFrame, now: datetime, window: tuple[datetime, da
         ax.barh(i, end - start, left=start, height=0.5, color=ROLLOUT_COLOURS.get(state, "#90a4ae"),
                 label=None if state in seen else state)
         seen.add(state)
-        labels.append(f"{row.service} {row.task_definition} ({row.status})")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()
     if window:

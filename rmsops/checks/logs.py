@@ -302,7 +302,9 @@ def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabe
                  else sorted(wide.columns, key=lambda c: (c == "other", -wide[c].sum())))
         wide = wide.reindex(index=grid.union(wide.index), columns=order, fill_value=0)
     labels = labels_for([str(name) for name in wide.columns], 100)
-    fig = Figure(figsize=(9.0, 3.4 + 0.18 * len(labels)), layout="constrained")
+    fig = Figure(figsize=(9.0, 3.4 + 0.18 * len(labels)))
+    rows = len(labels) if colours is None else 1
+    plots.fixed_margins(fig, 5, ylabel=bool(ylabel), below_inches=0.1 + 0.16 * rows if len(labels) else 0.0)
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, alpha=0.3)
@@ -311,7 +313,8 @@ def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabe
     else:
         ax.stackplot(wide.index, *[wide[c] for c in wide.columns], labels=labels, alpha=0.85,
                      colors=[colours.get(str(c), "#777") for c in wide.columns] if colours else None)
-        fig.legend(loc="outside lower left", fontsize=7, ncols=1 if colours is None else len(labels))
+        fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.0), fontsize=7, frameon=False,
+                   ncols=1 if colours is None else len(labels))
     for moment, text in deployment_markers(ctx):
         ax.axvline(moment, color="#455a64", linestyle=":", linewidth=1)
         ax.annotate(text, (moment, 1), xycoords=("data", "axes fraction"), rotation=90, va="top",

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from rmsops import secrets
+from rmsops import plots, secrets
 from rmsops.checks.deploy import (
     ROLLOUT_COLOURS,
     current_task_definition,
@@ -167,7 +167,8 @@ def _history_plot(result: CheckResult, ctx: Context):
     revisions = result.data
     deployments = result.frames.get("deployments", pd.DataFrame())
     services = list(dict.fromkeys(revisions["service"])) if len(revisions) else []
-    fig = Figure(figsize=(9.0, max(2.6, 2.3 * max(1, len(services)))), layout="constrained")
+    fig = Figure(figsize=(9.0, max(2.6, 2.3 * max(1, len(services)))))
+    plots.fixed_margins(fig, 3, ylabel=True, hspace=0.55)
     if not services:
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no task definition revision", ha="center", va="center", transform=ax.transAxes)

@@ -125,12 +125,17 @@ def _waf_plot(result: CheckResult, ctx: Context) -> Figure:
 
 def two_bars(frame: pd.DataFrame, value: str, left: tuple[str, str], right: tuple[str, str]) -> Figure:
     """Two horizontal bar charts side by side: the top categories of two columns."""
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    for index, (column, title) in enumerate((left, right), start=1):
-        ax = fig.add_subplot(1, 2, index)
+    width, height = 10.0, 3.6
+    fig = Figure(figsize=(width, height))
+    for index, (column, title) in enumerate((left, right)):
+        totals = top(frame, column, value) if len(frame) else []
+        # Each half gets room for its own labels (no layout engine: see plots.fixed_margins).
+        labels = 0.25 + 0.08 * max((len(str(t[column])[:40]) for t in totals), default=4)
+        half = width / 2
+        ax = fig.add_axes(((index * half + labels) / width, 0.62 / height,
+                           (half - labels - 0.3) / width, 1 - 1.0 / height))
         ax.set_title(title, loc="left", fontsize=11)
         ax.grid(True, alpha=0.3)
-        totals = top(frame, column, value) if len(frame) else []
         if not totals:
             ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes, color="#666")
             continue

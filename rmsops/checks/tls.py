@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from matplotlib.figure import Figure
 
+from rmsops import plots
 from rmsops.checks.alb import load_balancer
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
@@ -166,7 +167,8 @@ def expiry_figure(labels: list[str], days: list[float | None], title: str,
                   thresholds: dict[str, float]) -> Figure:
     """Horizontal bars of days to expiry, coloured by verdict, with the warning/critical lines."""
     shown = [(name, d) for name, d in zip(labels, days, strict=True) if d is not None and not pd.isna(d)]
-    fig = Figure(figsize=(9.0, max(2.2, 0.45 * len(shown) + 1.2)), layout="constrained")
+    fig = Figure(figsize=(9.0, max(2.2, 0.45 * len(shown) + 1.2)))
+    plots.fixed_margins(fig, max((len(name) for name, _ in shown), default=6))
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
