@@ -84,6 +84,18 @@ def verify(folder: Path) -> Verification:
     return Verification(changed, missing, added, len(listed))
 
 
+def prepare_folder(out_dir: Path) -> None:
+    """Make sure the bundle's folder can be created, before anything runs (a UserError if not)."""
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        probe = out_dir.parent / f".{out_dir.name}.probe-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise UserError(f"cannot write the bundle to {out_dir.parent}: {exc.strerror or exc}; "
+                        "choose another -o") from None
+
+
 def make_zip(folder: Path, target: Path) -> Path:
     """A zip of the whole bundle (written beside it, atomically), to attach to a ticket."""
     tmp = target.with_name(f".{target.name}.tmp")

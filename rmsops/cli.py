@@ -143,6 +143,9 @@ def cmd_triage(args: argparse.Namespace) -> int:
         raise UserError(f"{out} exists; choose another -o or pass --force to replace it")
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
+    from rmsops import bundle
+
+    bundle.prepare_folder(out.resolve())
     # Warms up (imports) while the rest is set up, and takes the first look on the way.
     zygote = Zygote().start(first_look=firstlook.order(str(settings.path), window.start.isoformat(),
                                                        window.end.isoformat()))
@@ -156,6 +159,10 @@ def cmd_triage(args: argparse.Namespace) -> int:
         progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
         result = triage.run(settings, window, out, selected, jobs=args.jobs, timeout=args.timeout,
                             force=args.force, zygote=zygote, progress=progress)
+    except OSError as exc:  # the disk filled up, the folder went away: nothing is presented as done
+        print(f"rmsops: error: could not write the bundle: {clean(exc.strerror or str(exc))} "
+              f"({clean(str(exc.filename or out))}); {out} was not created", file=sys.stderr)
+        return 3
     finally:
         signal.signal(signal.SIGTERM, previous)
         zygote.stop()

@@ -6,6 +6,7 @@ These lines become ``error`` findings; they never carry a traceback or a secret.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import botocore.exceptions
 import psycopg
@@ -21,12 +22,25 @@ _THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded",
 _last_call = threading.local()
 
 
+# Where the IAM action differs from "<signing name>:<operation>".
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
+_IAM_ACTION = {"s3:ListObjectsV2": "s3:ListBucket", "s3:ListObjects": "s3:ListBucket"}
+
+
+def iam_action_of(model: Any) -> str:
+    """The IAM action that allows a botocore operation (e.g. ``cloudwatch:GetMetricData``)."""
+    signing = model.service_model.signing_name
+    action = f"{_IAM_PREFIX.get(signing, signing)}:{model.name}"
+    return _IAM_ACTION.get(action, action)
+
+
 def remember_call(model, **_: object) -> None:
     """botocore 'before-parameter-build' hook: which IAM action this thread is attempting.
 
     Not 'before-call': a handler there that answers (a Stubber, a cache) stops the chain.
     """
-    _last_call.action = f"{model.service_model.signing_name}:{model.name}"
+    _last_call.action = iam_action_of(model)
+    _last_call.operation = model.name
 
 
 def remembered_action() -> str:
@@ -41,7 +55,8 @@ def remember_action(action: str) -> None:
 
 def iam_action(operation: str) -> str:
     action = getattr(_last_call, "action", "")
-    return action if action.endswith(f":{operation}") else operation
+    same = action.endswith(f":{operation}") or getattr(_last_call, "operation", "") == operation
+    return action if action and same else operation
 
 
 def describe(exc: BaseException) -> str:

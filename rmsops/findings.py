@@ -11,6 +11,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from rmsops import secrets
+
 SCHEMA = "rmsops.findings/1"
 MIME_TYPE = "application/vnd.rmsops.findings+json"
 
@@ -44,7 +46,8 @@ class Finding:
         data = asdict(self)
         data["severity"] = self.severity.value
         data["evidence"] = json.loads(json.dumps(self.evidence, default=_jsonable))
-        return {k: data[k] for k in FIELD_ORDER}
+        # Findings quote what they saw (SQL text, log lines, event messages): no secret goes out.
+        return {k: secrets.redact_all(data[k]) for k in FIELD_ORDER}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Finding:

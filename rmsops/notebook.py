@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from IPython.display import HTML, Image, Markdown, display
+from IPython.display import HTML, Image, display
 
 from rmsops import actions, plots, report
 from rmsops.context import Context
@@ -33,9 +33,11 @@ class RunbookSession:
 
     def header(self) -> None:
         s, w = self.ctx.settings, self.ctx.window
-        display(Markdown(
-            f"**Environment** `{report.clean(s.name)}` · **window** {iso(w.start)} → {iso(w.end)} "
-            f"· **cluster** `{report.clean(s.cluster)}` · **database** `{report.clean(s.database.instance)}`"))
+        # HTML, escaped: Markdown would pass any HTML in these names straight through to the report.
+        display(HTML(
+            f"<p><b>Environment</b> <code>{report.esc(s.name)}</code> · <b>window</b> {iso(w.start)} → "
+            f"{iso(w.end)} · <b>cluster</b> <code>{report.esc(s.cluster)}</code> · <b>database</b> "
+            f"<code>{report.esc(s.database.instance)}</code></p>"))
 
     def __getitem__(self, check_id: str) -> CheckResult:
         """The result of a check run earlier, for interactive digging: ``rb["app.alb.5xx"].data``."""
@@ -85,7 +87,7 @@ class RunbookSession:
         try:
             figure = spec.plot(result, self.ctx)
         except Exception as exc:  # noqa: BLE001 - a failed chart must not hide the findings
-            display(Markdown(f"*(plot unavailable: {report.clean(type(exc).__name__)})*"))
+            display(HTML(f"<p><i>(plot unavailable: {report.esc(type(exc).__name__)})</i></p>"))
             return
         image = plots.png(figure)
         display(Image(data=image))
@@ -99,7 +101,7 @@ class RunbookSession:
         try:
             plan = actions.plan(self.ctx, name, **arguments)
         except UserError as exc:
-            display(Markdown(f"*Action {report.clean(name)} unavailable: {report.clean(str(exc))}*"))
+            display(HTML(f"<p><i>Action {report.esc(name)} unavailable: {report.esc(str(exc))}</i></p>"))
             return
         record = actions.execute(self.ctx, plan, confirm=None)
         confirm = plan.target if self.ctx.settings.protected else "yes"

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rmsops import secrets
 from rmsops.findings import Finding, Severity, counts, sort_by_urgency
 
 if TYPE_CHECKING:  # pandas costs half a second to import: the command line only needs clean()
@@ -35,7 +36,7 @@ def clean(value: object, limit: int = MAX_CELL) -> str:
         text = value.decode("utf-8", errors="replace")
     else:
         text = value if isinstance(value, str) else str(value)
-    text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
+    text = secrets.redact(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", text))
     return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
@@ -89,7 +90,7 @@ def csv_safe(value: object) -> object:
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     if isinstance(value, str):
-        text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", value)
+        text = secrets.redact(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", value))
         return "'" + text if text.startswith(_FORMULA_START) else text
     return value
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 REDACTED = "********"
 _ENV_SECRETS = ("PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _known: set[str] = set()
+# Passwords rmsops never knew, in text it shows: SQL from pg_stat_activity / pg_stat_statements
+# (``CREATE ROLE .. PASSWORD '..'``, ``ALTER USER .. PASSWORD '..'``) and connection strings.
+_SQL_PASSWORD = re.compile(r"(\bPASSWORD\s+)('(?:[^']|'')*'?|\S+)", re.IGNORECASE)
+_CONNINFO_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s;&]+)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
 _lock = threading.Lock()
 
 
@@ -25,4 +31,20 @@ def redact(text: str) -> str:
         secrets = sorted(_known, key=len, reverse=True)
     for secret in secrets:
         text = text.replace(secret, REDACTED)
+    if "assword" in text or "ASSWORD" in text:
+        text = _SQL_PASSWORD.sub(rf"\1'{REDACTED}'", text)
+        text = _CONNINFO_PASSWORD.sub(rf"\1{REDACTED}", text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(rf"\1{REDACTED}\3", text)
     return text
+
+
+def redact_all(value: object) -> object:
+    """``redact`` applied to every string inside nested dicts and lists (evidence, records)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_all(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_all(v) for v in value]
+    return value

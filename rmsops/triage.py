@@ -85,7 +85,8 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
 
         raise UserError(f"{out_dir} exists; choose another -o or pass --force to replace it")
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    staging.mkdir(parents=True)
+    bundle.prepare_folder(out_dir)
+    staging.mkdir()
     own_zygote = zygote is None
     zygote = zygote or Zygote().start()
     threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True, name="rmsops-warm-exporter").start()

@@ -1,0 +1,87 @@
+"""Secrets: a whole real triage bundle, its zip and the terminal output, searched byte by byte.
+
+The triage runs against the served incident demo with an AWS secret access key, a PGPASSWORD and
+the database password fetched from Secrets Manager (the demo's ``database.password_secret``) all
+in play. None of them, nor their base64 form, may appear in any file of the bundle, in the zip, in
+the audit records or in what the command printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from rmsops import cli
+
+AWS_SECRET = "rmsopsTESTsecretKEY/9f8e7d6c5b4a39281706+zz"
+PGPASSWORD = "pg-env-password-51d0c3a7e2"
+
+
+@pytest.fixture(scope="module")
+def triaged(demo_incident, tmp_path_factory):
+    """A full triage with real credentials in use (moto takes any key; the demo's loopback-only
+    dummy credentials are switched off so the key in the environment is the one signed with)."""
+    folder = tmp_path_factory.mktemp("secrets")
+    settings = yaml.safe_load(Path(demo_incident.env_file).read_text())
+    settings["aws"]["local_test_credentials"] = False
+    env_file = folder / "demo-with-keys.yaml"
+    env_file.write_text(yaml.safe_dump(settings))
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("PGPASSWORD", PGPASSWORD)
+    out = folder / "bundle"
+    try:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(["triage", "-e", str(env_file), "-o", str(out)])
+        secretsmanager = boto3.client("secretsmanager", endpoint_url=settings["aws"]["endpoint_url"],
+                                      region_name=settings["aws"]["region"])
+        db_password = secretsmanager.get_secret_value(
+            SecretId=settings["database"]["password_secret"])["SecretString"]
+    finally:
+        monkeypatch.undo()
+    return out, code, stdout.getvalue() + stderr.getvalue(), db_password
+
+
+def _needles(db_secret: str) -> dict[str, bytes]:
+    try:  # the secret may be JSON ({"password": ...}) or the bare password
+        password = json.loads(db_secret)["password"]
+    except (ValueError, KeyError, TypeError):
+        password = db_secret
+    found = {"aws secret key": AWS_SECRET, "PGPASSWORD": PGPASSWORD, "database password": password}
+    needles = {}
+    for name, value in found.items():
+        needles[name] = value.encode()
+        needles[f"{name} (base64)"] = base64.b64encode(value.encode())
+    return needles
+
+
+def test_the_triage_really_ran_with_the_secrets_in_use(triaged):
+    out, code, printed, db_secret = triaged
+    assert code == 1, printed  # the incident's findings: every runbook ran
+    assert (out / "02-database-connections" / "02-database-connections.html").exists()
+    assert len(db_secret) >= 8
+
+
+def test_no_secret_appears_in_any_file_of_the_bundle_or_its_zip_or_the_output(triaged):
+    out, _, printed, db_secret = triaged
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 50
+    searched = {str(p.relative_to(out)): p.read_bytes() for p in files}
+    with zipfile.ZipFile(out.with_name(out.name + ".zip")) as archive:
+        searched |= {f"zip:{name}": archive.read(name) for name in archive.namelist()}
+    searched["terminal output"] = printed.encode()
+    audits = [name for name in searched if name.endswith("audit.jsonl")]
+    assert audits, "the dry-run actions' audit records are part of the search"
+    leaks = [(what, where) for what, needle in _needles(db_secret).items()
+             for where, data in searched.items() if needle in data]
+    assert leaks == []
