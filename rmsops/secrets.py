@@ -11,7 +11,7 @@ _ENV_SECRETS = ("PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _known: set[str] = set()
 # Passwords rmsops never knew, in text it shows: SQL from pg_stat_activity / pg_stat_statements
 # (``CREATE ROLE .. PASSWORD '..'``, ``ALTER USER .. PASSWORD '..'``) and connection strings.
-_SQL_PASSWORD = re.compile(r"(\bPASSWORD\s+)('(?:[^']|'')*'?|\S+)", re.IGNORECASE)
+_SQL_PASSWORD = re.compile(r"(\bPASSWORD\s+)('(?:[^']|'')*'?)", re.IGNORECASE)  # SQL: always a literal
 _CONNINFO_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s;&]+)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
 _lock = threading.Lock()

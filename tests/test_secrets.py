@@ -85,3 +85,14 @@ def test_no_secret_appears_in_any_file_of_the_bundle_or_its_zip_or_the_output(tr
     leaks = [(what, where) for what, needle in _needles(db_secret).items()
              for where, data in searched.items() if needle in data]
     assert leaks == []
+
+
+def test_passwords_written_in_quoted_text_are_masked_and_nothing_else():
+    from rmsops import secrets
+
+    assert secrets.redact("CREATE ROLE app LOGIN PASSWORD 'it''s-secret' CONNECTION LIMIT 5") == \
+        "CREATE ROLE app LOGIN PASSWORD '********' CONNECTION LIMIT 5"
+    assert secrets.redact("host=db password=hunter2 dbname=rms") == "host=db password=******** dbname=rms"
+    assert secrets.redact("postgresql://app:hunter2@db/rms") == "postgresql://app:********@db/rms"
+    said = 'FATAL:  password authentication failed for user "rmsops_monitor"'
+    assert secrets.redact(said) == said  # the reason stays readable
