@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from rmsops.findings import Finding, Severity, counts, document, exit_code
 from rmsops.report import clean
 
 EXIT_BAD_INPUT = 2
+FIRST_LOOK_HEAD_START_SECONDS = 1.5
 STARTED = time.monotonic()  # "first finding after N s" counts from here, not from when the triage began
 
 
@@ -133,6 +135,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_triage(args: argparse.Namespace) -> int:
     from rmsops import firstlook
+    from rmsops.progress import Progress
     from rmsops.zygote import Zygote
 
     settings = config.load(args.env)
@@ -150,15 +153,19 @@ def cmd_triage(args: argparse.Namespace) -> int:
     zygote = Zygote().start(first_look=firstlook.order(str(settings.path), window.start.isoformat(),
                                                        window.end.isoformat()))
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops as cleanly as Ctrl-C
+    selected = named or runbooks.triage_selection()
+    title = f"rmsops triage {settings.name} {window.start:%H:%M}–{window.end:%H:%M} UTC"
+    progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
+    looked = _show_first_look(zygote, progress)
     try:
-        from rmsops import triage
-        from rmsops.progress import Progress
+        with progress:
+            # Give the first look a head start: the seconds of imports below would compete with it
+            # for the cores, and nothing needs them before the zygote is warm.
+            looked.wait(FIRST_LOOK_HEAD_START_SECONDS)
+            from rmsops import triage
 
-        selected = named or [*triage.default_selection(), runbooks.find(triage.ESCALATION)]
-        title = f"rmsops triage {settings.name} {window.start:%H:%M}–{window.end:%H:%M} UTC"
-        progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
-        result = triage.run(settings, window, out, selected, jobs=args.jobs, timeout=args.timeout,
-                            force=args.force, zygote=zygote, progress=progress)
+            result = triage.run(settings, window, out, selected, jobs=args.jobs, timeout=args.timeout,
+                                force=args.force, zygote=zygote, progress=progress)
     except OSError as exc:  # the disk filled up, the folder went away: nothing is presented as done
         print(f"rmsops: error: could not write the bundle: {clean(exc.strerror or str(exc))} "
               f"({clean(str(exc.filename or out))}); {out} was not created", file=sys.stderr)
@@ -177,6 +184,30 @@ def cmd_triage(args: argparse.Namespace) -> int:
     print(f"bundle:   {result.folder}  ({result.zip})")
     print(f"took {result.seconds:.1f} s; first finding after {result.first_finding_seconds or 0:.1f} s")
     return result.exit_code
+
+
+def _show_first_look(zygote, progress) -> threading.Event:
+    """Read the first look into the live view; the event is set at its first findings (or its end)."""
+    from rmsops import firstlook
+
+    looked = threading.Event()
+    fd = zygote.take_first_look()
+    if fd is None:
+        looked.set()
+        return looked
+
+    def show(findings) -> None:
+        progress.first_look(findings)
+        looked.set()
+
+    def read() -> None:
+        try:
+            firstlook.read(fd, show)
+        finally:
+            looked.set()
+
+    threading.Thread(target=read, daemon=True, name="rmsops-first-look").start()
+    return looked
 
 
 def _interrupt(signum, frame) -> None:

@@ -107,3 +107,12 @@ def find(name: str) -> Runbook:
 
 def diagnostic() -> list[Runbook]:
     return [rb for rb in CATALOGUE if rb.diagnostic]
+
+
+DAILY = "17-daily-health-check"
+ESCALATION = "18-escalation"
+
+
+def triage_selection() -> list[Runbook]:
+    """What a triage runs: 01–16 (17 is their quick subset), then escalation (18) on their findings."""
+    return [*[rb for rb in diagnostic() if rb.stem != DAILY], find(ESCALATION)]

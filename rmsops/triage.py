@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsops import __version__, bundle, failure, firstlook, registry, runbooks
+from rmsops import __version__, bundle, failure, firstlook, runbooks
 from rmsops.config import Settings
 from rmsops.findings import (
     MIME_TYPE,
@@ -41,7 +41,7 @@ from rmsops.zygote import Zygote
 
 DEFAULT_JOBS = 4  # kernels mostly wait on AWS and the database: more than the cores pays
 DEFAULT_TIMEOUT_SECONDS = 300
-ESCALATION = "18-escalation"
+ESCALATION = runbooks.ESCALATION
 LIBRARIES = ("boto3", "botocore", "pandas", "matplotlib", "papermill", "nbclient", "nbconvert", "ipykernel",
              "psycopg")
 
@@ -67,7 +67,7 @@ class TriageResult:
 
 def default_selection() -> list[Runbook]:
     """01–16: the daily health check (17) is their quick subset, and escalation (18) runs last."""
-    return [rb for rb in runbooks.diagnostic() if rb.stem != registry.DAILY]
+    return [rb for rb in runbooks.triage_selection() if rb.stem != ESCALATION]
 
 
 def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runbook] | None = None,
@@ -90,6 +90,7 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
     own_zygote = zygote is None
     zygote = zygote or Zygote().start()
     threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True, name="rmsops-warm-exporter").start()
+    shown_by_caller = progress is not None  # the command line draws it from before the imports
     progress = progress or Progress([rb.stem for rb in selected], live=False)
     look = zygote.take_first_look()
     if look is not None:
@@ -101,7 +102,7 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
     outcomes: list[RunOutcome] = []
     status = "complete"
     try:
-        with progress:
+        with contextlib.nullcontext() if shown_by_caller else progress:
             outcomes = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress)
             merged = [f for o in outcomes for f in o.findings]
             write_document(staging / "findings.json", document(merged, settings.name, window.start, window.end))
