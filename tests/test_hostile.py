@@ -126,3 +126,74 @@ def test_sql_text_from_pg_stat_activity_is_escaped(monitor_env, pg_server):
     assert "&lt;script&gt;" in html
     for marker in RAW_MARKERS:
         assert marker not in html
+
+
+# --- every other source, from the raw API shape through the check's own parsing and judging ---
+
+
+def _rendered(findings, frame) -> tuple[str, list[object], str]:
+    html = report.findings_html(findings, "t") + report.table_html(frame)
+    cells = [report.csv_safe(v) for v in frame.astype(str).to_numpy().ravel()]
+    terminal = "\n".join(report.clean(f"{f.title} {f.detail}") for f in findings)
+    return html, cells, terminal
+
+
+def _assert_harmless(html: str, cells: list[object], terminal: str) -> None:
+    for marker in RAW_MARKERS:
+        assert marker not in html, marker
+    assert "&lt;script&gt;" in html or "&lt;img" in html, "the payload should be shown, escaped"
+    assert not [c for c in cells if isinstance(c, str) and c[:1] in ("=", "+", "@")]
+    assert "\x1b" not in terminal
+
+
+def test_waf_log_fields(monkeypatch):
+    import json as _json
+
+    import pandas as pd
+
+    from rmsops.checks import security
+    from rmsops.thresholds import DEFAULTS
+
+    record = {"action": "BLOCK", "terminatingRuleId": PAYLOADS[0],
+              "httpRequest": {"clientIp": '=HYPERLINK("http://evil")', "uri": PAYLOADS[1] + PAYLOADS[6]}}
+    events = pd.DataFrame({"message": [_json.dumps(record)] * 500})
+    frame = security.waf_aggregate(events)
+    _assert_harmless(*_rendered(security.judge_waf_blocks(frame, 0, dict(DEFAULTS), "aws-waf-logs-rms"), frame))
+
+
+def test_cloudtrail_fields():
+    import json as _json
+
+    from rmsops import cloudtrail
+    from rmsops.checks import security
+
+    detail = {"userIdentity": {"type": "IAMUser", "userName": PAYLOADS[0], "arn": PAYLOADS[1]},
+              "sourceIPAddress": '=HYPERLINK("http://evil")', "userAgent": PAYLOADS[6],
+              "requestParameters": {"groupId": PAYLOADS[1], "ipPermissions": {"items": [{"cidrIp": "0.0.0.0/0"}]}}}
+    raw = [{"EventName": "AuthorizeSecurityGroupIngress", "EventTime": datetime.now(UTC), "EventSource":
+            "ec2.amazonaws.com", "Username": PAYLOADS[0], "CloudTrailEvent": _json.dumps(detail)}]
+    frame = cloudtrail.frame_of(raw)
+    _assert_harmless(*_rendered(security.judge_cloudtrail(frame), frame))
+
+
+def test_target_health_reasons():
+    import pandas as pd
+
+    from rmsops.checks import alb
+
+    frame = pd.DataFrame([{"group": "rms-backend", "target": "10.0.0.1", "port": 8080, "state": "unhealthy",
+                           "reason": PAYLOADS[0], "description": PAYLOADS[1] + PAYLOADS[6] + PAYLOADS[3]}],
+                         columns=alb.TARGET_COLUMNS)
+    _assert_harmless(*_rendered(alb.judge_target_health(frame), frame))
+
+
+def test_ecs_event_messages():
+    from rmsops.checks import deploy
+
+    now = datetime.now(UTC)
+    answer = {"services": [{"serviceName": "rms-backend", "events": [
+        {"createdAt": now, "message": f"(service rms-backend) has started 1 tasks: {PAYLOADS[0]} {PAYLOADS[6]}"},
+        {"createdAt": now, "message": f"(service rms-backend) is unable to consistently start tasks "
+                                      f"successfully. {PAYLOADS[1]} {PAYLOADS[3]}"}]}]}
+    frame = deploy.events_frame(answer, ("rms-backend",), now.replace(year=now.year - 1), now)
+    _assert_harmless(*_rendered(deploy.judge_events(frame, ("rms-backend",), "rms-production"), frame))
