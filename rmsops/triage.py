@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsops import __version__, bundle, failure, firstlook, runbooks
+from rmsops import __version__, bundle, failure, runbooks
 from rmsops.config import Settings
 from rmsops.findings import (
     MIME_TYPE,
@@ -92,10 +92,6 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
     threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True, name="rmsops-warm-exporter").start()
     shown_by_caller = progress is not None  # the command line draws it from before the imports
     progress = progress or Progress([rb.stem for rb in selected], live=False)
-    look = zygote.take_first_look()
-    if look is not None:
-        threading.Thread(target=firstlook.read, args=(look, progress.first_look), daemon=True,
-                         name="rmsops-first-look").start()
     identity: dict[str, str] = {}
     who = threading.Thread(target=_caller_identity, args=(settings, identity), daemon=True)
     who.start()

@@ -199,8 +199,9 @@ class Zygote:
         return fd
 
     def stop(self) -> None:
-        if self.first_look_fd is not None:
-            os.close(self.take_first_look() or 0)
+        unread = self.take_first_look()
+        if unread is not None:
+            os.close(unread)
         if self._process and self._process.poll() is None:
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
