@@ -246,7 +246,7 @@ class DemoEnvironment:
 
     def _seed_aws(self, spec: Scenario, patches: MotoPatches) -> None:
         from rmsops.demo import seed_aws
-        from rmsops.demo.ticker import MetricsTicker
+        from rmsops.demo.ticker import metrics_ticker
 
         client = seed_aws.client_factory(self.endpoint_url)  # shared: service models load once
         self.aws = seed_aws.seed(self.endpoint_url, spec, patches, self.monitor_password, client=client)
@@ -255,8 +255,8 @@ class DemoEnvironment:
                                   self.aws, patches, self.aws.seeded_at, cleanup=self._push)
         areas.seed_aws(area_seed)
         self.extra_settings = area_seed.settings
-        ticker = MetricsTicker(self.endpoint_url, spec, self.aws.load_balancer_dimension,
-                               self.aws.seeded_at).start()
+        ticker = metrics_ticker(self.endpoint_url, spec, self.aws.load_balancer_dimension,
+                                self.aws.seeded_at).start()
         self._push("metrics ticker", ticker.stop)
 
     def _start_health(self, spec: Scenario) -> str:

@@ -25,14 +25,14 @@ import base64
 import random
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from rmsops.demo.areas.edge_servers import CertificateAuthority, DnsServer, Issued, Route, RouteServer, TlsServer
 from rmsops.demo.scenarios import MINUTES
+from rmsops.demo.ticker import MinuteTicker
 
 if TYPE_CHECKING:
     from rmsops.demo.areas import AwsSeed
@@ -43,7 +43,6 @@ LEGACY_HOST = f"legacy-api.{DOMAIN}"
 ASSET_PATHS = ("/assets/logo.png", "/assets/app.js", "/assets/app.css")
 DKIM_SELECTORS = ("rms1", "rms2")
 PAYMENT_PATH, EMAIL_PATH = "/payments/v1/health", "/email/status"
-TICK_CYCLE = 10  # minutes of the series' tail the ticker repeats
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,9 @@ def seed_aws(env: AwsSeed) -> None:
     _tls(env, state, folder)
     _cdn(env, state)
     _external(env, state)
-    ticker = _Ticker(env, state).start()
+    cloudwatch = env.client("cloudwatch")
+    ticker = MinuteTicker("rms-demo-edge-metrics", env.now, lambda minute, index: _put(
+        cloudwatch, "AWS/CloudFront", _cdn_datums(env, state, [(minute, index)]))).start()
     env.cleanup("edge metrics ticker", ticker.stop)
 
 
@@ -207,40 +208,3 @@ def _dns_records() -> dict[str, list[str]]:
 
 
 # --- keep the metrics coming ------------------------------------------------------------------------
-
-class _Ticker:
-    """Each minute, the next CloudFront datapoints (cycling the series' last minutes), like the base ticker."""
-
-    def __init__(self, env: AwsSeed, state: EdgeState):
-        self._env, self._state = env, state
-        self._cloudwatch = env.client("cloudwatch")
-        self._next = env.now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        self._count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rms-demo-edge-metrics", daemon=True)
-
-    def start(self) -> _Ticker:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = (self._next - datetime.now(UTC)).total_seconds()
-            if wait > 0:
-                if self._stop.wait(min(wait, 60)):
-                    return
-                continue
-            index = MINUTES - TICK_CYCLE + self._count % TICK_CYCLE
-            try:
-                _put(self._cloudwatch, "AWS/CloudFront", _cdn_datums(self._env, self._state, [(self._next, index)]))
-            except Exception:  # noqa: BLE001, S112 - the server is going away; stop() follows
-                if self._stop.wait(5):
-                    return
-                continue
-            self._count += 1
-            self._next += timedelta(minutes=1)

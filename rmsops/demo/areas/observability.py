@@ -24,7 +24,7 @@ connections and CPU, and a few log lines per scenario. This area adds, for every
   minute, and in the incident the backend's request timeouts (ERROR).
 
 The per-minute data (metrics and traces) is made by one function; a ticker thread keeps it coming
-while the demo runs, like the base ``MetricsTicker``.
+while the demo runs (``rmsops.demo.ticker.MinuteTicker``).
 """
 
 from __future__ import annotations
@@ -34,16 +34,17 @@ import math
 import random
 import re
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from rmsops.demo.layout import CLUSTER, DB_INSTANCE, LOG_GROUPS, SERVICES
 from rmsops.demo.scenarios import MINUTES, Scenario
+from rmsops.demo.ticker import MinuteTicker
 
 if TYPE_CHECKING:
     from rmsops.demo.areas import AwsSeed
@@ -56,7 +57,6 @@ TRACES_PER_MINUTE = 2
 PREVIOUS_MINUTES = 120  # RequestCount published before the base hour
 ALLOCATED_GIB = 100  # the base creates the instance with AllocatedStorage=100
 GIB = 1024 ** 3
-CYCLE = 10  # the ticker repeats the series' last ten minutes, as the base ticker does
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 API_HOST = "https://api.rms.company.com"
 
@@ -76,8 +76,8 @@ def seed_aws(env: AwsSeed) -> None:
     batch.flush(cloudwatch, xray)
     _alarms(cloudwatch, scenario, lb, now)
     _logs(logs, scenario, env.aws.tasks, model.rng, now)
-    ticker = Ticker(env.client, model, now)
-    ticker.start()
+    ticker = MinuteTicker("rms-demo-observability", now, partial(_publish_minute, cloudwatch, xray, model),
+                          after_the_minute=True).start()  # its traces must have ended
     env.cleanup("observability ticker", ticker.stop)
 
 
@@ -260,42 +260,11 @@ class Model:
                         self.rng.randint(low, high))
 
 
-class Ticker:
-    """Publish the next minute (the series' last ten minutes, cycled) while the demo runs."""
 
-    def __init__(self, client: Callable[[str], Any], model: Model, last_seeded: datetime):
-        self._cloudwatch, self._xray = client("cloudwatch"), client("xray")
-        self._model = model
-        self._next = last_seeded.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        self._count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rms-demo-observability", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = (self._next + timedelta(minutes=1) - datetime.now(UTC)).total_seconds()
-            if wait > 0:  # publish a minute once it is over (its traces must have ended)
-                if self._stop.wait(min(wait, 60)):
-                    return
-                continue
-            batch = Batch()
-            self._model.minute(batch, MINUTES - CYCLE + self._count % CYCLE, self._next, until=datetime.now(UTC))
-            try:
-                batch.flush(self._cloudwatch, self._xray)
-            except Exception:  # noqa: BLE001, S112 - the server is going away; stop() follows
-                if self._stop.wait(5):
-                    return
-                continue
-            self._count += 1
-            self._next += timedelta(minutes=1)
+def _publish_minute(cloudwatch: Any, xray: Any, model: Model, minute: datetime, index: int) -> None:
+    batch = Batch()
+    model.minute(batch, index, minute, until=datetime.now(UTC))
+    batch.flush(cloudwatch, xray)
 
 
 # --- alarms ---------------------------------------------------------------------------------

@@ -29,17 +29,17 @@ import random
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rmsops.demo.layout import CLUSTER, ECR, LOG_GROUPS, SERVICES
 from rmsops.demo.scenarios import MINUTES
+from rmsops.demo.ticker import MinuteTicker
 
 if TYPE_CHECKING:
     from rmsops.demo.areas import AwsSeed
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 BACKEND = "rms-backend"
 FRONTEND = "rms-frontend"
 STEADY_SINCE = timedelta(days=3, hours=4, minutes=12)  # as in seed_aws: the last uneventful deployment
-TICK_CYCLE = 10  # minutes of the memory series' tail that the ticker repeats
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 TERRAFORM_BUDGET_SECONDS = 2.0
 
@@ -69,8 +68,8 @@ def seed_aws(env: AwsSeed) -> None:
         series = memory_series(name, MINUTES)
         cloudwatch = env.client("cloudwatch")  # one client (clients are thread-safe): creating one costs
         _put_memory(cloudwatch, series, _minutes(env.now), range(MINUTES))
-        ticker = _MemoryTicker(cloudwatch, series, env.now)
-        ticker.start()
+        ticker = MinuteTicker("rms-demo-memory", env.now, lambda minute, index: _put_memory(
+            cloudwatch, series, [minute], [index])).start()
         env.cleanup("memory metrics ticker", ticker.stop)
     finally:
         workspace = workspace_ready.result()
@@ -340,42 +339,6 @@ def _put_memory(cloudwatch: Any, series: dict[str, list[tuple[float, float]]], s
     for offset in range(0, len(data), 500):
         cloudwatch.put_metric_data(Namespace="AWS/ECS", MetricData=data[offset:offset + 500])
 
-
-class _MemoryTicker:
-    """One minute of MemoryUtilization per minute while the demo runs (the series' last 10 minutes,
-    cycled), so the default one-hour window never runs dry."""
-
-    def __init__(self, cloudwatch: Any, series: dict[str, list[tuple[float, float]]], seeded: datetime):
-        self._cloudwatch, self._series = cloudwatch, series
-        self._next = seeded.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        self._count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rms-demo-memory", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = (self._next - datetime.now(UTC)).total_seconds()
-            if wait > 0:
-                if self._stop.wait(min(wait, 60)):
-                    return
-                continue
-            index = MINUTES - TICK_CYCLE + self._count % TICK_CYCLE
-            try:
-                _put_memory(self._cloudwatch, self._series, [self._next], [index])
-            except Exception:  # noqa: BLE001, S112 - the server is going away; stop() follows
-                if self._stop.wait(5):
-                    return
-                continue
-            self._count += 1
-            self._next += timedelta(minutes=1)
 
 
 # --- terraform workspace ----------------------------------------------------------------------------
