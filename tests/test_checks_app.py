@@ -24,24 +24,11 @@ from rmsops.checks.alb import judge_5xx, judge_target_health, longest_run
 from rmsops.checks.ecs import judge_capacity, judge_unhealthy_tasks, services_frame
 from rmsops.checks.health import judge_health
 from rmsops.context import Context
-from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
 from tests import aws_seed as seed
+from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 RUNBOOK = "01-application-not-responding"
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
-
-
-def by_resource(findings) -> dict:
-    out = {f.resource: f for f in findings}
-    assert len(out) == len(findings), "one finding per resource"
-    return out
 
 
 def free_port() -> int:

@@ -32,12 +32,10 @@ from rmsops.checks.backup import RestoreWindow, judge_pitr, judge_retention, jud
 from rmsops.context import Context
 from rmsops.demo.areas.database import lag_restorable_time
 from rmsops.errors import UserError
-from rmsops.findings import Severity
 from rmsops.runner import collect_findings
 from tests.demo_server import served
+from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 RUNBOOK = "14-backup-recovery"
 INSTANCE = "rms-production-db"
 REGION = "us-east-1"

@@ -19,17 +19,13 @@ from moto import mock_aws
 from rmsops import cloudtrail
 from rmsops.checks import breach
 from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
+from tests.judging import thresholds
 from tests.test_checks_security import WAF_GROUP, put_lines, waf_line
 from tests.test_cloudtrail import raw_event
 
 OK, INFO, WARNING, ERROR = Severity.OK, Severity.INFO, Severity.WARNING, Severity.ERROR
 RUNBOOK = "13-data-breach-response"
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
 
 
 # =============================================================================================

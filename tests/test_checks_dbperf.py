@@ -31,10 +31,9 @@ from rmsops.findings import Finding, Severity
 from rmsops.localpg import LocalPostgres
 from rmsops.runner import collect_findings
 from tests.demo_server import served
+from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING
 from tests.pg import APP_NAME, PgServer, _setup_roles, poll
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 RUNBOOK = "07-database-performance"
 INSTANCE = "rms-production-db"
 DEFAULTS = thresholds.merge()

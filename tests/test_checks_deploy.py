@@ -33,26 +33,13 @@ from rmsops.checks.deploy import (
 )
 from rmsops.checks.memory import is_oom, stop_category, stopped_frame
 from rmsops.errors import UserError
-from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
 from tests import aws_seed as seed
+from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 CLUSTER = "rms-production"
 SERVICES = ("rms-backend", "rms-frontend")
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
-
-
-def by_resource(findings) -> dict:
-    out = {f.resource: f for f in findings}
-    assert len(out) == len(findings), "one finding per resource"
-    return out
 
 
 def res(service: str) -> str:

@@ -21,10 +21,9 @@ from rmsops.checks import escalation
 from rmsops.findings import Finding, Severity, document, write_document
 from rmsops.registry import CheckResult, CheckSpec
 from tests import aws_seed as seed
+from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING
 from tests.test_cloudtrail import raw_event
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
 
 

@@ -30,25 +30,12 @@ from rmsops.checks.external import (
     spf_problems,
 )
 from rmsops.demo.areas.edge_servers import DnsServer, Route, RouteServer
-from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
 from tests import aws_seed as seed
+from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
 DOMAIN = "rms.example"
 DKIM_KEY = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" + "A" * 88  # base64
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
-
-
-def by_resource(findings) -> dict:
-    out = {f.resource: f for f in findings}
-    assert len(out) == len(findings), "one finding per resource"
-    return out
 
 
 # =============================================================================================

@@ -20,18 +20,11 @@ from moto import mock_aws
 
 from rmsops import xray
 from rmsops.checks import latency
-from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
 from rmsops.window import Window
+from tests.judging import CRITICAL, INFO, OK, WARNING, thresholds
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
 LB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/rms-alb/50dc6c495c0c9188"
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
 
 
 # =============================================================================================

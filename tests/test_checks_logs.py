@@ -20,17 +20,11 @@ from moto import mock_aws
 from rmsops import logquery
 from rmsops.checks import logs as L
 from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
+from tests.judging import ERROR, INFO, OK, WARNING, thresholds
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
 BACKEND, FRONTEND, RDS = "/ecs/rms-backend", "/ecs/rms-frontend", "/aws/rds/instance/rms-production-db/postgresql"
 APP_LOGS = {"backend": BACKEND, "frontend": FRONTEND}
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
 
 
 def events(*rows: tuple[int, str, str]) -> pd.DataFrame:

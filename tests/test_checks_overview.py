@@ -17,21 +17,14 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from rmsops.checks import overview as O
-from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
 from rmsops.window import Window
+from tests.judging import CRITICAL, INFO, OK, WARNING, thresholds
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
 WINDOW = Window(T0, T0 + timedelta(hours=1))
 LB_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/rms-alb/50dc6c495c0c9188"
 LB_DIM = "app/rms-alb/50dc6c495c0c9188"
 GIB = 1024 ** 3
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
 
 
 def long(series: dict[str, list[float]], start: datetime = T0, step: int = 60) -> pd.DataFrame:

@@ -33,11 +33,9 @@ from rmsops.checks.recovery import (
     run_plan,
 )
 from rmsops.errors import UserError
-from rmsops.findings import Severity
 from tests import aws_seed as seed
+from tests.judging import ERROR, INFO, OK, WARNING
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 CLUSTER = "rms-production"
 ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)

@@ -19,20 +19,13 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from rmsops.checks import security
-from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
 from rmsops.window import Window
 from tests import aws_seed as seed
+from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, thresholds
 from tests.test_cloudtrail import raw_event
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 RUNBOOK = "12-security-suspicious-activity"
 WAF_GROUP = "aws-waf-logs-rms-production"
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
 
 
 def waf_line(ip: str, action: str = "BLOCK", uri: str = "/api/login", rule: str = "rate-limit") -> str:

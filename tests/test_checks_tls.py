@@ -35,22 +35,10 @@ from rmsops.checks.tls import (
 )
 from rmsops.demo.areas.edge_servers import CertificateAuthority, Route, RouteServer, TlsServer, self_signed
 from rmsops.findings import Severity
-from rmsops.thresholds import DEFAULTS
 from tests import aws_seed as seed
+from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 
-OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
-                                      Severity.ERROR)
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
-
-
-def thresholds(**overrides: float) -> dict[str, float]:
-    return {**DEFAULTS, **overrides}
-
-
-def by_resource(findings) -> dict:
-    out = {f.resource: f for f in findings}
-    assert len(out) == len(findings), "one finding per resource"
-    return out
 
 
 # =============================================================================================
