@@ -1,4 +1,5 @@
-"""boto3 sessions and clients as every check uses them: one session per run, adaptive retries."""
+"""boto3 sessions and clients as every check uses them: one session per run, retries capped per call
+and per run (``rmsops.awsretry``)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import botocore.loaders
 import botocore.session
 from botocore.config import Config
 
-from rmsops import failure
+from rmsops import awsretry, failure, secrets
 from rmsops.config import AwsSettings
 from rmsops.errors import UserError
 
-# Short connect timeout: an unreachable endpoint must fail in seconds, not minutes.
+# Short connect timeout: an unreachable endpoint must fail in seconds, not minutes. botocore itself
+# tries once: rmsops.awsretry decides about retries (adaptive mode slowed every later call of a
+# throttled client, and a health check took minutes).
 CLIENT_CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 4},
+    retries={"mode": "standard", "total_max_attempts": 1},
     connect_timeout=3,
     read_timeout=20,
     user_agent_extra="rmsops",
@@ -77,6 +80,7 @@ class AwsClients:
         self._session: boto3.Session | None = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.retries = awsretry.RetryPolicy()  # shared by this run's clients
 
     def session(self) -> boto3.Session:
         with self._lock:
@@ -88,6 +92,7 @@ class AwsClients:
                                                   profile_name=self._settings.profile,
                                                   region_name=self._settings.region, **credentials)
                     _dedupe_search_paths()
+                    _register_credentials(self._session)
                 except botocore.exceptions.ProfileNotFound:
                     raise UserError(f"AWS profile {self._settings.profile!r} not found in "
                                     "~/.aws/config; fix aws.profile in the environment file") from None
@@ -102,10 +107,23 @@ class AwsClients:
                     kwargs["endpoint_url"] = self._settings.endpoint_url
                 client = session.client(service, **kwargs)
                 client.meta.events.register("before-parameter-build", failure.remember_call)
+                client.meta.events.register("before-parse", failure.remember_status)
+                self.retries.register(client)
                 if API_LOG:
                     client.meta.events.register("before-call", _log_call)
                 self._clients[service] = client
             return self._clients[service]
+
+
+def _register_credentials(session: boto3.Session) -> None:
+    """Mask the secret key and token wherever they came from (a profile, SSO, a credentials file)."""
+    try:
+        credentials = session.get_credentials()
+    except Exception:  # noqa: BLE001 - no credentials yet: the first call says so
+        return
+    if credentials is not None:
+        secrets.register(credentials.secret_key)
+        secrets.register(credentials.token)
 
 
 def _dedupe_search_paths() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -18,6 +17,9 @@ from rmsops.findings import Finding, Severity, counts, document, exit_code
 from rmsops.report import clean
 
 EXIT_BAD_INPUT = 2
+EXIT_COULD_NOT_RUN = 3
+DEFAULT_CHECK_BUDGET_SECONDS = 45.0
+DEFAULT_TRIAGE_BUDGET_SECONDS = 240.0
 FIRST_LOOK_HEAD_START_SECONDS = 1.5
 STARTED = time.monotonic()  # "first finding after N s" counts from here, not from when the triage began
 
@@ -98,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     window = _window(args)
     params = parse_overrides(runbook, args.param or [])
     out = Path(args.output)
+    _writable_folder(out)
     print(f"running {runbook.stem} against {settings.name} ({window.start:%H:%M}–{window.end:%H:%M} UTC)…",
           file=sys.stderr)
     outcome = run_runbook(runbook, settings, window, out, params, timeout=args.timeout)
@@ -111,19 +114,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from rmsops import budget, checkpool, registry
     from rmsops.context import Context
 
     selected = [runbooks.find(name) for name in args.runbooks] or [runbooks.find("17")]
     settings = config.load(args.env)
     window = _window(args)
+    _positive(args.budget, "--budget")
+    _positive(args.jobs, "--jobs")
+    budget.start(args.budget)
     ctx = Context(settings, window)
-    findings: list[Finding] = []
-    try:
-        for rb in selected:
-            for result in ctx.run_all(rb.stem):
-                findings += result.findings
-    finally:
+    specs = [spec for rb in selected for spec in registry.for_runbook(rb.stem)]
+    results = checkpool.run_checks(ctx, specs, jobs=args.jobs, budget_seconds=args.budget)
+    if not checkpool.overran(results):  # else a check may still hold the session: the exit closes it
         ctx.close()
+    findings = [f for result in results for f in result.findings]
     if args.json:
         json.dump(document(findings, settings.name, window.start, window.end), sys.stdout, indent=2)
         print()
@@ -133,56 +138,96 @@ def cmd_check(args: argparse.Namespace) -> int:
     return exit_code(findings)
 
 
+def _writable_folder(folder: Path) -> None:
+    """An output folder that can be created and written, or one line saying why not (exit 2)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".rmsops-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to {folder}: {exc.strerror or exc}; choose another -o") from None
+
+
+def _positive(value: float, option: str) -> None:
+    if value <= 0:
+        raise UserError(f"{option} must be more than 0 (got {value:g})")
+
+
 def cmd_triage(args: argparse.Namespace) -> int:
-    from rmsops import firstlook
+    from rmsops import bundle, firstlook, interrupts
     from rmsops.progress import Progress
     from rmsops.zygote import Zygote
 
     settings = config.load(args.env)
     window = _window(args)
     named = [runbooks.find(name) for name in args.runbook or []]
-    out = Path(args.output)
+    out = Path(args.output).resolve()
     if out.exists() and not args.force:
         raise UserError(f"{out} exists; choose another -o or pass --force to replace it")
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")
-    from rmsops import bundle
+    _positive(args.budget, "--budget")
+    if args.sign:
+        from rmsops import signing
 
-    bundle.prepare_folder(out.resolve())
-    # Warms up (imports) while the rest is set up, and takes the first look on the way.
-    zygote = Zygote().start(first_look=firstlook.order(str(settings.path), window.start.isoformat(),
-                                                       window.end.isoformat()))
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops as cleanly as Ctrl-C
+        signing.check_signing_spec(args.sign)
+    bundle.prepare_folder(out)
+    from rmsops import budget
+
     selected = named or runbooks.triage_selection()
     title = f"rmsops triage {settings.name} {window.start:%H:%M}–{window.end:%H:%M} UTC"
     progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
-    looked = _show_first_look(zygote, progress)
+    zygote = Zygote()
+    options = dict(jobs=args.jobs, timeout=args.timeout, force=args.force, zygote=zygote, progress=progress,
+                   sign=args.sign or "")
+    # Input is valid: from here on a signal (Ctrl-C, SIGTERM) leaves a bundle marked incomplete.
+    interrupts.install()
     try:
-        with progress:
-            # Give the first look a head start: the seconds of imports below would compete with it
-            # for the cores, and nothing needs them before the zygote is warm.
-            looked.wait(FIRST_LOOK_HEAD_START_SECONDS)
+        try:
+            budget.start(args.budget)  # before the zygote starts: every kernel inherits the deadline
+            options["staging"] = bundle.make_staging(out)
+            # Warms up (imports) while the rest is set up, and takes the first look on the way.
+            zygote.start(first_look=firstlook.order(str(settings.path), window.start.isoformat(),
+                                                    window.end.isoformat()))
+            looked = _show_first_look(zygote, progress)
+            with progress:
+                # Give the first look a head start: the seconds of imports below would compete with it
+                # for the cores, and nothing needs them before the zygote is warm.
+                looked.wait(FIRST_LOOK_HEAD_START_SECONDS)
+                from rmsops import triage
+
+                result = triage.run(settings, window, out, selected, **options)
+        except KeyboardInterrupt:  # before the triage took over: a bundle that says nothing ran
+            interrupts.hold()
+            zygote.stop()
             from rmsops import triage
 
-            result = triage.run(settings, window, out, selected, jobs=args.jobs, timeout=args.timeout,
-                                force=args.force, zygote=zygote, progress=progress)
+            result = triage.run(settings, window, out, selected, **options, interrupted=True)
     except OSError as exc:  # the disk filled up, the folder went away: nothing is presented as done
         print(f"rmsops: error: could not write the bundle: {clean(exc.strerror or str(exc))} "
               f"({clean(str(exc.filename or out))}); {out} was not created", file=sys.stderr)
-        return 3
+        return EXIT_COULD_NOT_RUN
     finally:
-        signal.signal(signal.SIGTERM, previous)
         zygote.stop()
+        interrupts.restore()
     print_findings(result.findings, show_ok=False)
     print_tally(result.findings)
     if result.status != "complete":
-        print("rmsops: the triage was interrupted: the bundle is marked incomplete", file=sys.stderr)
+        print(f"rmsops: the triage was {clean(result.extra.get('stopped', 'interrupted'))}: the bundle is marked "
+              "incomplete; finished runbooks keep their findings", file=sys.stderr)
     for outcome in result.outcomes:
         if outcome.status != "done":
             print(f"rmsops: {outcome.runbook.stem} {outcome.status}: {clean(outcome.error)}", file=sys.stderr)
     print(f"report:   {result.index}")
     print(f"bundle:   {result.folder}  ({result.zip})")
-    print(f"took {result.seconds:.1f} s; first finding after {result.first_finding_seconds or 0:.1f} s")
+    first = result.first_finding_seconds
+    print(f"took {result.seconds:.1f} s; " + (f"first finding after {first:.1f} s" if first else "no finding shown"))
+    print(f"manifest sha256: {bundle.manifest_digest(result.folder)}")
+    if result.extra.get("unsigned"):
+        print(f"rmsops: error: the bundle is complete but NOT signed: {clean(result.extra['unsigned'])}",
+              file=sys.stderr)
+        return EXIT_COULD_NOT_RUN
     return result.exit_code
 
 
@@ -210,25 +255,69 @@ def _show_first_look(zygote, progress) -> threading.Event:
     return looked
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     from rmsops import bundle
 
     folder = Path(args.bundle)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder (verify takes the bundle folder, not the zip)")
+    expected = bundle.parse_digest(args.digest) if args.digest is not None else None
+    signing = None
+    if args.key is not None or (folder / bundle.SIGNATURE).is_file():
+        from rmsops import signing
+
+        signing.load_trusted_key(args.key)  # a bad --key is bad input: found before any check
     checked = bundle.verify(folder)
     for label, names in (("changed", checked.changed), ("missing", checked.missing), ("added", checked.added)):
         for name in names:
             print(f"  {label:8} {clean(name)}")
-    if checked.ok:
-        print(f"ok: all {checked.checked} files match the manifest")
-        return 0
-    print(f"FAILED: {len(checked.changed)} changed, {len(checked.missing)} missing, {len(checked.added)} added")
-    return 1
+    for label, name in checked.zip.problems if checked.zip else []:
+        print(f"  zip {label:10} {clean(name)}")
+    passed, failed = [f"all {checked.checked} files match the manifest"], []
+    counts = f"{len(checked.changed)} changed, {len(checked.missing)} missing, {len(checked.added)} added"
+    if checked.files_ok:
+        print(f"files:     ok, all {checked.checked} files match the manifest")
+    else:
+        print(f"files:     FAILED, {counts} (the manifest lists {checked.checked})")
+        failed.append(counts)
+    archive = checked.zip
+    if archive is None:
+        print(f"zip:       none beside the bundle ({clean(folder.resolve().name)}.zip), not checked")
+    elif archive.ok:
+        print(f"zip:       ok, all {archive.members} members of {clean(archive.path.name)} match the manifest "
+              "(its manifest.json is the folder's)")
+        passed.append("so does the zip")
+    else:
+        print(f"zip:       FAILED, {clean(archive.path.name)}: "
+              f"{clean(archive.error) or f'{len(archive.problems)} members changed, missing, extra or different'}")
+        failed.append("the zip does not match")
+    digest = bundle.manifest_digest(folder)
+    if expected is None:
+        print(f"digest:    not given; manifest sha256: {digest} (compare it with the one recorded in the ticket)")
+    elif digest == expected:
+        print(f"digest:    ok, manifest sha256 {digest} is the one recorded")
+        passed.append("the manifest is the one recorded")
+    else:
+        print(f"digest:    FAILED, manifest sha256 {digest} is not the recorded {expected}: the manifest was "
+              "changed or regenerated since the digest was recorded")
+        failed.append("the manifest is not the one recorded")
+    signature = signing.verify_signature(folder, args.key) if signing else None
+    if signature is None:
+        print(f"signature: none, no {bundle.SIGNATURE}: the bundle is not signed")
+    else:
+        print(f"signature: {signature.status}, {clean(signature.detail, 600)}")
+        if signature.present and signature.ok:
+            passed.append(f"signature {signature.status}")
+        elif not signature.unchecked:
+            failed.append("the signature does not match")
+    if failed:
+        print(f"FAILED: {'; '.join(failed)}")
+        return 1
+    if signature is not None and signature.unchecked:
+        raise UserError("the bundle's signature could not be checked (above); fix the access to KMS, "
+                        "or pass --key with the signing key's public key")
+    print(f"ok: {'; '.join(passed)}")
+    return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -308,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("-e", "--env", required=True)
     chk.add_argument("--json", action="store_true", help="print findings.json to stdout")
     chk.add_argument("--problems-only", action="store_true", help="hide ok findings")
+    chk.add_argument("--jobs", type=int, default=8, help="checks at once (default 8)")
+    chk.add_argument("--budget", type=float, default=DEFAULT_CHECK_BUDGET_SECONDS,
+                     help=f"seconds the whole check may take (default {DEFAULT_CHECK_BUDGET_SECONDS:g}); "
+                          "what has not finished by then is an error finding")
     _add_window(chk)
     chk.set_defaults(fn=cmd_check)
 
@@ -318,11 +411,21 @@ def build_parser() -> argparse.ArgumentParser:
     tri.add_argument("--jobs", type=int, default=4, help="runbooks at once (default 4)")
     tri.add_argument("--timeout", type=int, default=300, help="seconds a runbook may take (default 300)")
     tri.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    tri.add_argument("--budget", type=float, default=DEFAULT_TRIAGE_BUDGET_SECONDS,
+                     help=f"seconds the whole triage may take (default {DEFAULT_TRIAGE_BUDGET_SECONDS:g}); "
+                          "runbooks unfinished by then are stopped and the bundle is marked incomplete")
+    tri.add_argument("--sign", metavar="KEYFILE|kms:KEY_ID",
+                     help="sign the manifest with an Ed25519 private key file or an AWS KMS key")
     _add_window(tri)
     tri.set_defaults(fn=cmd_triage)
 
-    ver = sub.add_parser("verify", help="check every file of a bundle against its manifest's SHA-256")
-    ver.add_argument("bundle", help="the bundle folder")
+    ver = sub.add_parser("verify", help="check every file of a bundle, and its zip, against its manifest's SHA-256")
+    ver.add_argument("bundle", help="the bundle folder (its DIR.zip, if beside it, is checked too)")
+    ver.add_argument("--digest", metavar="HEX",
+                     help="the 'manifest sha256' the triage printed, as recorded in the ticket: proves the "
+                          "manifest itself was not rewritten since")
+    ver.add_argument("--key", metavar="FILE",
+                     help="the public key (PEM or DER) the bundle must be signed with, or kms:KEY_ID")
     ver.set_defaults(fn=cmd_verify)
 
     dif = sub.add_parser("diff", help="findings resolved, new and still failing between two triages")
@@ -364,9 +467,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"rmsops: error: {clean(secrets.redact(str(exc)), 500)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a triage (which writes its bundle and returns): nothing to keep
         print("rmsops: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_COULD_NOT_RUN
+    except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen failure: one line, never exit 1
+        from rmsops import failure
+
+        print(f"rmsops: error: could not run: {clean(failure.describe(exc), 500)} "
+              "(an unexpected error; please report it with the command you ran)", file=sys.stderr)
+        return EXIT_COULD_NOT_RUN
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rmsops import config, registry, secrets, sharedcache, thresholds
+from rmsops import config, failure, registry, secrets, sharedcache, thresholds
 from rmsops.aws import AwsClients
 from rmsops.config import Settings
 from rmsops.db import Database, secret_password
@@ -16,6 +16,17 @@ from rmsops.registry import CheckResult
 from rmsops.window import Window, resolve
 
 T = TypeVar("T")
+
+
+class _Memo:
+    """One memoised fetch: its value or its error, and a lock so that it is fetched once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+        self.value: Any = None
+        self.error: Exception | None = None
+        self.action = ""
 
 
 class Context:
@@ -51,16 +62,28 @@ class Context:
     def memo(self, key: str, fetch: Callable[[], T], share: bool = True) -> T:
         """Fetch once per run: checks that need the same AWS data share one call.
 
-        In a triage the value is also shared with the other runbooks' processes
-        (``rmsops.sharedcache``); pass ``share=False`` for what only makes sense in this process.
+        A failed fetch is remembered too (with the IAM action it attempted): the next check that
+        needs it fails at once instead of waiting on a throttled or unreachable AWS again.
+        Concurrent checks that need the same key wait for one fetch. In a triage the value is also
+        shared with the other runbooks' processes (``rmsops.sharedcache``); pass ``share=False``
+        for what only makes sense in this process.
         """
         with self._memo_lock:
-            if key in self._memo:
-                return self._memo[key]
-        cache = sharedcache.current() if share else None
-        value = cache.get(self._shared_key(key), fetch) if cache else fetch()
-        with self._memo_lock:
-            return self._memo.setdefault(key, value)
+            if key not in self._memo:
+                self._memo[key] = _Memo()
+            entry = self._memo[key]
+        with entry.lock:
+            if not entry.done:
+                cache = sharedcache.current() if share else None
+                try:
+                    entry.value = cache.get(self._shared_key(key), fetch) if cache else fetch()
+                except Exception as exc:
+                    entry.error, entry.action = exc, failure.remembered_action()
+                entry.done = True
+        if entry.error is not None:
+            failure.remember_action(entry.action)
+            raise entry.error
+        return entry.value
 
     def _shared_key(self, key: str) -> str:
         return f"{self.settings.path}|{self.window.start.isoformat()}|{self.window.end.isoformat()}|{key}"

@@ -28,12 +28,26 @@ LOCK_TIMEOUT_MS = 2_000
 
 
 class DatabaseUnavailable(Exception):
-    """Could not connect; ``kind``: refused, timeout, auth, too_many_connections, dns,
-    credentials (the password could not be fetched) or other."""
+    """Could not connect. ``kind`` says whether the database is down or rmsops could not get in:
+
+    * the database (or the way to it) is down: ``refused``, ``timeout``, ``dns``, ``unavailable``
+      (starting up, shutting down, in recovery), ``too_many_connections`` (the server's
+      ``max_connections`` or the database's connection limit: what the applications meet too);
+    * rmsops could not get in, the database may be fine: ``role_limit`` (rmsops' own role's
+      CONNECTION LIMIT), ``auth`` (password authentication failed, no password), ``permission``
+      (no CONNECT privilege, no pg_hba.conf entry, login not allowed, no such role or database),
+      ``credentials`` (the password could not be fetched: Secrets Manager, an IAM token);
+    * ``other``: anything else.
+    """
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+# The kinds of DatabaseUnavailable that say nothing about the database's health: rmsops itself
+# could not get in (an error finding: the check could not run), not "the database is down".
+ACCESS_KINDS = frozenset({"role_limit", "auth", "permission", "credentials"})
 
 
 @dataclass(frozen=True)
@@ -64,13 +78,29 @@ def _without_literals(sql: str) -> str:
 
 
 def classify_connect_error(exc: BaseException) -> str:
+    """The kind of a connection failure (see :class:`DatabaseUnavailable`), from libpq's message.
+
+    libpq may try several addresses and join their messages: what the server itself answered
+    (authentication, limits, permissions) wins over a refused or timed-out address.
+    """
     text = str(exc).lower()
-    if "password authentication failed" in text or "no pg_hba.conf entry" in text or (
-        "authentication" in text and "failed" in text):
-        return "auth"
+    if "too many connections for role" in text:
+        return "role_limit"
     if ("too many clients" in text or "too many connections" in text
             or "remaining connection slots are reserved" in text):
-        return "too_many_connections"
+        return "too_many_connections"  # the server's max_connections, or the database's limit
+    if ("the database system is starting up" in text or "the database system is shutting down" in text
+            or "the database system is in recovery mode" in text
+            or "the database system is not yet accepting connections" in text
+            or "the database system is not accepting connections" in text):
+        return "unavailable"
+    if "password authentication failed" in text or "no password supplied" in text or (
+            "authentication" in text and "failed" in text):
+        return "auth"
+    if ("no pg_hba.conf entry" in text or "pg_hba.conf rejects connection" in text
+            or "permission denied for database" in text or "is not permitted to log in" in text
+            or (("role \"" in text or "database \"" in text) and "does not exist" in text)):
+        return "permission"
     if "timeout expired" in text or "timed out" in text:
         return "timeout"
     if "connection refused" in text or "could not connect" in text or "no route to host" in text:
@@ -115,6 +145,7 @@ class Database:
             message = secrets.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else
                                      type(exc).__name__)
             raise DatabaseUnavailable(classify_connect_error(exc), message) from None
+        register_connection_secrets(conn)
         conn.read_only = True
         conn.execute("SET default_transaction_read_only = on")
         conn.execute(f"SET statement_timeout = {int(s.statement_timeout_ms)}")
@@ -180,6 +211,17 @@ class Database:
             if self._conn is not None and not self._conn.closed:
                 self._conn.close()
             self._conn = None
+
+
+def register_connection_secrets(conn: psycopg.Connection) -> None:
+    """Mask what libpq found by itself: the password it used may come from a ``.pgpass`` file
+    (PGPASSFILE) or a service file (PGSERVICEFILE) that rmsops never read. ``info.password``
+    (PQpass) returns the one the connection really used; the other password-like options
+    (``sslpassword``, shown with dispchar ``*``) are registered too."""
+    secrets.register(conn.info.password)
+    for option in conn.pgconn.info:
+        if option.dispchar == b"*" and option.val:
+            secrets.register(option.val.decode("utf-8", errors="replace"))
 
 
 def secret_password(secret_value: str) -> str:

@@ -97,21 +97,39 @@ class RunbookSession:
             (folder / f"{spec.id}.png").write_bytes(image)
 
     def action(self, name: str, **arguments: Any) -> None:
-        """Show an action as a dry run (diagnostic runbooks never change anything)."""
+        """Show an action as a dry run (diagnostic runbooks never change anything).
+
+        Never raises into the notebook: a plan whose lookups fail (AWS denied or unreachable while
+        reading what the action would change) is shown with the reason, and the runbook carries on
+        to its summary.
+        """
+        from rmsops import failure
+
+        args = " ".join(f"--{k.replace('_', '-')} {report.clean(v)}" for k, v in arguments.items())
         try:
             plan = actions.plan(self.ctx, name, **arguments)
         except UserError as exc:
             display(HTML(f"<p><i>Action {report.esc(name)} unavailable: {report.esc(str(exc))}</i></p>"))
             return
-        record = actions.execute(self.ctx, plan, confirm=None)
+        except Exception as exc:  # noqa: BLE001 - a dry run never fails its runbook
+            display(HTML(
+                f"<p><i>Action {report.esc(name)}: could not look up what it would change: "
+                f"{report.esc(failure.describe(exc))}. Nothing was changed. To plan it again once that is "
+                f"fixed: <code>rmsops action {report.esc(name)} -e {report.esc(self.ctx.settings.name)} "
+                f"{report.esc(args)}</code></i></p>"))
+            return
+        try:
+            record = actions.execute(self.ctx, plan, confirm=None)
+            audited = f"Audit record written ({report.esc(record.outcome)})."
+        except Exception as exc:  # noqa: BLE001 - the plan is still worth showing
+            audited = f"The audit record could not be written: {report.esc(failure.describe(exc))}."
         confirm = plan.target if self.ctx.settings.protected else "yes"
-        args = " ".join(f"--{k.replace('_', '-')} {report.clean(v)}" for k, v in arguments.items())
         display(HTML(
             f'{report.STYLE}<div class="rmsops"><p><b>Dry run</b> — {report.esc(plan.summary)}.</p>'
             f"<p>To do it: <code>rmsops action {report.esc(name)} -e {report.esc(self.ctx.settings.name)} "
             f"{report.esc(args)} --confirm {report.esc(confirm)}</code><br>"
             f"AWS CLI equivalent: <code>{report.esc(plan.cli)}</code><br>"
-            f"Audit record written ({report.esc(record.outcome)}).</p></div>"))
+            f"{audited}</p></div>"))
 
     def summary(self) -> None:
         """All findings of this notebook, most urgent first."""

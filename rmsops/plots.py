@@ -1,4 +1,7 @@
-"""The few chart kinds every runbook uses. Figures are built without pyplot (no global state)."""
+"""The few chart kinds every runbook uses. Figures are built without pyplot (no global state).
+
+Every figure is rendered by ``png``, which first makes every text of it safe (``safe_texts``).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,15 @@ from datetime import datetime
 
 import matplotlib
 import pandas as pd
+from matplotlib import dates as mdates
+from matplotlib import ticker
+from matplotlib.axis import Axis
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.text import Text
+from matplotlib.ticker import Formatter, MaxNLocator
+
+from rmsops import report
 
 matplotlib.rcParams["svg.fonttype"] = "none"
 
@@ -116,7 +125,94 @@ def _tick_chars(frame: pd.DataFrame, lines: Mapping[str, float] | None) -> int:
     return max(3, len(f"{largest:,.0f}") + (2 if largest < 10 else 0))
 
 
+def shown_text(value: object, mathtext: bool = False) -> str:
+    """A text as a figure may draw it: the same redaction and control-character cleaning as a
+    table cell (``report.clean``), and every ``$`` escaped so that matplotlib shows it as is
+    instead of reading ``$...$`` as mathtext (an escaped ``\\$`` is drawn as ``$``).
+    ``mathtext``: the text is matplotlib's own (a log axis's ``$10^{2}$``), keep its dollars."""
+    text = report.clean(value)
+    return text if mathtext else text.replace("$", r"\$")
+
+
+# Formatters that only turn numbers and dates into text, some of it mathtext on purpose; every
+# other formatter (fixed labels, categories, functions) may carry text from an inspected system.
+_NUMBER_FORMATTERS = frozenset({
+    ticker.ScalarFormatter, ticker.LogFormatter, ticker.LogFormatterExponent, ticker.LogFormatterMathtext,
+    ticker.LogFormatterSciNotation, ticker.LogitFormatter, ticker.EngFormatter, ticker.PercentFormatter,
+    ticker.NullFormatter, mdates.DateFormatter, mdates.ConciseDateFormatter, mdates.AutoDateFormatter,
+})
+
+
+class SafeFormatter(Formatter):
+    """Tick labels (categories, SQL, dates) are made at draw time: clean what the formatter made."""
+
+    def __init__(self, inner: Formatter):
+        self.inner = inner
+        self.mathtext = type(inner) in _NUMBER_FORMATTERS
+
+    def set_axis(self, axis) -> None:
+        self.axis = axis
+        self.inner.set_axis(axis)
+
+    def __call__(self, x, pos=None) -> str:
+        return shown_text(self.inner(x, pos), self.mathtext)
+
+    def format_ticks(self, values) -> list[str]:
+        return [shown_text(label, self.mathtext) for label in self.inner.format_ticks(values)]
+
+    def format_data(self, value) -> str:
+        return shown_text(self.inner.format_data(value), self.mathtext)
+
+    def format_data_short(self, value) -> str:
+        return report.clean(self.inner.format_data_short(value))  # the tooltip: plain text
+
+    def get_offset(self) -> str:
+        return shown_text(self.inner.get_offset(), self.mathtext)
+
+    def set_locs(self, locs) -> None:
+        self.inner.set_locs(locs)
+
+    def _set_locator(self, locator) -> None:
+        self.inner._set_locator(locator)
+
+
+def safe_texts(fig: Figure) -> Figure:
+    """Make every text of the figure safe to show, without drawing it.
+
+    Titles, axis labels, legends, annotations and figure texts exist already: each is cleaned
+    once (``shown_text``; a text already cleaned is left alone, so calling this twice is
+    harmless). Tick labels are made by the axes' formatters when the figure is drawn: every
+    formatter is wrapped in a ``SafeFormatter``. The walk does not go into the ticks (asking an
+    axis for its children makes every tick, which only the draw should do): their labels are
+    rewritten by the formatters at every draw.
+    """
+    stack: list = [fig]
+    while stack:
+        artist = stack.pop()
+        if isinstance(artist, Axis):
+            for level, setter in ((artist.major, artist.set_major_formatter),
+                                  (artist.minor, artist.set_minor_formatter)):
+                if not isinstance(level.formatter, SafeFormatter):  # shared axes share a ticker
+                    setter(SafeFormatter(level.formatter))
+            stack += [artist.label, artist.offsetText]
+            continue
+        if isinstance(artist, Text):
+            _clean_text(artist)
+        stack += artist.get_children()
+    return fig
+
+
+def _clean_text(artist: Text) -> None:
+    text = artist.get_text()
+    if text and getattr(artist, "_rmsops_shown", None) != text:
+        shown = shown_text(text) if artist.get_parse_math() else report.clean(text)
+        artist.set_text(shown)
+        artist._rmsops_shown = shown
+
+
 def png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes, every text of it redacted and cleaned first (``safe_texts``)."""
+    safe_texts(fig)
     buffer = io.BytesIO()
     # zlib level 3: half the time of the default 6, for files about 5% larger
     fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})

@@ -109,13 +109,20 @@ def run(spec: CheckSpec, ctx: Context) -> CheckResult:
         if not result.findings:
             raise RuntimeError("the check produced no finding (a bug in rmsops)")
     except Exception as exc:  # noqa: BLE001 - the contract: a check never raises into a notebook
-        result = CheckResult(findings=[error_finding(spec, failure.describe(exc))])
+        result = CheckResult(findings=[error_finding(spec, _reason(exc))])
     result.check = spec.id
     # Findings name the runbook that ran them: the daily health check reports as itself.
     runbook = getattr(ctx, "runbook", "") or spec.runbook
     result.findings = [f.placed(runbook, spec.section) for f in result.findings]
     result.seconds = time.monotonic() - started
     return result
+
+
+def _reason(exc: Exception) -> str:
+    try:
+        return failure.describe(exc)
+    except Exception:  # noqa: BLE001 - describing must not lose the finding
+        return f"{type(exc).__name__} (rmsops could not describe it further)"
 
 
 def error_finding(spec: CheckSpec, reason: str, resource: str = "") -> Finding:

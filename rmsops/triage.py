@@ -10,8 +10,9 @@ complete; Ctrl-C leaves a bundle marked incomplete, never a half-written one.
 from __future__ import annotations
 
 import contextlib
-import os
+import logging
 import platform
+import shutil
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,8 +22,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsops import __version__, bundle, failure, runbooks
+from rmsops import __version__, budget, bundle, failure, interrupts, runbooks
 from rmsops.config import Settings
+from rmsops.errors import UserError
 from rmsops.findings import (
     MIME_TYPE,
     Finding,
@@ -72,56 +74,126 @@ def default_selection() -> list[Runbook]:
 
 def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runbook] | None = None,
         jobs: int = DEFAULT_JOBS, timeout: int = DEFAULT_TIMEOUT_SECONDS, force: bool = False,
-        zygote: Zygote | None = None, progress: Progress | None = None) -> TriageResult:
-    """Run the triage and write the bundle to ``out_dir`` (and ``out_dir``.zip)."""
-    started_at, started = datetime.now(UTC), time.monotonic()
-    # Absolute from here on: papermill changes the process's working directory while a notebook
-    # runs, and runbooks run in concurrent threads.
-    out_dir = out_dir.resolve()
-    selected = selected if selected is not None else default_selection()
-    diagnostics = [rb for rb in selected if rb.stem != ESCALATION]
-    if out_dir.exists() and not force:
-        from rmsops.errors import UserError
+        zygote: Zygote | None = None, progress: Progress | None = None, staging: Path | None = None,
+        sign: str = "", interrupted: bool = False) -> TriageResult:
+    """Run the triage and write the bundle to ``out_dir`` (and ``out_dir``.zip).
 
-        raise UserError(f"{out_dir} exists; choose another -o or pass --force to replace it")
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    bundle.prepare_folder(out_dir)
-    staging.mkdir()
+    Whatever happens once it has started (Ctrl-C, SIGTERM, the run's time budget running out),
+    a bundle is written: finished runbooks keep their findings, the others say why they did not
+    finish, and the bundle is marked ``incomplete``. ``interrupted``: a signal arrived before the
+    triage could start (the command line); only the bundle is written.
+    """
+    started_at, started = datetime.now(UTC), time.monotonic()
+    outcomes: dict[str, RunOutcome] = {}
+    stopped = _stop_reason() if interrupted else ""
     own_zygote = zygote is None
-    zygote = zygote or Zygote().start()
-    threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True, name="rmsops-warm-exporter").start()
-    shown_by_caller = progress is not None  # the command line draws it from before the imports
-    progress = progress or Progress([rb.stem for rb in selected], live=False)
     identity: dict[str, str] = {}
-    who = threading.Thread(target=_caller_identity, args=(settings, identity), daemon=True)
-    who.start()
-    outcomes: list[RunOutcome] = []
-    status = "complete"
+    installed = False
     try:
-        with contextlib.nullcontext() if shown_by_caller else progress:
-            outcomes = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress)
-            merged = [f for o in outcomes for f in o.findings]
-            write_document(staging / "findings.json", document(merged, settings.name, window.start, window.end))
-            if any(rb.stem == ESCALATION for rb in selected):
-                outcomes.append(_run_one(runbooks.find(ESCALATION), settings, window, staging, timeout, zygote,
-                                         progress, {"findings": str((staging / "findings.json").resolve())}))
+        installed = interrupts.install()
+        # Absolute from here on: papermill changes the process's working directory while a notebook
+        # runs, and runbooks run in concurrent threads.
+        out_dir = out_dir.resolve()
+        selected = selected if selected is not None else default_selection()
+        diagnostics = [rb for rb in selected if rb.stem != ESCALATION]
+        if out_dir.exists() and not force:
+            raise UserError(f"{out_dir} exists; choose another -o or pass --force to replace it")
+        if staging is None:
+            bundle.prepare_folder(out_dir)
+            staging = bundle.make_staging(out_dir)
+        shown_by_caller = progress is not None  # the command line draws it from before the imports
+        progress = progress or Progress([rb.stem for rb in selected], live=False)
+        who = threading.Thread(target=_caller_identity, args=(settings, identity), daemon=True)
+        who.start()
+        if not interrupted:
+            zygote = zygote or Zygote().start()
+            threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True,
+                             name="rmsops-warm-exporter").start()
+            with contextlib.nullcontext() if shown_by_caller else progress:
+                stopped = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress, outcomes)
+                if not stopped and any(rb.stem == ESCALATION for rb in selected):
+                    merged = [f for o in outcomes.values() for f in o.findings]
+                    write_document(staging / "findings.json", document(merged, settings.name, window.start,
+                                                                       window.end))
+                    escalation = runbooks.find(ESCALATION)
+                    outcomes[ESCALATION] = _run_one(
+                        escalation, settings, window, staging, timeout, zygote, progress,
+                        {"findings": str((staging / "findings.json").resolve())})
+        who.join(timeout=10)
     except KeyboardInterrupt:
-        status = "incomplete"
-    finally:
-        if own_zygote:
+        interrupts.hold()
+        stopped = _stop_reason()
+        _kill_running_kernels()
+    except BaseException:  # bad input or a bug: nothing is presented as a bundle
+        _kill_running_kernels()
+        if own_zygote and zygote is not None:
             zygote.stop()
-    who.join(timeout=10)
-    findings = [f for o in outcomes for f in o.findings]
-    write_document(staging / "findings.json", document(findings, settings.name, window.start, window.end))
-    details = _details(settings, window, selected, outcomes, identity, started_at, status, jobs, timeout,
-                       progress.first_finding_seconds)
-    (staging / "index.html").write_text(index_html(details, outcomes, findings), encoding="utf-8")
-    bundle.write_manifest(staging, details)
-    bundle.move_into_place(staging, out_dir, force=True)
-    outcomes = [_rebased(o, staging, out_dir) for o in outcomes]
-    archive = bundle.make_zip(out_dir, out_dir.with_name(out_dir.name + ".zip"))
-    return TriageResult(outcomes, findings, out_dir, out_dir / "index.html", out_dir / "findings.json", archive,
-                        status, progress.first_finding_seconds, time.monotonic() - started)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if installed:
+            interrupts.restore()
+        raise
+    interrupts.hold()  # from here on the bundle is written, whatever signal comes
+    try:
+        if own_zygote and zygote is not None:
+            zygote.stop()
+        assert staging is not None and selected is not None
+        finished = [outcomes[rb.stem] for rb in selected if rb.stem in outcomes]
+        if stopped:
+            finished = [_stopped_outcome(o, stopped) if o.status != "done" else o for o in finished]
+        findings = [f for o in finished for f in o.findings]
+        findings += [f for rb in selected if rb.stem not in outcomes
+                     for f in _not_run_findings(rb, stopped or "ended")]
+        write_document(staging / "findings.json", document(findings, settings.name, window.start, window.end))
+        details = _details(settings, window, selected, finished, identity, started_at, stopped, jobs, timeout,
+                           progress.first_finding_seconds if progress else None)
+        (staging / "index.html").write_text(index_html(details, finished, findings), encoding="utf-8")
+        bundle.write_manifest(staging, details)
+        unsigned = _sign(staging, sign, settings) if sign else ""
+        bundle.move_into_place(staging, out_dir, force=True)
+        finished = [_rebased(o, staging, out_dir) for o in finished]
+        archive = bundle.make_zip(out_dir, out_dir.with_name(out_dir.name + ".zip"))
+    except BaseException:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)  # never a half-written bundle left behind
+        raise
+    finally:
+        if installed:
+            interrupts.restore()
+    return TriageResult(finished, findings, out_dir, out_dir / "index.html", out_dir / "findings.json", archive,
+                        "incomplete" if stopped else "complete",
+                        progress.first_finding_seconds if progress else None, time.monotonic() - started,
+                        {"stopped": stopped, "unsigned": unsigned})
+
+
+def _sign(staging: Path, spec: str, settings: Settings) -> str:
+    """Sign the manifest; a signing failure leaves the bundle unsigned (and says why), never lost."""
+    from rmsops import signing
+    from rmsops.aws import AwsClients
+
+    try:
+        signing.sign_manifest(staging, spec, lambda: AwsClients(settings.aws).client("kms"))
+    except UserError as exc:
+        return str(exc)
+    return ""
+
+
+def _stop_reason() -> str:
+    signal_name = interrupts.received()
+    return f"interrupted by {signal_name}" if signal_name else "interrupted (Ctrl-C)"
+
+
+def _stopped_outcome(outcome: RunOutcome, reason: str) -> RunOutcome:
+    """A runbook the stop cut short: its finished checks stand, the others say why they did not run."""
+    outcome.status = "interrupted"
+    outcome.error = f"the triage was {reason} while this runbook ran"
+    kept = [f for f in outcome.findings if f.severity != Severity.ERROR or "runbook stopped" not in f.detail]
+    outcome.findings = kept + missing_check_findings(outcome.runbook, kept, outcome.error)
+    return outcome
+
+
+def _not_run_findings(runbook: Runbook, reason: str) -> list[Finding]:
+    return missing_check_findings(runbook, [], f"not run: the triage was {reason} before this runbook started")
 
 
 def _warm_exporter_after(zygote: Zygote) -> None:
@@ -137,31 +209,41 @@ def slowest_first(selected: list[Runbook]) -> list[Runbook]:
 
 
 def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, staging: Path, jobs: int,
-             timeout: int, zygote: Zygote, progress: Progress) -> list[RunOutcome]:
-    outcomes: dict[str, RunOutcome] = {}
+             timeout: int, zygote: Zygote, progress: Progress, outcomes: dict[str, RunOutcome]) -> str:
+    """Run the runbooks into ``outcomes`` (filled as each finishes, so a stop keeps them).
+
+    Returns why it stopped early (a signal, the time budget), or ``""`` when every runbook ran.
+    """
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="rmsops-runbook")
     futures: dict[Future, Runbook] = {
         pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress): rb
         for rb in slowest_first(diagnostics)}
+    stopped = ""
     try:
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in done:
                 outcomes[futures[future].stem] = future.result()
+            if pending and budget.exhausted():
+                stopped = f"stopped when its time budget ran out ({budget.describe()})"
+                break
     except KeyboardInterrupt:
+        interrupts.hold()
+        stopped = _stop_reason()
+    if stopped:
+        for name in ("papermill", "traitlets", "nbclient"):  # "kernel died": we killed it, on purpose
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         for future, rb in futures.items():
             if future.cancel():
                 progress.state(rb.stem, "cancelled")
         _kill_running_kernels()
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True)  # the killed runbooks write what they had
         for future, rb in futures.items():
             if not future.cancelled() and future.done() and rb.stem not in outcomes:
                 outcomes[rb.stem] = future.result()
-        raise
-    finally:
-        pool.shutdown(wait=False)
-    return [outcomes[rb.stem] for rb in diagnostics if rb.stem in outcomes]
+    pool.shutdown(wait=False)
+    return stopped
 
 
 def _kill_running_kernels() -> None:
@@ -258,11 +340,12 @@ def _versions() -> dict[str, str]:
 
 
 def _details(settings: Settings, window: Window, selected: list[Runbook], outcomes: list[RunOutcome],
-             identity: dict[str, str], started_at: datetime, status: str, jobs: int, timeout: int,
+             identity: dict[str, str], started_at: datetime, stopped: str, jobs: int, timeout: int,
              first_finding: float | None) -> dict[str, Any]:
     ran = {o.runbook.stem: o for o in outcomes}
     return {
-        "status": status,
+        "status": "incomplete" if stopped else "complete",
+        "stopped": stopped,
         "environment": settings.name,
         "window": {"start": iso(window.start), "end": iso(window.end)},
         "started_at": iso(started_at),
@@ -272,7 +355,8 @@ def _details(settings: Settings, window: Window, selected: list[Runbook], outcom
         "parameters": {"jobs": jobs, "timeout_seconds": timeout, "runbooks": [rb.stem for rb in selected]},
         "first_finding_seconds": None if first_finding is None else round(first_finding, 3),
         "runbooks": {rb.stem: ({"status": ran[rb.stem].status, "seconds": round(ran[rb.stem].seconds, 3),
-                                "error": ran[rb.stem].error} if rb.stem in ran else {"status": "not run"})
+                                "error": ran[rb.stem].error} if rb.stem in ran
+                               else {"status": "not run", "error": stopped or "the triage ended before it"})
                      for rb in selected},
     }
 
@@ -309,8 +393,9 @@ def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: li
     plots = _key_plots(outcomes, findings)
     who = details["run_by"]
     aws = who["aws"].get("arn", "unknown")
-    incomplete = ("<p style='color:#c62828'><b>INCOMPLETE:</b> the triage was interrupted; some runbooks "
-                  "did not run.</p>" if details["status"] != "complete" else "")
+    incomplete = (f"<p style='color:#c62828'><b>INCOMPLETE:</b> the triage was {esc(details.get('stopped', ''))}; "
+                  "the runbooks that finished keep their findings, the others say why they did not run.</p>"
+                  if details["status"] != "complete" else "")
     versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in details["versions"].items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>rmsops triage — "
             f"{esc(details['environment'])}</title>{STYLE}</head><body style='font-family:sans-serif;margin:2em'>"

@@ -51,8 +51,9 @@ def zygote_main(socket_path: str, first_look: str = "") -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
     for name in FIRST_LOOK_MODULES:
         importlib.import_module(name)
+    children: list[int] = []  # killed when the zygote stops: no kernel or first look outlives a run
     if first_look:
-        _fork_first_look(json.loads(first_look), Path(socket_path).parent / "shared")
+        children.append(_fork_first_look(json.loads(first_look), Path(socket_path).parent / "shared"))
     for name in WARM_MODULES:
         importlib.import_module(name)
     from rmsops import aws
@@ -72,6 +73,7 @@ def zygote_main(socket_path: str, first_look: str = "") -> None:
             conn, _ = server.accept()
         except TimeoutError:
             if os.getppid() != parent:  # the command that started us is gone: so are we
+                _kill(children)
                 os._exit(0)
             continue
         conn.settimeout(None)
@@ -82,20 +84,41 @@ def zygote_main(socket_path: str, first_look: str = "") -> None:
             order = json.loads(request)
             if order.get("stop"):
                 server.close()
+                _kill(children)
                 os._exit(0)  # nothing to flush or clean: skip tearing down the warm imports
             pid = os.fork()
             if pid == 0:
                 server.close()
                 conn.close()
                 _become_kernel(order)  # never returns
+            children.append(pid)
             conn.sendall(f"{pid}\n".encode())
 
 
-def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> None:
+_CHILDREN: list[int] = []  # killed when the zygote stops: no kernel or first look outlives a run
+
+
+def _stop_now(*_: object) -> None:
+    _kill(_CHILDREN)
+    os._exit(0)
+
+
+def _kill(pids: list[int]) -> None:
+    """Kill those of ``pids`` that are still our children (an ended child's pid may be reused)."""
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):  # most have ended and were reaped
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                os.kill(pid, signal.SIGKILL)
+
+
+def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> int:
     out_fd = look.pop("fd")
-    if os.fork() == 0:
+    pid = os.fork()
+    if pid == 0:
         try:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.environ[sharedcache.ENV] = str(shared_cache)  # the runbooks reuse what it fetches
             from rmsops import firstlook
 
@@ -103,6 +126,7 @@ def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> None:
         finally:
             os._exit(0)
     os.close(out_fd)  # the command sees the end of the pipe when the first look is done
+    return pid
 
 
 def _read_line(conn: socket.socket) -> bytes:
@@ -120,6 +144,7 @@ def _become_kernel(order: dict) -> None:
     try:
         os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # the kernel's interrupt
         os.chdir(order.get("cwd") or os.getcwd())
         os.environ.clear()
@@ -202,6 +227,8 @@ class Zygote:
         unread = self.take_first_look()
         if unread is not None:
             os.close(unread)
+        if self._process and self._process.poll() is None and not self._ready.is_set():
+            self._process.terminate()  # still importing: no socket to ask on yet
         if self._process and self._process.poll() is None:
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:

@@ -535,6 +535,58 @@ def test_notebook_action_never_makes_a_real_change(aws, open_ctx, incident, show
     assert all(r["dry_run"] is True and r["outcome"] != "done" for r in audit_lines(incident / "audit.jsonl"))
 
 
+@pytest.mark.parametrize("fault", ["denied", "server-error", "unreachable"])
+def test_notebook_dry_run_whose_lookup_fails_is_shown_not_raised(aws, open_ctx, incident, shown, fault):
+    """A dry-run cell must never fail its runbook (that skipped the summary cell): the plan reads ECS,
+    and when AWS denies it, fails, or cannot be reached, the cell says what it could not look up."""
+    import html
+
+    from botocore.exceptions import EndpointConnectionError
+    from botocore.stub import Stubber
+
+    from rmsops.notebook import RunbookSession
+
+    def unreachable(**_):
+        raise EndpointConnectionError(endpoint_url="https://ecs.us-east-1.amazonaws.com/")
+
+    ctx = open_ctx(protected=True)
+    ecs = ctx.client("ecs")
+    stub = Stubber(ecs)
+    if fault == "denied":
+        stub.add_client_error("describe_services", service_error_code="AccessDeniedException",
+                              service_message="not authorized", http_status_code=403)
+    elif fault == "server-error":
+        stub.add_client_error("describe_services", service_error_code="InternalFailure",
+                              service_message="<script>alert(1)</script> broke", http_status_code=500)
+    else:
+        ecs.meta.events.register_first("before-call.ecs.DescribeServices", unreachable)
+    with stub if fault != "unreachable" else contextlib.nullcontext():
+        # runbook 18's cell: the plan reads the service to find the previous revision
+        RunbookSession(ctx).action("rollback-service", service=SERVICE, revision="previous")  # does not raise
+
+    [shown_html] = [obj.data for obj in shown]
+    text = html.unescape(shown_html)
+    assert "Action rollback-service: could not look up what it would change: " in text
+    assert "Nothing was changed" in text and "Dry run" not in text
+    assert {"denied": "AWS denied ecs:DescribeServices (AccessDeniedException)",
+            "server-error": "AWS ecs:DescribeServices failed: InternalFailure",
+            "unreachable": "AWS endpoint unreachable (https://ecs.us-east-1.amazonaws.com/)"}[fault] in text
+    assert "<script>" not in shown_html  # escaped
+    assert "Traceback" not in text
+    assert not (incident / "audit.jsonl").exists()  # nothing was planned, so nothing to audit
+
+
+def test_notebook_dry_run_shows_the_plan_even_when_the_audit_log_cannot_be_written(aws, open_ctx, incident,
+                                                                                    shown):
+    from rmsops.notebook import RunbookSession
+
+    incident.parent.mkdir(parents=True, exist_ok=True)
+    incident.write_text("a file where the incident folder should be")  # the audit log cannot go there
+    RunbookSession(open_ctx()).action(ACTION, service=SERVICE)
+    [shown_html] = [obj.data for obj in shown]
+    assert "Dry run" in shown_html and "audit record could not be written" in shown_html
+
+
 def test_notebook_unknown_service_is_shown_not_raised(aws, open_ctx, incident, shown):
     from rmsops.notebook import RunbookSession
 

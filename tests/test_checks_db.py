@@ -259,8 +259,11 @@ def test_connectivity_refused(monitor_env) -> None:
 def test_connectivity_wrong_password(monitor_env) -> None:
     wrong = "wrong-" + secrets.token_urlsafe(16)
     f = only(monitor_env(password=wrong).run("db.connectivity"))
-    assert f.severity == Severity.CRITICAL
-    assert f.evidence["error_class"] == "auth"
+    # error, no longer critical (issue 9): the server answered; only rmsops' own password is wrong,
+    # which says nothing about the database's health.
+    assert f.severity == Severity.ERROR
+    assert f.evidence["error_class"] == "auth" and f.evidence["database_down"] is False
+    assert f.title.startswith("rmsops could not get into PostgreSQL (auth)")
     assert "password authentication failed" in f.detail and "PGPASSWORD" in f.resolution
     assert wrong not in json.dumps(f.to_dict())
     one_line(f)
@@ -275,8 +278,9 @@ def test_connectivity_too_many_connections(monitor_env, hold_connections, pg_adm
 
     ctx = monitor_env()
     f = only(ctx.run("db.connectivity"))
-    assert f.severity == Severity.CRITICAL
-    assert f.evidence["error_class"] == "too_many_connections"
+    assert f.severity == Severity.CRITICAL  # the guide's very symptom: the applications meet it too
+    assert f.evidence["error_class"] == "too_many_connections" and f.evidence["database_down"] is True
+    assert "saturated" in f.title and "max_connections" in f.title
     assert f.resolution == LIMIT_REACHED
     saturation = only(ctx.run("db.connections.saturation"))
     assert saturation.severity == Severity.ERROR and "too_many_connections" in saturation.detail
@@ -505,6 +509,23 @@ def test_statement_timeout(monitor_env, pg_admin: PgAdmin) -> None:
                           "AND state <> 'idle'", (APPLICATION_NAME,)) == 0
 
 
+def test_a_lock_timeout_is_a_busy_database_not_a_lost_connection(monitor_env, pg_admin: PgAdmin) -> None:
+    """A migration holds ACCESS EXCLUSIVE on a table: the monitor's query on it hits the 2 s
+    lock_timeout (LockNotAvailable, an OperationalError), which said 'database connection lost'."""
+    ctx = monitor_env()
+    pid = ctx.db.scalar("SELECT pg_backend_pid()")
+    with pg_admin.conn.transaction():
+        pg_admin.conn.execute("LOCK TABLE app_orders IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(psycopg.errors.LockNotAvailable) as caught:
+            ctx.db.frame("SELECT count(*) FROM app_orders")
+        f = only(ctx.run("db.tables.size"))  # pg_total_relation_size waits for the lock too
+    described = failure.describe(caught.value)
+    assert "connection lost" not in described
+    assert f"lock timeout ({LOCK_TIMEOUT_MS // 1000} s)" in described and "db.locks.blocked" in described
+    assert f.severity == Severity.ERROR and f.detail == described
+    assert ctx.db.scalar("SELECT pg_backend_pid()") == pid  # the session is fine: not lost
+
+
 def test_statement_timeout_keeps_the_session(monitor_env) -> None:
     ctx = monitor_env(database={"statement_timeout_ms": 300})
     pid = ctx.db.scalar("SELECT pg_backend_pid()")
@@ -550,23 +571,137 @@ def test_secret_password_never_in_findings(right: bool, monitor_env, pg_server: 
         assert connectivity.severity == Severity.OK
         assert all(f.severity != Severity.ERROR for f in all_findings)
     else:
-        assert connectivity.severity == Severity.CRITICAL
+        # error, no longer critical (issue 9): the secret holds a wrong password, the database is fine
+        assert connectivity.severity == Severity.ERROR
         assert connectivity.evidence["error_class"] == "auth"
         assert "password authentication failed" in connectivity.detail
 
 
-# --------------------------------------------------------------------------- known bug
+# ----------------------------------- db.connectivity: "the database is down" or "rmsops could not get in"
 
 
-def test_role_connection_limit_is_too_many_connections(monitor_env, pg_server: PgServer, pg_admin: PgAdmin) -> None:
+def test_role_connection_limit_is_rmsops_locked_out_not_the_database(monitor_env, pg_server: PgServer,
+                                                                   pg_admin: PgAdmin) -> None:
+    """The monitor role's own CONNECTION LIMIT (3 in docs/postgres-monitoring-role.sql), used up by
+    other rmsops runs: PostgreSQL says 'too many connections for role'. This pinned CRITICAL
+    'Cannot connect' (too_many_connections) before issue 9; the database is fine, so: error."""
     role, password = "rmsops_limited", "lim-" + secrets.token_urlsafe(16)
     pg_admin.conn.execute(f"DROP ROLE IF EXISTS {role}")
-    pg_admin.conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT 1")
+    pg_admin.conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT 2")
     pg_admin.conn.execute(f"GRANT pg_monitor TO {role}")
-    first = pg_server.connect_as(role, password, autocommit=True)
+    held = [pg_server.connect_as(role, password, autocommit=True) for _ in range(2)]
     try:
-        f = only(monitor_env(password=password, database={"user": role}).run("db.connectivity"))
-        assert f.severity == Severity.CRITICAL and "too many connections for role" in f.detail
-        assert f.evidence["error_class"] == "too_many_connections"
+        ctx = monitor_env(password=password, database={"user": role})
+        f = only(ctx.run("db.connectivity"))
+        assert f.severity == Severity.ERROR and "too many connections for role" in f.detail
+        assert f.evidence["error_class"] == "role_limit" and f.evidence["database_down"] is False
+        assert "own role's connection limit" in f.title and "CONNECTION LIMIT" in f.resolution
+        assert "says nothing about the database's health" in f.detail
+        one_line(f)
+        saturation = only(ctx.run("db.connections.saturation"))
+        assert saturation.severity == Severity.ERROR and "role_limit" in saturation.detail
     finally:
-        first.close()
+        for conn in held:
+            conn.close()
+
+
+def test_server_max_connections_reached_by_a_superuser_too_is_critical(monitor_env, hold_connections,
+                                                                       pg_admin: PgAdmin) -> None:
+    """Every slot taken, the reserved ones too: 'sorry, too many clients already' (the guide's symptom)."""
+    held, _ = hold_connections.until_refused()
+    max_connections, _ = pg_admin.limits()
+    supers = []
+    try:
+        while pg_admin.client_backends() < max_connections:
+            supers.append(pg_admin.pg.server.connect())
+        f = only(monitor_env().run("db.connectivity"))
+        assert "too many clients already" in f.detail
+        assert f.severity == Severity.CRITICAL and f.evidence["error_class"] == "too_many_connections"
+        assert f.title.startswith("PostgreSQL is saturated") and f.evidence["database_down"] is True
+    finally:
+        for conn in supers:
+            conn.close()
+        held.close()
+
+
+def test_no_password_at_all_is_an_error(monitor_env) -> None:
+    f = only(monitor_env(password=None).run("db.connectivity"))  # no PGPASSWORD, no .pgpass, no secret
+    assert f.severity == Severity.ERROR and f.evidence["error_class"] == "auth"
+    assert "no password supplied" in f.detail and "password_secret" in f.resolution
+
+
+def test_password_secret_missing_is_an_error_naming_the_secret_check(monitor_env) -> None:
+    with mock_aws():  # the secret was never created
+        ctx = monitor_env(password=None, secret=SECRET_NAME)
+        f = only(ctx.run("db.connectivity"))
+        saturation = only(ctx.run("db.connections.saturation"))
+    assert f.severity == Severity.ERROR and f.evidence["error_class"] == "credentials"
+    assert "ResourceNotFoundException" in f.detail and "could not get the database password" in f.detail
+    assert "secretsmanager:GetSecretValue" in f.resolution and "password could not be fetched" in f.title
+    one_line(f)
+    assert saturation.severity == Severity.ERROR and "credentials" in saturation.detail
+
+
+def test_secrets_manager_unreachable_is_an_error_not_a_down_database(monitor_env) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    ctx = monitor_env(password=None, secret=SECRET_NAME,
+                      aws={"region": REGION, "endpoint_url": dead, "local_test_credentials": True})
+    f = only(ctx.run("db.connectivity"))
+    assert f.severity == Severity.ERROR and f.evidence["error_class"] == "credentials"
+    assert "could not get the database password" in f.detail
+    one_line(f)
+
+
+def test_login_not_permitted_is_an_error(monitor_env, pg_admin: PgAdmin) -> None:
+    role, password = "rmsops_nologin", "nol-" + secrets.token_urlsafe(16)
+    pg_admin.conn.execute(f"DROP ROLE IF EXISTS {role}")
+    pg_admin.conn.execute(f"CREATE ROLE {role} NOLOGIN PASSWORD '{password}'")
+    f = only(monitor_env(password=password, database={"user": role}).run("db.connectivity"))
+    assert f.severity == Severity.ERROR and f.evidence["error_class"] == "permission"
+    assert "not permitted to log in" in f.detail
+
+
+def test_no_connect_privilege_on_the_database_is_an_error(monitor_env, pg_admin: PgAdmin) -> None:
+    pg_admin.conn.execute("DROP DATABASE IF EXISTS rms_private")
+    pg_admin.conn.execute("CREATE DATABASE rms_private")
+    try:
+        pg_admin.conn.execute("REVOKE CONNECT ON DATABASE rms_private FROM PUBLIC")
+        f = only(monitor_env(database={"dbname": "rms_private"}).run("db.connectivity"))
+        assert f.severity == Severity.ERROR and f.evidence["error_class"] == "permission"
+        assert "permission denied for database" in f.detail and "GRANT CONNECT" in f.resolution
+    finally:
+        pg_admin.conn.execute("DROP DATABASE IF EXISTS rms_private")
+
+
+@pytest.mark.parametrize("message, kind, severity", [
+    ('connection to server at "10.0.0.5", port 5432 failed: FATAL:  the database system is starting up',
+     "unavailable", Severity.CRITICAL),
+    ('connection to server at "10.0.0.5", port 5432 failed: FATAL:  the database system is shutting down',
+     "unavailable", Severity.CRITICAL),
+    ('connection to server at "10.0.0.5", port 5432 failed: FATAL:  sorry, too many clients already',
+     "too_many_connections", Severity.CRITICAL),
+    ('connection to server at "10.0.0.5", port 5432 failed: FATAL:  remaining connection slots are reserved '
+     'for roles with the SUPERUSER attribute', "too_many_connections", Severity.CRITICAL),
+    ('connection to server at "10.0.0.5", port 5432 failed: timeout expired', "timeout", Severity.CRITICAL),
+    ('could not translate host name "db.example" to address: Name or service not known', "dns", Severity.CRITICAL),
+    ('connection to server at "10.0.0.5", port 5432 failed: FATAL:  too many connections for role "rmsops_monitor"',
+     "role_limit", Severity.ERROR),
+    ('connection to server at "10.0.0.5", port 5432 failed: FATAL:  no pg_hba.conf entry for host "10.0.1.7", '
+     'user "rmsops_monitor", database "rms", no encryption', "permission", Severity.ERROR),
+    ('connection to server at "10.0.0.5", port 5432 failed: FATAL:  permission denied for database "rms"',
+     "permission", Severity.ERROR),
+    ('connection to server at "10.0.0.5", port 5432 failed: fe_sendauth: no password supplied', "auth",
+     Severity.ERROR),
+    # libpq tried two addresses: what the server answered wins over the address that refused
+    ('connection to server at "::1", port 5432 failed: Connection refused\nconnection to server at "127.0.0.1", '
+     'port 5432 failed: FATAL:  too many connections for role "rmsops_monitor"', "role_limit", Severity.ERROR),
+])
+def test_connect_errors_tell_a_down_database_from_rmsops_locked_out(message: str, kind: str,
+                                                                    severity: Severity) -> None:
+    from rmsops.checks.database import judge_connectivity
+    from rmsops.db import ConnectAttempt, classify_connect_error
+
+    assert classify_connect_error(psycopg.OperationalError(message)) == kind
+    f = judge_connectivity(ConnectAttempt(False, 0.1, kind, message.splitlines()[0]), "db:x", {"error_class": kind})
+    assert f.severity == severity and f.evidence["database_down"] is (severity == Severity.CRITICAL)
+    assert f.resolution

@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +90,20 @@ def test_long_running_nothing_running_and_many_sessions_capped():
     assert len(findings) == dbperf.MAX_FINDINGS + 1
     assert findings[-1].title == "4 more long-running queries" and findings[-1].severity is WARNING
     assert findings[0].evidence["pid"] == 113  # the longest first
+
+
+@pytest.mark.parametrize("seconds, text", [(-0.4, "0 s"), (-1e-6, "0 s"), (-0.0, "0 s"), (-3.0, "0 s"),
+                                           (float("nan"), "an unknown time")])
+def test_duration_text_is_never_negative(seconds, text):
+    assert dbperf.duration_text(seconds) == text  # it said "-0 s" for a query that had just started
+    assert [dbperf.duration_text(s) for s in (0.4, 59.6, 150.0)] == ["0 s", "60 s", "2.5 min"]
+
+
+def test_ages_are_measured_against_the_clock_not_the_statement_start():
+    from rmsops.checks import database
+
+    for sql in (dbperf.RUNNING_SQL, dbperf.BLOCKED_SQL, database.BY_STATE_SQL, database.IDLE_IN_TRANSACTION_SQL):
+        assert "now()" not in sql and "clock_timestamp()" in sql
 
 
 STATEMENT_COLUMNS = ["queryid", "users", "calls", "total_ms", "mean_ms", "pct_total", "rows", "shared_blks_hit",
@@ -475,6 +490,33 @@ def test_a_session_blocked_by_an_uncommitted_update_names_its_blocker(perf_pg, p
     assert blocked.error is None
     [after] = run_check(perf_ctx(), "db.locks.blocked").findings
     assert after.severity is OK
+
+
+def test_a_query_that_started_after_our_transaction_never_has_a_negative_age(perf_pg, admin):
+    """now() is the start of the observer's transaction: a query that began since came out negative
+    ("-0 s"). The SQL measures against clock_timestamp() and clamps at 0."""
+    with app_connections(perf_pg, 2, autocommit=False) as (holder, waiter), \
+            perf_pg.server.connect(autocommit=False) as observer:
+        holder.execute("UPDATE app_orders SET status = 'held' WHERE id = 2")  # not committed
+        observer.execute("SELECT now()")  # the observer's transaction (and now()) starts here
+        time.sleep(0.3)
+        blocked = Sleeper(waiter, "UPDATE app_orders SET status = 'waiting' WHERE id = 2")
+        try:
+            poll(lambda: activity(admin, waiter.info.backend_pid),
+                 lambda row: row is not None and row[1] == "Lock", what="the UPDATE blocked")
+            version = int(observer.execute("SHOW server_version_num").fetchone()[0])
+            wait_start = dbperf.WAIT_START_14 if version >= 140000 else "NULL::timestamptz"
+            running = observer.execute(dbperf.RUNNING_SQL).fetchall()
+            blocked_rows = observer.execute(dbperf.BLOCKED_SQL.replace("{wait_start}", wait_start)).fetchall()
+            [waiting] = [r for r in running if r[0] == waiter.info.backend_pid]
+            assert waiting[9] >= 0 and waiting[10] >= 0  # duration_seconds, transaction_seconds
+            [row] = [r for r in blocked_rows if r[0] == waiter.info.backend_pid]
+            assert row[4] >= 0  # blocked_seconds
+        finally:
+            observer.rollback()
+            holder.rollback()
+            blocked.stop()
+            waiter.rollback()
 
 
 def test_table_sizes_split_table_indexes_and_toast(perf_pg, perf_ctx, admin):

@@ -16,7 +16,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from rmsops import cloudtrail
+from rmsops import cloudtrail, runbooks
 from rmsops.checks import escalation
 from rmsops.findings import Finding, Severity, document, write_document
 from rmsops.registry import CheckResult, CheckSpec
@@ -162,6 +162,112 @@ def test_judge_level_names_reasons_contacts_and_actions():
 
 
 # =============================================================================================
+# escalation.level when evidence is missing: the level is a lower bound and says so
+# =============================================================================================
+
+UNREACHABLE = "AWS endpoint unreachable (https://ecs.us-east-1.amazonaws.com); check the network or VPN"
+
+
+def could_not_run(check: str, detail: str = UNREACHABLE, runbook: str = "") -> Finding:
+    return Finding(check, ERROR, check, "Could not run: ...", detail, runbook=runbook)
+
+
+def test_aws_unreachable_mid_triage_names_the_missing_inputs_and_a_lower_bound():
+    """Issue 9: the API is down, but target health and capacity could not be seen (AWS unreachable):
+    level 2 is all the evidence supports, and the finding must say level 0 was not ruled out."""
+    blind = [could_not_run(c) for c in ("app.alb.target_health", "app.ecs.capacity", "backup.rds.retention",
+                                        "metrics.rds", "memory.ecs.utilization")]
+    blind.append(could_not_run("db.queries.slow", "database unreachable (refused): connection refused"))
+    decision = escalation.decide([API_DOWN, *blind])
+    finding = escalation.judge_level(decision, "production", 7, "test")
+    assert finding.title.startswith("Escalation level 2 (at least, team support)")
+    assert decision.level == 2 and decision.lower_bound and decision.severity is WARNING
+    assert "6 checks could not run" in finding.title and "the level is a lower bound" in finding.title
+    assert "app availability" in finding.title and "data loss" in finding.title
+    assert finding.evidence["missing_inputs"] == sorted(f.check for f in blind)
+    assert finding.evidence["lower_bound"] is True
+    assert {b["what"]: b["level"] for b in finding.evidence["blind"]} == {"app availability": 0, "data loss": 0}
+    # grouped by area, with the commonest cause, what could not be seen, and what to do
+    assert "app: app.alb.target_health, app.ecs.capacity" in finding.detail
+    assert "db: db.queries.slow" in finding.detail and f"{UNREACHABLE} (5x)" in finding.detail
+    assert "level 0 cannot be ruled out" in finding.resolution
+    json.dumps(finding.to_dict())
+
+
+@pytest.mark.parametrize("check_id, what", [
+    ("app.health.endpoint", "app availability"), ("app.alb.target_health", "app availability"),
+    ("app.ecs.capacity", "app availability"), ("security.cloudtrail.sensitive", "data security breach"),
+    ("breach.timeline", "data security breach"), ("backup.rds.retention", "data loss"),
+    ("db.rds.status", "RDS instance availability"), ("external.http.health", "external dependencies")])
+def test_self_service_blind_to_a_higher_level_rule_is_a_warning_not_info(check_id, what):
+    decision = escalation.decide([SOME_5XX, could_not_run(check_id)])
+    assert decision.level == 1
+    assert decision.severity is WARNING  # it was info: calmer than the evidence allows
+    assert decision.lower_bound
+    assert [b.what for b in decision.missing.blind] == [what]
+
+
+def test_missing_inputs_that_feed_no_higher_rule_keep_level_1_info_but_still_a_lower_bound():
+    decision = escalation.decide([could_not_run("db.queries.slow", "database unreachable (role_limit): ...")])
+    assert decision.level == 1 and decision.severity is INFO and decision.missing.blind == ()
+    finding = escalation.judge_level(decision, "production", 1, "test")
+    assert finding.title.startswith("Escalation level 1 (at least, self-service)")
+    assert finding.evidence["missing_inputs"] == ["db.queries.slow"] and finding.evidence["lower_bound"] is True
+
+
+def test_runbooks_that_did_not_run_or_finish_are_named():
+    died = [could_not_run(c, "the runbook could not run: the kernel died", "01-application-not-responding")
+            for c in ("app.health.endpoint", "app.ecs.capacity")]
+    late = could_not_run("backup.rds.pitr", "the runbook ran longer than its timeout (300 s) and was stopped",
+                         "14-backup-recovery")
+    cut = could_not_run("tls.acm.expiry", "not run: the triage was interrupted (Ctrl-C) before this runbook "
+                        "started", "04-tls-certificates")
+    decision = escalation.decide([*died, late, f("backup.rds.retention", OK)])
+    assert decision.missing.not_run == ("01-application-not-responding", "14-backup-recovery")
+    assert escalation.decide([cut]).missing.not_run == ("04-tls-certificates",)
+    assert escalation.decide([could_not_run("app.alb.5xx")]).missing.not_run == ()  # one check, not a runbook
+    finding = escalation.judge_level(decision, "production", 4, "test")
+    assert finding.evidence["runbooks_not_run"] == ["01-application-not-responding", "14-backup-recovery"]
+    assert "2 runbooks did not run" in finding.title
+    assert "did not finish: 01-application-not-responding, 14-backup-recovery" in finding.detail
+    assert finding.severity is WARNING  # blind to app availability
+
+
+def test_runbooks_with_no_finding_at_all_are_missing_too():
+    decision = escalation.decide([f("app.ecs.capacity", OK)], unseen=["backup.rds.retention", "backup.rds.pitr"],
+                                 not_run=["14-backup-recovery"])
+    assert decision.level == 1 and decision.reasons == () and decision.severity is WARNING
+    finding = escalation.judge_level(decision, "production", 1, "test")
+    assert "nothing wrong in what could be seen" in finding.title and "1 runbook did not run" in finding.title
+    assert finding.evidence["missing_inputs"] == ["backup.rds.pitr", "backup.rds.retention"]
+    assert "data loss" in finding.resolution  # look at it by hand until the rerun
+
+
+def test_level_0_with_missing_inputs_lists_them_but_is_no_lower_bound():
+    decision = escalation.decide([API_DOWN, NO_TARGET, could_not_run("backup.rds.retention")])
+    assert decision.level == 0 and not decision.lower_bound and decision.severity is CRITICAL
+    finding = escalation.judge_level(decision, "production", 3, "test")
+    assert finding.title.startswith("Escalation level 0 (critical issue)") and "lower bound" not in finding.title
+    assert finding.evidence["missing_inputs"] == ["backup.rds.retention"] and finding.evidence["lower_bound"] is False
+
+
+def test_nothing_missing_keeps_the_plain_verdict():
+    decision = escalation.decide([SOME_5XX, f("app.ecs.capacity", OK)])
+    finding = escalation.judge_level(decision, "production", 2, "test")
+    assert finding.severity is INFO and finding.title.startswith("Escalation level 1 (self-service): Warning")
+    assert "lower bound" not in finding.title + finding.detail + finding.resolution
+    assert finding.evidence["missing_inputs"] == [] and finding.evidence["lower_bound"] is False
+    assert finding.evidence["runbooks_not_run"] == [] and finding.evidence["blind"] == []
+
+
+def test_absent_runbooks_are_those_without_any_finding():
+    absent = escalation.absent_runbooks([f("app.health.endpoint", OK), f("db.queries.slow", WARNING)])
+    assert "01-application-not-responding" not in absent and "07-database-performance" not in absent
+    assert "backup.rds.retention" in absent["14-backup-recovery"]
+    assert "18-escalation" not in absent and "17-daily-health-check" not in absent
+
+
+# =============================================================================================
 # escalation.level through ctx.run
 # =============================================================================================
 
@@ -177,6 +283,19 @@ def test_level_judges_prior_findings(make_context, tmp_path):
     assert finding.severity is CRITICAL and finding.evidence["findings_judged"] == 3
     assert finding.evidence["source"] == "findings of an earlier triage"
     assert list(result.data["check"]) == ["app.alb.target_health", "app.health.endpoint", "app.alb.5xx"]
+
+
+def test_level_of_a_partial_triage_is_a_lower_bound(make_context):
+    ctx = make_context()
+    ctx.prior_findings = [f("db.queries.slow", WARNING).placed("07-database-performance", "x"),
+                          could_not_run("db.locks.blocked", "the runbook stopped: kernel died",
+                                        "07-database-performance")]
+    [finding] = ctx.run("escalation.level").findings
+    assert finding.evidence["level"] == 1 and finding.severity is WARNING
+    assert finding.evidence["lower_bound"] is True
+    assert "01-application-not-responding" in finding.evidence["runbooks_not_run"]
+    assert "07-database-performance" in finding.evidence["runbooks_not_run"]  # it stopped
+    assert {"app.health.endpoint", "db.locks.blocked"} <= set(finding.evidence["missing_inputs"])
 
 
 def test_level_runs_the_quick_checks_when_there_are_no_prior_findings(make_context, monkeypatch):
@@ -197,8 +316,6 @@ def test_level_runs_the_quick_checks_when_there_are_no_prior_findings(make_conte
 
 
 def test_quick_checks_cover_every_diagnostic_runbook_but_this_one():
-    from rmsops import runbooks
-
     specs = escalation.quick_checks()
     assert all(s.quick for s in specs)
     assert len({s.id for s in specs}) == len(specs)  # each check once
@@ -353,15 +470,25 @@ def test_demo_healthy_has_nothing_above_info(demo_results):
     problems = {(f.check, f.severity.value, f.title) for r in results for f in r.findings
                 if f.severity not in (OK, INFO)}
     assert problems == set()
+    # Judged on these three runbooks' findings only, the level is a lower bound: the other runbooks
+    # did not run, so app availability and data loss were not seen (this used to say "ok").
     ctx.prior_findings = [f for r in results for f in r.findings]
+    [partial] = ctx.run("escalation.level").findings
+    assert partial.evidence["level"] == 1 and partial.evidence["reasons"] == []
+    assert partial.evidence["lower_bound"] is True and partial.severity is WARNING
+    assert set(partial.evidence["runbooks_not_run"]) == {
+        rb.stem for rb in runbooks.triage_selection() if rb.stem not in (*MY_RUNBOOKS[:3], "18-escalation")}
+    assert {b["what"] for b in partial.evidence["blind"]} >= {"app availability", "data loss"}
+    # Judged on every runbook's quick checks, nothing is missing and nothing is wrong.
+    ctx.prior_findings = []
     [level] = ctx.run("escalation.level").findings
     assert level.severity is OK and level.evidence["level"] == 1 and level.evidence["reasons"] == []
+    assert level.evidence["missing_inputs"] == [] and level.evidence["lower_bound"] is False
     assert ctx.run("escalation.recent_changes").findings[0].severity in (OK, INFO)
     ctx.close()
 
 
 def test_notebooks_run_under_papermill_against_the_demo(tmp_path):
-    from rmsops import runbooks
     from rmsops.config import load
     from rmsops.runner import run_runbook
     from rmsops.window import resolve
@@ -385,6 +512,9 @@ def test_notebooks_run_under_papermill_against_the_demo(tmp_path):
     [level] = [f for f in outcomes["18-escalation"].findings if f.check == "escalation.level"]
     assert level.evidence["source"] == "findings of an earlier triage"
     assert level.evidence["level"] == 2  # suspicious WAF blocks; the outage itself is runbook 01's finding
+    # ... and runbook 01 did not run here: the level says it is a lower bound
+    assert level.evidence["lower_bound"] is True
+    assert "01-application-not-responding" in level.evidence["runbooks_not_run"]
     html = Path(outcomes["12-security-suspicious-activity"].html).read_text()
     assert html.count("data:image/png;base64") >= 3
 

@@ -84,7 +84,7 @@ def test_serve_stops_everything_on_a_signal(tmp_path, sig):
     moto_port = int(re.search(r"endpoint_url: http://127.0.0.1:(\d+)", text).group(1))
     assert _port_open(pg_port) and _port_open(moto_port)
     process.send_signal(sig)
-    assert process.wait(timeout=60) in (0, 130, 128 + signal.SIGTERM)
+    assert process.wait(timeout=60) == 0  # stopping is how serving ends: no undocumented exit code
     assert not env_file.exists(), "the environment file is only valid while the demo runs"
     assert not _port_open(pg_port) and not _port_open(moto_port)
     datadirs = [p for p in Path("/dev/shm").glob("rmsops-pg-*") if str(pg_port) in _safe_read(p)]

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
+import yaml
 from botocore.awsrequest import AWSResponse
 
 from rmsops import bundle, cli, triage
@@ -28,6 +33,7 @@ from rmsops.aws import AwsClients
 from rmsops.context import Context
 from rmsops.findings import Severity
 from rmsops.window import resolve
+from tests.throttled_aws import ThrottlingServer
 
 
 class _Body:
@@ -154,20 +160,73 @@ def test_an_output_folder_that_cannot_be_written_is_one_clear_line(demo_incident
     assert len(lines) == 1 and "cannot write" in lines[0] and "choose another -o" in lines[0], err
 
 
-def test_sigterm_during_a_triage_stops_cleanly_with_an_incomplete_bundle(demo_incident, tmp_path):
-    out = tmp_path / "terminated"
+def _kernels_and_temp_folders_left(tmp: Path) -> list[str]:
+    """Processes whose command line names the run's private TMPDIR (the zygote and its kernels)."""
+    left = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(tmp) in text and cmdline.parent.name != str(os.getpid()):
+            left.append(f"pid {cmdline.parent.name}: {text[:120]}")
+    return left + [f"temp {p.name}" for p in tmp.iterdir()]
+
+
+@pytest.mark.parametrize(("moment", "signum"), [("before the first runbook starts", signal.SIGTERM),
+                                                 ("after the first runbook finished", signal.SIGINT)])
+def test_a_signal_at_any_moment_leaves_an_incomplete_bundle_that_keeps_finished_work(
+        demo_incident, tmp_path, moment, signum):
+    out, tmp = tmp_path / "stopped", tmp_path / "tmp"
+    tmp.mkdir()
     process = subprocess.Popen([sys.executable, "-m", "rmsops.cli", "triage", "-e", str(demo_incident.env_file),
                                 "-o", str(out), "--runbook", "01", "--runbook", "02", "--jobs", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".terminated.partial-*/*/findings.json")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp)})
+    ready = ".stopped.partial-*" if moment.startswith("before") else ".stopped.partial-*/*/findings.json"
+    deadline = time.monotonic() + 90
+    while not list(tmp_path.glob(ready)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(ready)), f"the triage never reached the moment: {moment}"
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=90)
     assert process.returncode == 3, stderr
-    assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
+    assert "Traceback" not in stderr and signum.name in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and signum.name in manifest["stopped"]
+    merged = json.loads((out / "findings.json").read_text())["findings"]
+    states = {stem: info["status"] for stem, info in manifest["runbooks"].items()}
+    finished = [stem for stem, state in states.items() if state == "done"]
+    for stem in finished:  # every finished runbook's findings are in the merged findings, as they were
+        own = json.loads((out / stem / "findings.json").read_text())["findings"]
+        assert own and [f for f in merged if f["runbook"] == stem] == own
+        assert f"{stem}/{stem}.html" in (out / "index.html").read_text()
+    if moment.startswith("after"):
+        assert finished == ["01-application-not-responding"], states
+    else:
+        assert set(states.values()) == {"not run"}
+    for stem, state in states.items():  # the unfinished say so, check by check
+        if state != "done":
+            own = [f for f in merged if f["runbook"] == stem]
+            assert own and all(f["severity"] == "error" and "interrupted" in f["detail"] for f in own)
+    assert bundle.verify(out).ok and f"manifest sha256: {bundle.manifest_digest(out)}" in stdout
+    assert not list(tmp_path.glob(".stopped.partial-*")), "no staging folder left behind"
+    time.sleep(0.5)  # the zygote's children are killed as it stops; give the kernel a moment to go
+    assert _kernels_and_temp_folders_left(tmp) == []
+
+
+def test_a_triage_whose_time_budget_runs_out_keeps_what_finished(demo_incident, tmp_path, capsys):
+    out = tmp_path / "budget"
+    code = cli.main(["triage", "-e", str(demo_incident.env_file), "-o", str(out), "--runbook", "01",
+                     "--runbook", "07", "--budget", "2"])
+    _, err = capsys.readouterr()
+    assert code == 3, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and "time budget ran out (2 s)" in manifest["stopped"]
+    findings = json.loads((out / "findings.json").read_text())["findings"]
+    assert {f["runbook"] for f in findings} == {"01-application-not-responding", "07-database-performance"}
+    assert all("time budget" in f["detail"] for f in findings if f["severity"] == "error")
     assert bundle.verify(out).ok
-    assert "Traceback" not in stderr
 
 
 def test_a_triage_of_an_unreachable_environment_still_writes_every_report(env_file, tmp_path):
@@ -179,3 +238,92 @@ def test_a_triage_of_an_unreachable_environment_still_writes_every_report(env_fi
     for stem in ("01-application-not-responding", "02-database-connections"):
         assert (tmp_path / "b" / stem / f"{stem}.html").exists()
     assert bundle.verify(tmp_path / "b").ok
+
+
+# --- AWS throttling every call: tests/throttled_aws.py answers in each service's own protocol -----
+
+@pytest.fixture
+def throttled_env(demo_incident, tmp_path):
+    """The demo environment with its AWS endpoint replaced by one that throttles every call (the
+    database stays reachable, so the database checks that need no AWS keep working)."""
+    with ThrottlingServer() as server:
+        settings = yaml.safe_load(Path(demo_incident.env_file).read_text())
+        settings["aws"]["endpoint_url"] = server.url
+        path = tmp_path / "throttled.yaml"
+        path.write_text(yaml.safe_dump(settings))
+        yield path, server
+
+
+def test_every_aws_call_throttled_check_ends_in_its_budget_with_errors_that_say_so(throttled_env, capsys):
+    env_file, server = throttled_env
+    began = time.monotonic()
+    code = cli.main(["check", "-e", str(env_file), "--json"])
+    seconds = time.monotonic() - began
+    out, err = capsys.readouterr()
+    findings = json.loads(out)["findings"]
+    errors = [f for f in findings if f["severity"] == "error"]
+    assert code == 3 and "Traceback" not in err
+    assert seconds < 60, f"{seconds:.0f} s: retries are capped per call and per run"  # was 439-491 s
+    assert len(errors) >= 30 and any(f["severity"] != "error" for f in findings), "AWS-free checks still ran"
+    throttled = [f for f in errors if "AWS throttled" in f["detail"]]
+    assert len(throttled) >= 20
+    for f in throttled:  # which API, and why it gave up
+        assert re.search(r"AWS throttled [a-z0-9-]+:[A-Z]\w+ \(\w+\); ", f["detail"]), f["detail"]
+        assert re.search(r"retries ran out|retry budget|not retried|time budget", f["detail"]), f["detail"]
+    # Shared failed fetches and saturated services: far fewer calls than checks times attempts.
+    assert sum(server.calls.values()) < 120, server.calls
+
+
+def test_every_aws_call_throttled_triage_writes_its_bundle_with_errors(throttled_env, tmp_path):
+    env_file, server = throttled_env
+    out = tmp_path / "throttled"
+    done = subprocess.run([sys.executable, "-m", "rmsops.cli", "triage", "-e", str(env_file), "-o", str(out),
+                           "--runbook", "01", "--runbook", "03", "--runbook", "08"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert {info["status"] for info in manifest["runbooks"].values()} == {"done"}, manifest["runbooks"]
+    findings = json.loads((out / "findings.json").read_text())["findings"]
+    assert any("AWS throttled ecs:DescribeServices" in f["detail"] for f in findings if f["severity"] == "error")
+    assert server.calls["ecs.DescribeServices"] >= 1
+
+
+def test_a_failed_fetch_is_shared_by_the_checks_of_a_run(demo_incident, monkeypatch):
+    sent = _inject(monkeypatch, "ecs", _answer(400, _json_error("AccessDeniedException", "not authorized")))
+    ctx = _context(demo_incident.env_file)
+    first = ctx.run("app.ecs.capacity").findings
+    asked = len(sent)
+    again = ctx.run("deploy.ecs.rollout").findings
+    assert len(sent) == asked, "the second check reused the failed describe_services"
+    assert all(f.severity == Severity.ERROR and "grant ecs:DescribeServices" in f.detail for f in first + again)
+
+
+def test_an_http_500_with_a_body_that_is_not_xml_says_http_500(demo_incident, monkeypatch):
+    _inject(monkeypatch, "elbv2", _answer(500, b"upstream connect error or disconnect/reset before headers",
+                                          "text/plain"))
+    ctx = _context(demo_incident.env_file)
+    [finding] = ctx.run("app.alb.target_health").findings
+    assert finding.severity == Severity.ERROR
+    assert "HTTP 500" in finding.detail and "AWS elasticloadbalancing:Describe" in finding.detail
+    assert "parse" not in finding.detail.lower()
+
+
+def test_run_into_an_unwritable_folder_is_one_line_and_exit_2(demo_incident, capsys):
+    code = cli.main(["run", "01", "-e", str(demo_incident.env_file), "-o", "/proc/rmsops-cannot-write/run"])
+    _, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "cannot write" in lines[0], err
+
+
+def test_an_unexpected_exception_is_exit_3_in_one_line(demo_incident, monkeypatch, capsys):
+    def broken(*_, **__):
+        raise RuntimeError("a bug in rmsops")
+
+    monkeypatch.setattr(cli, "print_findings", broken)
+    code = cli.main(["check", "01", "-e", str(demo_incident.env_file)])
+    _, err = capsys.readouterr()
+    assert code == 3 and "Traceback" not in err
+    assert err.strip().splitlines() == ["rmsops: error: could not run: RuntimeError: a bug in rmsops (an unexpected "
+                                        "error; please report it with the command you ran)"]

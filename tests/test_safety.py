@@ -132,6 +132,23 @@ def test_the_actions_policy_covers_every_action_and_only_actions_need_writes():
     assert not [a for a in diagnostic if not _is_read(a) and a != "rds-db:connect"]
 
 
+def test_the_signing_policy_grants_exactly_what_signing_calls_and_only_it_grants_kms():
+    granted = _policy_actions(ROOT / "docs" / "iam-policy-signing.json")
+    source = (ROOT / "rmsops" / "signing.py").read_text()
+    # signing.py calls AWS through clients named ``kms`` only: kms.sign(...), kms.verify(...), ...
+    called = {"kms:" + "".join(part.title() for part in m.split("_")) for m in re.findall(r"\bkms\.(\w+)\(", source)}
+    assert {"kms:Sign", "kms:Verify", "kms:DescribeKey"} <= called
+    assert granted == called, f"called: {sorted(called)}; granted: {sorted(granted)}"
+    assert re.findall(r"client\(\s*[\"'](\w+)", source) == ["kms"]
+    for other in ("iam-policy.json", "iam-policy-actions.json"):
+        leaked = sorted(a for a in _policy_actions(ROOT / "docs" / other) if a.startswith("kms:"))
+        assert not leaked, f"KMS belongs in docs/iam-policy-signing.json only, not docs/{other}: {leaked}"
+    # Elsewhere a KMS client may be made (the triage hands signing its factory), never called.
+    others = [p for p in (ROOT / "rmsops").rglob("*.py") if p.name != "signing.py"]
+    calls = r"\bkms\.\w+\(|client\(\s*[\"']kms[\"']\)\.\w+\("
+    assert not [p.name for p in others if re.search(calls, p.read_text())], "KMS calls outside rmsops/signing.py"
+
+
 # --- the database role ----------------------------------------------------------------------------
 
 

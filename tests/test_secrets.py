@@ -12,6 +12,7 @@ import base64
 import contextlib
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -96,3 +97,68 @@ def test_passwords_written_in_quoted_text_are_masked_and_nothing_else():
     assert secrets.redact("postgresql://app:hunter2@db/rms") == "postgresql://app:********@db/rms"
     said = 'FATAL:  password authentication failed for user "rmsops_monitor"'
     assert secrets.redact(said) == said  # the reason stays readable
+
+
+@pytest.mark.parametrize("source", ["pgpass", "service file"])
+def test_a_password_libpq_found_itself_is_masked(source, monitor_env, pg_server, pg_admin, tmp_path, monkeypatch):
+    """PGPASSWORD unset, the password only in a .pgpass file (PGPASSFILE) or a service file
+    (PGSERVICEFILE): rmsops never fetched it, libpq did. A session of the application runs a
+    statement carrying it; db.queries.long_running quotes the statement in its finding and table."""
+    import threading
+
+    from rmsops import report, secrets
+    from tests.pg import poll
+
+    monkeypatch.setattr(secrets, "_known", set())  # nothing registered by earlier tests
+    password = pg_server.monitor_password
+    ssl_password = "sslkey-" + base64.b32encode(os.urandom(10)).decode()
+    if source == "pgpass":
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"{pg_server.host}:{pg_server.port}:*:{pg_server.monitor_user}:{password}\n")
+        pgpass.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    else:  # the rest of the connection comes from the environment file; libpq adds the service's
+        service = tmp_path / "pg_service.conf"
+        service.write_text(f"[rms-monitor]\npassword={password}\nsslpassword={ssl_password}\n")
+        service.chmod(0o600)
+        monkeypatch.setenv("PGSERVICEFILE", str(service))
+        monkeypatch.setenv("PGSERVICE", "rms-monitor")
+    ctx = monitor_env(password=None, thresholds={"long_query_warning_seconds": 0.2})
+    assert "PGPASSWORD" not in os.environ
+
+    statement = f"SELECT pg_sleep(30) /* leaked: {password} */"
+    app = pg_server.connect_app(autocommit=True)
+    app_pid = app.info.backend_pid
+    worker = threading.Thread(target=lambda: _run_quietly(app, statement), daemon=True)
+    worker.start()
+    try:
+        poll(lambda: pg_admin.value("SELECT max(EXTRACT(EPOCH FROM now() - query_start))::float FROM "
+                                    "pg_stat_activity WHERE pid = %s AND state = 'active'", (app_pid,)),
+             lambda seconds: seconds is not None and seconds > 0.5, what="the statement running")
+        result = ctx.run("db.queries.long_running")
+    finally:
+        pg_admin.value("SELECT pg_cancel_backend(%s)", (app_pid,))
+        worker.join(10)
+        app.close()
+    assert ctx.db.connection().info.password == password  # libpq's password, not one rmsops passed
+
+    csv = report.write_csv(result.data, tmp_path / "tables" / "db.queries.long_running.csv").read_text()
+    shown = {
+        "findings html": report.findings_html(result.findings, "t"),
+        "findings text": report.findings_text(result.findings) + " ".join(
+            report.clean(f.detail, 600) for f in result.findings),
+        "findings json": json.dumps([f.to_dict() for f in result.findings], default=str),
+        "table html": report.table_html(result.data),
+        "csv": csv,
+        "redact": secrets.redact(statement),
+    }
+    assert [where for where, text in shown.items() if password in text] == []
+    quoted = [f for f in result.findings if f"pid {app_pid}" in f.resource]
+    assert quoted and f"leaked: {secrets.REDACTED}" in quoted[0].to_dict()["detail"]  # it was there
+    if source == "service file":
+        assert secrets.redact(f"key {ssl_password}") == f"key {secrets.REDACTED}"
+
+
+def _run_quietly(conn, statement: str) -> None:
+    with contextlib.suppress(Exception):  # cancelled at the end of the test
+        conn.execute(statement)

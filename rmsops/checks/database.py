@@ -8,6 +8,7 @@ import pandas as pd
 
 from rmsops import metrics, plots
 from rmsops.checks.ecs import deployment_markers
+from rmsops.db import ACCESS_KINDS, ConnectAttempt
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
 
@@ -22,11 +23,34 @@ RESOLUTION_BY_KIND = {
     "refused": NETWORK,
     "timeout": NETWORK,
     "dns": "Check database.host in the environment file and the VPC DNS settings.",
+    "unavailable": ("The server is starting up, shutting down or recovering: check db.rds.status and the "
+                    "RDS events (reboot, failover, maintenance); wait for it to finish or open a case."),
+    "too_many_connections": LIMIT_REACHED,
     "auth": ("Authentication failed: check database.user and the password source "
              "(PGPASSWORD, ~/.pgpass or database.password_secret)."),
     "credentials": "The password could not be fetched: check database.password_secret and the "
                    "secretsmanager:GetSecretValue permission.",
-    "too_many_connections": LIMIT_REACHED,
+    "role_limit": ("rmsops' own role has used up its CONNECTION LIMIT (docs/postgres-monitoring-role.sql "
+                   "sets 3): other rmsops runs (a triage's runbooks, cron checks) hold its connections. "
+                   "Wait for them to finish and run again, run fewer at once (--jobs), or raise it: "
+                   "ALTER ROLE <database.user> CONNECTION LIMIT <n>."),
+    "permission": ("The server refused rmsops' role: GRANT CONNECT ON DATABASE <dbname> TO <database.user>, "
+                   "allow its address in pg_hba.conf (RDS: the parameter group), and check database.user "
+                   "and database.dbname (docs/postgres-monitoring-role.sql)."),
+}
+# What each kind means, for the connectivity finding's title.
+DOWN_TITLES = {
+    "refused": "PostgreSQL refuses connections (nothing listens, or the network blocks it)",
+    "timeout": "PostgreSQL does not answer (connection timed out)",
+    "dns": "PostgreSQL's host name does not resolve",
+    "unavailable": "PostgreSQL is not accepting connections (starting up, shutting down or recovering)",
+    "too_many_connections": "PostgreSQL is saturated: no connection slot left (max_connections reached)",
+}
+ACCESS_TITLES = {
+    "role_limit": "its own role's connection limit is reached",
+    "auth": "authentication failed",
+    "credentials": "the password could not be fetched",
+    "permission": "the server does not let its role in",
 }
 
 SATURATION_SQL = """
@@ -40,7 +64,7 @@ SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backe
 
 BY_STATE_SQL = """
 SELECT coalesce(state, 'unknown') AS state, count(*) AS connections,
-       coalesce(max(extract(epoch FROM now() - state_change)), 0)::float AS oldest_seconds
+       greatest(coalesce(max(extract(epoch FROM clock_timestamp() - state_change)), 0), 0)::float AS oldest_seconds
 FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
 GROUP BY 1 ORDER BY 2 DESC
@@ -48,8 +72,8 @@ GROUP BY 1 ORDER BY 2 DESC
 
 IDLE_IN_TRANSACTION_SQL = """
 SELECT pid, usename AS user, application_name, client_addr::text AS client,
-       extract(epoch FROM now() - state_change)::float AS idle_seconds,
-       extract(epoch FROM now() - xact_start)::float AS transaction_seconds,
+       greatest(extract(epoch FROM clock_timestamp() - state_change), 0)::float AS idle_seconds,
+       greatest(extract(epoch FROM clock_timestamp() - xact_start), 0)::float AS transaction_seconds,
        left(query, 300) AS last_query
 FROM pg_stat_activity
 WHERE state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()
@@ -111,14 +135,28 @@ def connectivity(ctx: Context) -> CheckResult:
     df = pd.DataFrame([{"host": db.host, "port": db.port, "ok": attempt.ok,
                         "seconds": round(attempt.seconds, 3), "error_class": attempt.kind,
                         "error": attempt.message}])
+    return CheckResult(findings=[judge_connectivity(attempt, resource, evidence)], data=df)
+
+
+def judge_connectivity(attempt: ConnectAttempt, resource: str, evidence: dict) -> Finding:
+    """The database is down (critical) or rmsops could not get in (error: the check could not run)."""
+    cid = "db.connectivity"
+    kind = attempt.kind
     if attempt.ok:
-        finding = Finding("db.connectivity", Severity.OK, resource, "PostgreSQL accepts connections",
-                          f"Connected in {attempt.seconds:.2f} s.", evidence)
-    else:
-        finding = Finding("db.connectivity", Severity.CRITICAL, resource,
-                          f"Cannot connect to PostgreSQL ({attempt.kind})", attempt.message, evidence,
-                          RESOLUTION_BY_KIND.get(attempt.kind, NETWORK))
-    return CheckResult(findings=[finding], data=df)
+        return Finding(cid, Severity.OK, resource, "PostgreSQL accepts connections",
+                       f"Connected in {attempt.seconds:.2f} s.", evidence)
+    if kind in ACCESS_KINDS:
+        # Not the database's fault: it may be fine. Saying "cannot connect" (critical) here
+        # would send people after a healthy database.
+        return Finding(cid, Severity.ERROR, resource,
+                       f"rmsops could not get into PostgreSQL ({kind}): {ACCESS_TITLES.get(kind, kind)}",
+                       f"{attempt.message.rstrip('.')}. This says nothing about the database's health: the server "
+                       "answered, rmsops' own access failed (db.rds.status and the application checks "
+                       "show whether the database serves).", {**evidence, "database_down": False},
+                       RESOLUTION_BY_KIND[kind])
+    return Finding(cid, Severity.CRITICAL, resource,
+                   f"{DOWN_TITLES.get(kind, 'Cannot connect to PostgreSQL')} ({kind})", attempt.message,
+                   {**evidence, "database_down": True}, RESOLUTION_BY_KIND.get(kind, NETWORK))
 
 
 def judge_saturation(used: int, max_connections: int, reserved: int, thresholds: dict[str, float],

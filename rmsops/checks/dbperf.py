@@ -36,13 +36,23 @@ STEP_POOLING = "Consider connection pooling optimization (step 4)"
 
 # --- SQL ---------------------------------------------------------------------------------------
 
+
+
+def age_seconds_sql(timestamp: str) -> str:
+    """Seconds since ``timestamp`` (SQL), measured against clock_timestamp(), not now(): now() is the
+    start of rmsops' own statement, earlier than a query that started since, which came out as a
+    negative age ("-0 s"). Never below 0; NULL stays NULL (GREATEST alone would make it 0)."""
+    return (f"CASE WHEN {timestamp} IS NULL THEN NULL "
+            f"ELSE GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - {timestamp}), 0) END::float")
+
+
 # PgHero running_queries: not idle, not us, this database, age from COALESCE(query_start, xact_start).
 RUNNING_SQL = """
 SELECT pid, usename AS user, application_name AS source, client_addr::text AS client, state,
        backend_type, wait_event_type, wait_event,
        COALESCE(query_start, xact_start) AS started_at,
-       EXTRACT(EPOCH FROM now() - COALESCE(query_start, xact_start))::float AS duration_seconds,
-       EXTRACT(EPOCH FROM now() - xact_start)::float AS transaction_seconds,
+       """ + age_seconds_sql("COALESCE(query_start, xact_start)") + """ AS duration_seconds,
+       """ + age_seconds_sql("xact_start") + """ AS transaction_seconds,
        left(query, 2000) AS query
 FROM pg_stat_activity
 WHERE state <> 'idle' AND pid <> pg_backend_pid() AND datname = current_database()
@@ -101,11 +111,11 @@ INSUFFICIENT_PRIVILEGE = "<insufficient privilege>"
 BLOCKED_SQL = """
 SELECT blocked.pid AS blocked_pid, blocked.usename AS blocked_user,
        blocked.application_name AS blocked_source, blocked.wait_event AS lock_type,
-       EXTRACT(EPOCH FROM now() - COALESCE({wait_start}, blocked.query_start))::float AS blocked_seconds,
+       """ + age_seconds_sql("COALESCE({wait_start}, blocked.query_start)") + """ AS blocked_seconds,
        left(blocked.query, 1000) AS blocked_query,
        blocker.pid AS blocking_pid, blocker.usename AS blocking_user,
        blocker.application_name AS blocking_source, blocker.state AS blocking_state,
-       EXTRACT(EPOCH FROM now() - blocker.xact_start)::float AS blocking_transaction_seconds,
+       """ + age_seconds_sql("blocker.xact_start") + """ AS blocking_transaction_seconds,
        left(blocker.query, 1000) AS blocking_query
 FROM pg_stat_activity blocked
 CROSS JOIN LATERAL unnest(pg_blocking_pids(blocked.pid)) AS b(pid)
@@ -176,6 +186,10 @@ def _resource(ctx_or_instance: Any) -> str:
 
 
 def duration_text(seconds: float) -> str:
+    """A duration for people: never negative (clocks and snapshots disagree by milliseconds), never "-0 s"."""
+    if seconds != seconds:  # NaN: no start time recorded
+        return "an unknown time"
+    seconds = max(0.0, float(seconds))
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 2 * 3600:

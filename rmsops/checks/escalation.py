@@ -21,6 +21,14 @@ Level 1, self-service: the remaining warnings, and checks that could not run (fi
 
 The highest level found wins, in the order 0, 3, 2, 1; every reason is listed. Severity of
 the finding: level 0 critical, levels 2 and 3 warning, level 1 info (ok when nothing is wrong).
+
+Missing evidence: a check that could not run (an ``error`` finding) or a runbook that did not
+run (or did not finish) may hide a reason. More findings can only add reasons, so the level is
+then a **lower bound**, and the finding says so: which checks could not run (by area, with the
+commonest causes), which runbooks did not run, and which rules that could raise the level
+(:data:`LEVEL_INPUTS`: app availability, breach, data loss, RDS, external dependencies) were
+blind. A level-1 verdict that is blind to a level-0 or level-3 rule is a ``warning``, never
+``info``: it must not read calmer than the evidence allows.
 """
 
 from __future__ import annotations
@@ -63,6 +71,19 @@ ACTIONS = {
 }
 NAMES = {0: "critical issue", 1: "self-service", 2: "team support", 3: "vendor support"}
 _VENDOR_ERROR = re.compile(r"^AWS \S+ failed: \w*(Internal|Unavailable|ServerError)")
+# The rules that can raise the level above team support, and the checks they read (an id ending
+# in "." is a prefix). When one of these could not run, the rule could not fire.
+LEVEL_INPUTS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (0, "app availability", ("app.health.endpoint", "app.alb.target_health", "app.ecs.capacity")),
+    (0, "data security breach", ("security.cloudtrail.sensitive", "breach.")),
+    (0, "data loss", ("backup.rds.retention",)),
+    (3, "RDS instance availability", ("db.rds.status",)),
+    (3, "external dependencies", ("external.http.health",)),
+)
+# How a triage marks the checks of a runbook that failed, stopped, overstayed its timeout, or was
+# cut short or never started because the triage itself was stopped.
+_RUNBOOK_DID_NOT_RUN = re.compile(r"^(the runbook (could not run|stopped|ran longer than its timeout)"
+                                  r"|not run: |the triage was .* while this runbook ran)")
 
 
 @dataclass(frozen=True)
@@ -73,11 +94,43 @@ class Reason:
 
 
 @dataclass(frozen=True)
+class Blind:
+    """A rule that could raise the level but could not see (some of) its inputs."""
+
+    level: int
+    what: str
+    checks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Missing:
+    """The inputs the level was computed without."""
+
+    errors: tuple[Finding, ...] = ()  # checks that could not run
+    not_run: tuple[str, ...] = ()  # runbooks that did not run or did not finish
+    unseen: tuple[str, ...] = ()  # checks of runbooks with no finding at all
+    blind: tuple[Blind, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.errors or self.not_run or self.unseen)
+
+    @property
+    def checks(self) -> list[str]:
+        return sorted({f.check for f in self.errors} | set(self.unseen))
+
+
+@dataclass(frozen=True)
 class Escalation:
     level: int
     reasons: tuple[Reason, ...] = ()
     contacts: tuple[str, ...] = ()
     actions: tuple[str, ...] = field(default=ACTIONS[1])
+    missing: Missing = field(default_factory=Missing)
+
+    @property
+    def lower_bound(self) -> bool:
+        """Missing inputs could add reasons, and so raise the level (0 is the top: nothing above)."""
+        return bool(self.missing) and self.level != 0
 
     @property
     def severity(self) -> Severity:
@@ -85,7 +138,9 @@ class Escalation:
             return Severity.CRITICAL
         if self.level in (2, 3):
             return Severity.WARNING
-        return Severity.INFO if self.reasons else Severity.OK
+        if any(b.level in (0, 3) for b in self.missing.blind):
+            return Severity.WARNING  # blind to a rule that calls for more than self-service
+        return Severity.INFO if self.reasons or self.missing else Severity.OK
 
 
 def _is(f: Finding, check_id: str, *severities: Severity) -> bool:
@@ -147,13 +202,52 @@ def reasons_for(findings: Iterable[Finding]) -> list[Reason]:
     return reasons
 
 
-def decide(findings: Iterable[Finding]) -> Escalation:
-    """The guide's escalation level for a set of findings, with reasons, contacts and actions."""
+def _feeds(check_id: str, inputs: Iterable[str]) -> bool:
+    return any(check_id == i or (i.endswith(".") and check_id.startswith(i)) for i in inputs)
+
+
+def missing_inputs(findings: Iterable[Finding], unseen: Iterable[str] = (),
+                   not_run: Iterable[str] = ()) -> Missing:
+    """What the level cannot see: error findings, runbooks that did not run or did not finish
+    (``not_run``: stems known to be absent; ``unseen``: their check ids), and the rules of
+    :data:`LEVEL_INPUTS` left blind by them."""
+    errors = tuple(f for f in findings if f.severity is Severity.ERROR and not f.check.startswith("escalation."))
+    stopped = {f.runbook for f in errors if f.runbook and _RUNBOOK_DID_NOT_RUN.match(f.detail)}
+    unseen = tuple(sorted(set(unseen)))
+    blind_ids = {f.check for f in errors} | set(unseen)
+    blind = tuple(Blind(lvl, what, tuple(sorted(c for c in blind_ids if _feeds(c, inputs))))
+                  for lvl, what, inputs in LEVEL_INPUTS if any(_feeds(c, inputs) for c in blind_ids))
+    return Missing(errors, tuple(sorted(stopped | set(not_run))), unseen, blind)
+
+
+def decide(findings: Iterable[Finding], unseen: Iterable[str] = (), not_run: Iterable[str] = ()) -> Escalation:
+    """The guide's escalation level for a set of findings, with reasons, contacts and actions.
+
+    ``not_run``: runbooks known to have produced no finding at all, ``unseen``: their checks
+    (see :func:`absent_runbooks`); with them, or with error findings, the level is a lower bound.
+    """
+    findings = list(findings)
     reasons = reasons_for(findings)
     levels = {r.level for r in reasons}
     level = next((lvl for lvl in PRECEDENCE if lvl in levels), 1)
     reasons.sort(key=lambda r: (PRECEDENCE.index(r.level), r.finding.severity.rank, r.finding.check))
-    return Escalation(level, tuple(reasons), contacts(level, reasons), ACTIONS[level])
+    return Escalation(level, tuple(reasons), contacts(level, reasons), ACTIONS[level],
+                      missing_inputs(findings, unseen, not_run))
+
+
+def absent_runbooks(findings: Iterable[Finding]) -> dict[str, list[str]]:
+    """The triage's diagnostic runbooks none of whose checks has a finding, with their check ids."""
+    from rmsops import registry, runbooks
+
+    seen = {f.check for f in findings}
+    absent: dict[str, list[str]] = {}
+    for rb in runbooks.triage_selection():
+        if rb.stem == RUNBOOK:
+            continue
+        ids = [spec.id for spec in registry.for_runbook(rb.stem)]
+        if ids and not seen.intersection(ids):
+            absent[rb.stem] = ids
+    return absent
 
 
 def contacts(level: int, reasons: list[Reason]) -> tuple[str, ...]:
@@ -185,27 +279,94 @@ def reasons_frame(escalation: Escalation) -> pd.DataFrame:
                         columns=["level", "why", "check", "severity", "resource", "title"])
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _listed(items: list[str], limit: int = 6) -> str:
+    return ", ".join(items[:limit]) + (f" +{len(items) - limit} more" if len(items) > limit else "")
+
+
+def missing_summary(missing: Missing) -> str:
+    """One phrase for the title: how much could not be seen, and which rules were blind."""
+    parts = []
+    if missing.errors:
+        ids = sorted({f.check for f in missing.errors})
+        parts.append(f"{_plural(len(ids), 'check', 'checks')} could not run")
+    if missing.not_run:
+        parts.append(f"{_plural(len(missing.not_run), 'runbook', 'runbooks')} did not run")
+    blind = f" (blind to {', '.join(b.what for b in missing.blind)})" if missing.blind else ""
+    return " and ".join(parts) + blind
+
+
+def missing_detail(missing: Missing) -> str:
+    """The missing inputs for the detail: checks by area, the commonest causes, runbooks, blind rules."""
+    out = []
+    if missing.errors:
+        areas: dict[str, list[str]] = {}
+        for cid in sorted({f.check for f in missing.errors}):
+            areas.setdefault(cid.split(".", 1)[0], []).append(cid)
+        causes: dict[str, int] = {}
+        for f in missing.errors:
+            cause = f.detail.strip().splitlines()[0][:160] if f.detail.strip() else f.title
+            causes[cause] = causes.get(cause, 0) + 1
+        common = sorted(causes.items(), key=lambda kv: -kv[1])[:2]
+        out.append(f"Could not run: {'; '.join(f'{a}: {_listed(ids)}' for a, ids in areas.items())}. "
+                   f"Commonest cause{'s' if len(common) > 1 else ''}: "
+                   + "; ".join(f"{cause} ({n}x)" for cause, n in common) + ".")
+    if missing.not_run:
+        out.append(f"Runbooks that did not run or did not finish: {_listed(list(missing.not_run), 16)}.")
+    for b in missing.blind:
+        out.append(f"Blind to the level-{b.level} rule on {b.what}: {', '.join(b.checks)} not seen.")
+    return " ".join(out)
+
+
 def judge_level(escalation: Escalation, environment: str, judged: int, source: str) -> Finding:
     level = escalation.level
+    missing = escalation.missing
     top = [r for r in escalation.reasons if r.level == level]
     said = "; ".join(f"{r.finding.check} {r.finding.severity.value}: {r.finding.title}" for r in top[:5])
     more = f" (+{len(top) - 5} more)" if len(top) > 5 else ""
+    name = f"at least, {NAMES[level]}" if escalation.lower_bound else NAMES[level]
     if escalation.reasons:
-        title = f"Escalation level {level} ({NAMES[level]}): {top[0].why}"
+        title = f"Escalation level {level} ({name}): {top[0].why}"
         detail = f"{len(escalation.reasons)} reason(s) from {judged} findings ({source}). Level {level}: {said}{more}."
+    elif missing:
+        title = f"Escalation level 1 ({name}): nothing wrong in what could be seen"
+        detail = f"No warning, critical or error among {judged} findings ({source})."
     else:
         title = "Escalation level 1 (self-service): nothing wrong"
         detail = f"No warning, critical or error among {judged} findings ({source})."
+    if missing:
+        said_missing = missing_summary(missing)
+        if escalation.lower_bound:
+            title += f"; {said_missing}; the level is a lower bound"
+            detail += (f" Missing inputs: {missing_detail(missing)} The level is a lower bound: what could "
+                       "not be seen can only add reasons, never remove one.")
+        else:
+            title += f"; {said_missing}"
+            detail += f" Missing inputs (level 0 is the highest already): {missing_detail(missing)}"
     evidence = {"level": level, "name": NAMES[level], "findings_judged": judged, "source": source,
                 "contacts": list(escalation.contacts), "actions": list(escalation.actions),
                 "reasons": [{"level": r.level, "why": r.why, "check": r.finding.check,
                              "severity": r.finding.severity.value, "resource": r.finding.resource,
-                             "title": r.finding.title} for r in escalation.reasons]}
+                             "title": r.finding.title} for r in escalation.reasons],
+                "missing_inputs": missing.checks, "runbooks_not_run": list(missing.not_run),
+                "blind": [{"level": b.level, "what": b.what, "checks": list(b.checks)} for b in missing.blind],
+                "lower_bound": escalation.lower_bound}
     steps = " ".join(f"{i}. {a}." for i, a in enumerate(escalation.actions, start=1))
     who = f" Contacts: {'; '.join(escalation.contacts)}." if escalation.contacts else ""
-    resolution = f"Level {level} ({NAMES[level]}): {steps}{who}"
+    resolution = f"Level {level} ({NAMES[level]}): {steps}{who}" if escalation.reasons else ""
+    if missing:
+        rerun = (f"Fix what kept {_plural(len(missing.checks), 'check', 'checks')} from running (the error "
+                 "findings and runbook statuses name the cause) and run the triage again: "
+                 + ("the level may rise." if escalation.lower_bound else "the reasons may change."))
+        if any(b.level == 0 for b in missing.blind) and level != 0:
+            rerun += (" Until then, look at what could not be seen by hand (" +
+                      ", ".join(b.what for b in missing.blind if b.level == 0) + "): level 0 cannot be ruled out.")
+        resolution = f"{resolution} {rerun}".strip()
     return Finding("escalation.level", escalation.severity, f"env:{environment}", title, detail, evidence,
-                   resolution if escalation.reasons else "")
+                   resolution)
 
 
 def quick_checks() -> list[CheckSpec]:
@@ -245,7 +406,10 @@ def _level_plot(result: CheckResult, ctx: Context):
 def level(ctx: Context) -> CheckResult:
     """The guide's escalation level for the findings, the reasons, who to contact."""
     findings, source = findings_to_judge(ctx)
-    escalation = decide(findings)
+    # A triage's findings.json has findings of every runbook that ran, errors for those that
+    # failed; a runbook with none at all was left out (a partial triage, another runbook's file).
+    absent = absent_runbooks(findings) if ctx.prior_findings else {}
+    escalation = decide(findings, unseen=[c for ids in absent.values() for c in ids], not_run=absent)
     finding = judge_level(escalation, ctx.settings.name, len(findings), source)
     return CheckResult(findings=[finding], data=reasons_frame(escalation))
 

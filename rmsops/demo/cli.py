@@ -24,9 +24,10 @@ def _say(message: str) -> None:
 
 @contextmanager
 def _terminate_as_exit() -> Iterator[None]:
-    """SIGTERM raises SystemExit, so the demo's cleanup runs (the default action would orphan PostgreSQL)."""
+    """SIGTERM stops the demo as Ctrl-C does, so its cleanup runs (the default action would orphan
+    PostgreSQL)."""
     def handler(signum, frame):
-        raise SystemExit(128 + signum)
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -50,9 +51,9 @@ def demo(scenario: str = "incident", serve: bool = False, output: Path = Path("r
             if serve:
                 return _serve(environment, lab)
             return _triage(environment, output, started, zygote)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # serving ends so; a demo triage cut short could not run: exit 3
             print("rmsops demo: interrupted; stopping everything it started", file=sys.stderr)
-            return 130
+            return 0 if serve else 3
         finally:
             if zygote:
                 zygote.stop()
@@ -70,7 +71,7 @@ def _serve_path(env_file: Path | None) -> Path:
 
 
 def _triage(environment: DemoEnvironment, output: Path, started: float, zygote) -> int:
-    from rmsops import triage
+    from rmsops import bundle, triage
     from rmsops.cli import print_findings, print_tally
     from rmsops.progress import Progress
     from rmsops.window import resolve
@@ -87,6 +88,7 @@ def _triage(environment: DemoEnvironment, output: Path, started: float, zygote) 
     print(f"\nreport:   {result.index}")
     print(f"findings: {result.findings_json}")
     print(f"bundle:   {result.zip}")
+    print(f"manifest sha256: {bundle.manifest_digest(result.folder)}")
     print(f"(demo took {time.monotonic() - started:.1f} s; everything it started is stopped)")
     failed = any(f.severity == Severity.ERROR for f in result.findings)
     return 3 if failed else 0
