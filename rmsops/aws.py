@@ -92,7 +92,8 @@ class AwsClients:
                                                   profile_name=self._settings.profile,
                                                   region_name=self._settings.region, **credentials)
                     _dedupe_search_paths()
-                    _register_credentials(self._session)
+                    if not self._settings.local_test_credentials:  # the emulator's dummies are no secret
+                        _register_credentials(self._session)
                 except botocore.exceptions.ProfileNotFound:
                     raise UserError(f"AWS profile {self._settings.profile!r} not found in "
                                     "~/.aws/config; fix aws.profile in the environment file") from None

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rmsops import __version__, budget, bundle, failure, interrupts, runbooks
+from rmsops import __version__, budget, bundle, failure, interrupts, registry, runbooks
 from rmsops.config import Settings
 from rmsops.errors import UserError
 from rmsops.findings import (
@@ -138,12 +138,7 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
         if own_zygote and zygote is not None:
             zygote.stop()
         assert staging is not None and selected is not None
-        finished = [outcomes[rb.stem] for rb in selected if rb.stem in outcomes]
-        if stopped:
-            finished = [_stopped_outcome(o, stopped) if o.status != "done" else o for o in finished]
-        findings = [f for o in finished for f in o.findings]
-        findings += [f for rb in selected if rb.stem not in outcomes
-                     for f in _not_run_findings(rb, stopped or "ended")]
+        finished, findings = _final_findings(settings, selected, outcomes, stopped)
         write_document(staging / "findings.json", document(findings, settings.name, window.start, window.end))
         details = _details(settings, window, selected, finished, identity, started_at, stopped, jobs, timeout,
                            progress.first_finding_seconds if progress else None)
@@ -164,6 +159,34 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                         "incomplete" if stopped else "complete",
                         progress.first_finding_seconds if progress else None, time.monotonic() - started,
                         {"stopped": stopped, "unsigned": unsigned})
+
+
+def _final_findings(settings: Settings, selected: list[Runbook], outcomes: dict[str, RunOutcome],
+                    stopped: str) -> tuple[list[RunOutcome], list[Finding]]:
+    """The outcomes that count and the merged findings: a stopped triage keeps what finished, says
+    why the rest did not, and still judges the escalation level on what it has (a lower bound)."""
+    finished = [outcomes[rb.stem] for rb in selected if rb.stem in outcomes]
+    if stopped:
+        finished = [_stopped_outcome(o, stopped) if o.status != "done" else o for o in finished]
+    findings = [f for o in finished for f in o.findings]
+    for rb in selected:
+        if rb.stem not in outcomes:
+            findings += _not_run_findings(rb, stopped or "ended")
+    if stopped and any(rb.stem == ESCALATION for rb in selected) and ESCALATION not in outcomes:
+        findings = [f for f in findings if f.check != "escalation.level"] + [_escalation_of(findings, settings)]
+    return finished, findings
+
+
+def _escalation_of(findings: list[Finding], settings: Settings) -> Finding:
+    """``escalation.level`` judged here, on the findings a stopped triage has (its runbook did not run)."""
+    from rmsops.checks import escalation
+
+    judged = [f for f in findings if not f.check.startswith("escalation.")]
+    absent = escalation.absent_runbooks(judged)
+    decision = escalation.decide(judged, unseen=[c for ids in absent.values() for c in ids], not_run=absent)
+    finding = escalation.judge_level(decision, settings.name, len(judged), "the findings of this stopped triage")
+    spec = registry.get("escalation.level")
+    return finding.placed(ESCALATION, spec.section)
 
 
 def _sign(staging: Path, spec: str, settings: Settings) -> str:
