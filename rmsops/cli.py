@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rmsops import __version__, config, runbooks, secrets, thresholds
+from rmsops import __version__, budget, config, runbooks, secrets, thresholds
 from rmsops.errors import UserError
 from rmsops.findings import Finding, Severity, counts, document, exit_code
 from rmsops.report import clean
@@ -114,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rmsops import budget, checkpool, registry
+    from rmsops import checkpool, registry
     from rmsops.context import Context
 
     selected = [runbooks.find(name) for name in args.runbooks] or [runbooks.find("17")]
@@ -173,8 +173,6 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
         signing.check_signing_spec(args.sign)
     bundle.prepare_folder(out)
-    from rmsops import budget
-
     selected = named or runbooks.triage_selection()
     title = f"rmsops triage {settings.name} {window.start:%H:%M}–{window.end:%H:%M} UTC"
     progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
@@ -476,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rmsops: error: could not run: {clean(failure.describe(exc), 500)} "
               "(an unexpected error; please report it with the command you ran)", file=sys.stderr)
         return EXIT_COULD_NOT_RUN
+    finally:
+        budget.clear()  # a run's deadline ends with it (main may be called again in one process)
 
 
 if __name__ == "__main__":

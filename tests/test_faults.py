@@ -333,3 +333,4 @@ def test_an_unexpected_exception_is_exit_3_in_one_line(demo_incident, monkeypatc
     assert code == 3 and "Traceback" not in err
     assert err.strip().splitlines() == ["rmsops: error: could not run: RuntimeError: a bug in rmsops (an unexpected "
                                         "error; please report it with the command you ran)"]
+    assert "RMSOPS_DEADLINE" not in os.environ, "a run's deadline ends with it"
