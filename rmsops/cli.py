@@ -335,6 +335,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None:  # the demo is an extra: the product runs without it
+        raise UserError("the demo needs its extra: pip install 'rmsops[demo]' (an AWS emulator and a local "
+                        "PostgreSQL); in a checkout, `make demo` installs it")
     from rmsops.demo.cli import demo
 
     code = demo(scenario=args.scenario, serve=args.serve, output=Path(args.output),

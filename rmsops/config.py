@@ -17,23 +17,39 @@ import yaml
 from rmsops.errors import ConfigError, UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DATA = Path(__file__).resolve().parent / "_data"  # notebooks and example files, in a wheel
+
+
+def parameters_dirs() -> list[Path]:
+    """Where named environments are looked for, in order: $RMSOPS_PARAMETERS_DIR (set on purpose,
+    e.g. by the tests), ./parameters, the user's config folder (~/.config/rmsops), and the
+    parameters/ of the checkout rmsops runs from (none when installed from a wheel)."""
+    folders = [Path(env)] if (env := os.environ.get("RMSOPS_PARAMETERS_DIR")) else []
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    folders += [Path.cwd() / "parameters", config_home / "rmsops"]
+    if (REPO_ROOT / "pyproject.toml").is_file():  # a checkout, not site-packages
+        folders.append(REPO_ROOT / "parameters")
+    return list(dict.fromkeys(folders))
 
 
 def parameters_dir() -> Path:
-    """Where named environments live: $RMSOPS_PARAMETERS_DIR, ./parameters, or the repository's."""
-    if env := os.environ.get("RMSOPS_PARAMETERS_DIR"):
-        return Path(env)
-    local = Path.cwd() / "parameters"
-    return local if local.is_dir() else REPO_ROOT / "parameters"
+    """The folder to write a named environment to (the served demo's): the first that exists, else
+    the user's config folder."""
+    return next((folder for folder in parameters_dirs() if folder.is_dir()), parameters_dirs()[-1])
 
 
 def known_environments() -> list[str]:
-    folder = parameters_dir()
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return sorted({p.stem for folder in parameters_dirs() if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+def example_environments() -> list[Path]:
+    """The documented example files (production, staging) shipped with rmsops, to copy and edit."""
+    folder = PACKAGE_DATA / "parameters" if (PACKAGE_DATA / "parameters").is_dir() else REPO_ROOT / "parameters"
+    return sorted(p for p in folder.glob("*.yaml") if p.stem != "demo")
 
 
 def resolve_env_path(env: str | os.PathLike[str]) -> Path:
-    """A name in the parameters folder (``production``) or a path to a YAML file."""
+    """A name in one of the parameters folders (``production``) or a path to a YAML file."""
     text = str(env)
     if not text:
         raise ConfigError("no environment given; pass -e NAME (one of the files in parameters/)")
@@ -43,12 +59,15 @@ def resolve_env_path(env: str | os.PathLike[str]) -> Path:
         if not path.is_file():
             raise ConfigError(f"environment file {text} does not exist")
         return path
-    path = parameters_dir() / f"{text}.yaml"
-    if path.is_file():
-        return path
+    for folder in parameters_dirs():
+        if (folder / f"{text}.yaml").is_file():
+            return folder / f"{text}.yaml"
     names = known_environments()
-    hint = "start it with `rmsops demo --serve`" if text == "demo" else f"known: {', '.join(names)}"
-    raise ConfigError(f"unknown environment {text!r} (no {path}); {hint}")
+    looked = ", ".join(str(folder) for folder in parameters_dirs())
+    examples = ", ".join(str(p) for p in example_environments())
+    hint = ("start it with `rmsops demo --serve`" if text == "demo" else
+            f"known: {', '.join(names)}" if names else f"copy and edit an example ({examples})")
+    raise ConfigError(f"unknown environment {text!r}: no {text}.yaml in {looked}; {hint}")
 
 
 # --- the schema -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmsops.config import REPO_ROOT
+from rmsops.config import PACKAGE_DATA, REPO_ROOT
 from rmsops.errors import UserError
 
 
@@ -84,7 +84,9 @@ _BY_STEM = {rb.stem: rb for rb in CATALOGUE}
 
 
 def notebooks_dir() -> Path:
-    return REPO_ROOT / "notebooks"
+    """The runbook notebooks: shipped inside the package (a wheel), or the checkout's notebooks/."""
+    packaged = PACKAGE_DATA / "notebooks"
+    return packaged if packaged.is_dir() else REPO_ROOT / "notebooks"
 
 
 def section(stem: str) -> str:

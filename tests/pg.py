@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from rmsops.localpg import LocalPostgres
+from rmsops.demo.localpg import LocalPostgres
 
 MAX_CONNECTIONS = 20
 MONITOR_ROLE = "rmsops_monitor"

@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 from rmsops import registry, thresholds
 from rmsops.checks import dbperf
 from rmsops.context import Context
+from rmsops.demo.localpg import LocalPostgres
 from rmsops.findings import Finding, Severity
-from rmsops.localpg import LocalPostgres
 from rmsops.runner import collect_findings
 from tests.demo_server import served
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING

@@ -1,4 +1,4 @@
-"""Tests for rmsops.localpg against a real throwaway PostgreSQL server (no mocks)."""
+"""Tests for rmsops.demo.localpg against a real throwaway PostgreSQL server (no mocks)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rmsops.localpg import LocalPostgres, LocalPostgresError, find_bindir
+from rmsops.demo.localpg import LocalPostgres, LocalPostgresError, find_bindir
 
 MAX_CONNECTIONS = 37  # deliberately not a default, so SHOW proves it was applied
 # Extra settings; the second one checks shell quoting (space, apostrophe, %).

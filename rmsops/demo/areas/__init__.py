@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import psycopg
 
+    from rmsops.demo.localpg import LocalPostgres
     from rmsops.demo.moto_patches import MotoPatches
     from rmsops.demo.scenarios import Scenario
     from rmsops.demo.seed_aws import SeededAws
-    from rmsops.localpg import LocalPostgres
 
 Cleanup = Callable[[str, Callable[[], None]], None]
 
