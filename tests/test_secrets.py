@@ -26,19 +26,28 @@ AWS_SECRET = "rmsopsTESTsecretKEY/9f8e7d6c5b4a39281706+zz"
 PGPASSWORD = "pg-env-password-51d0c3a7e2"
 
 
-@pytest.fixture(scope="module")
-def triaged(demo_incident, tmp_path_factory):
-    """A full triage with real credentials in use (moto takes any key; the demo's loopback-only
-    dummy credentials are switched off so the key in the environment is the one signed with)."""
-    folder = tmp_path_factory.mktemp("secrets")
-    settings = yaml.safe_load(Path(demo_incident.env_file).read_text())
+def with_real_keys(demo_env_file: Path, folder: Path, aws_secret: str,
+                   pgpassword: str) -> tuple[Path, pytest.MonkeyPatch]:
+    """The demo's environment signed with a real-looking key from the environment (its loopback-only
+    dummy credentials switched off), with a PGPASSWORD in play; undo the monkeypatch when done."""
+    settings = yaml.safe_load(Path(demo_env_file).read_text())
     settings["aws"]["local_test_credentials"] = False
     env_file = folder / "demo-with-keys.yaml"
     env_file.write_text(yaml.safe_dump(settings))
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-    monkeypatch.setenv("PGPASSWORD", PGPASSWORD)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_secret)
+    monkeypatch.setenv("PGPASSWORD", pgpassword)
+    return env_file, monkeypatch
+
+
+@pytest.fixture(scope="module")
+def triaged(demo_incident, tmp_path_factory):
+    """A full triage with real credentials in use (moto takes any key; the demo's loopback-only
+    dummy credentials are switched off so the key in the environment is the one signed with)."""
+    folder = tmp_path_factory.mktemp("secrets")
+    env_file, monkeypatch = with_real_keys(demo_incident.env_file, folder, AWS_SECRET, PGPASSWORD)
+    settings = yaml.safe_load(env_file.read_text())
     out = folder / "bundle"
     try:
         stdout, stderr = io.StringIO(), io.StringIO()

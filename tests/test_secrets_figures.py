@@ -13,7 +13,6 @@ secret access key signing the calls.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import boto3
 import pytest
@@ -23,6 +22,7 @@ from matplotlib.text import Text
 
 from rmsops import plots, secrets
 from rmsops.db import secret_password
+from tests.test_secrets import with_real_keys
 
 AWS_SECRET = "rmsopsFIGUREsecretKEY/0a1b2c3d4e5f60718293+zz"
 PGPASSWORD = "pg-env-figure-password-7c41e09b"
@@ -48,14 +48,8 @@ def walked(demo_incident, tmp_path_factory):
     from rmsops.context import Context
 
     folder = tmp_path_factory.mktemp("secrets-figures")
-    settings = yaml.safe_load(Path(demo_incident.env_file).read_text())
-    settings["aws"]["local_test_credentials"] = False  # sign with the key in the environment
-    env_file = folder / "demo-with-keys.yaml"
-    env_file.write_text(yaml.safe_dump(settings))
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-    monkeypatch.setenv("PGPASSWORD", PGPASSWORD)
+    env_file, monkeypatch = with_real_keys(demo_incident.env_file, folder, AWS_SECRET, PGPASSWORD)
+    settings = yaml.safe_load(env_file.read_text())
     figures: dict[str, list[str]] = {}
     role_passwords: dict[str, str] = {}
     findings = []
