@@ -26,11 +26,13 @@ import pytest
 from matplotlib.figure import Figure
 
 from rmsops import registry, thresholds
-from rmsops.checks import dbperf
+from rmsops.checks import dbperf, dbperf_format
 from rmsops.context import Context
 from rmsops.demo.localpg import LocalPostgres
 from rmsops.findings import Finding, Severity
+from rmsops.render import db_figures
 from rmsops.runner import collect_findings
+from rmsops.sources import pg_queries
 from tests.demo_server import served
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING
 from tests.pg import APP_NAME, PgServer, _setup_roles, poll
@@ -87,7 +89,7 @@ def test_long_running_nothing_running_and_many_sessions_capped():
     assert severities(dbperf.judge_long_running(running(), DEFAULTS, INSTANCE)) == [OK]
     many = running(*[(100 + i, "app", "active", "client backend", 400.0 + i, "SELECT 1") for i in range(14)])
     findings = dbperf.judge_long_running(many, DEFAULTS, INSTANCE)
-    assert len(findings) == dbperf.MAX_FINDINGS + 1
+    assert len(findings) == dbperf_format.MAX_FINDINGS + 1
     assert findings[-1].title == "4 more long-running queries" and findings[-1].severity is WARNING
     assert findings[0].evidence["pid"] == 113  # the longest first
 
@@ -95,14 +97,15 @@ def test_long_running_nothing_running_and_many_sessions_capped():
 @pytest.mark.parametrize("seconds, text", [(-0.4, "0 s"), (-1e-6, "0 s"), (-0.0, "0 s"), (-3.0, "0 s"),
                                            (float("nan"), "an unknown time")])
 def test_duration_text_is_never_negative(seconds, text):
-    assert dbperf.duration_text(seconds) == text  # it said "-0 s" for a query that had just started
-    assert [dbperf.duration_text(s) for s in (0.4, 59.6, 150.0)] == ["0 s", "60 s", "2.5 min"]
+    assert db_figures.duration_text(seconds) == text  # it said "-0 s" for a query that had just started
+    assert [db_figures.duration_text(s) for s in (0.4, 59.6, 150.0)] == ["0 s", "60 s", "2.5 min"]
 
 
 def test_ages_are_measured_against_the_clock_not_the_statement_start():
     from rmsops.checks import database
 
-    for sql in (dbperf.RUNNING_SQL, dbperf.BLOCKED_SQL, database.BY_STATE_SQL, database.IDLE_IN_TRANSACTION_SQL):
+    for sql in (pg_queries.RUNNING_SQL, pg_queries.BLOCKED_SQL_14, pg_queries.BLOCKED_SQL_PRE14,
+                database.BY_STATE_SQL, database.IDLE_IN_TRANSACTION_SQL):
         assert "now()" not in sql and "clock_timestamp()" in sql
 
 
@@ -150,7 +153,7 @@ def test_missing_extension_is_info_saying_how_to_enable_it(status, says):
 
 
 def test_statement_text_hidden_by_missing_privilege_is_not_explained():
-    slow = statements((9, 500, 80.0, dbperf.INSUFFICIENT_PRIVILEGE))
+    slow = statements((9, 500, 80.0, pg_queries.INSUFFICIENT_PRIVILEGE))
     explanation, queryid = dbperf.explain_slowest(None, slow)  # decided before any database access
     assert queryid == "9" and explanation.mode == "skipped" and "pg_read_all_stats" in explanation.note
     [finding] = dbperf.judge_slow(ENABLED, slow, DEFAULTS, INSTANCE, explanation, queryid)
@@ -184,9 +187,9 @@ def test_blocked_longer_than_a_minute_is_a_warning_naming_both_sides():
 
 def test_lock_levels_put_root_blockers_left_and_survive_a_cycle():
     df = blocked_rows((3, 5.0, 2), (2, 5.0, 1), (4, 5.0, 1))
-    assert dbperf.lock_levels(df) == {1: 0, 2: 1, 3: 2, 4: 1}
+    assert db_figures.lock_levels(df) == {1: 0, 2: 1, 3: 2, 4: 1}
     cycle = blocked_rows((5, 1.0, 6), (6, 1.0, 5))
-    assert set(dbperf.lock_levels(cycle)) == {5, 6}
+    assert set(db_figures.lock_levels(cycle)) == {5, 6}
 
 
 STALE_COLUMNS = ["schema", "table", "n_live_tup", "n_dead_tup", "n_mod_since_analyze", "last_analyze",
@@ -505,9 +508,8 @@ def test_a_query_that_started_after_our_transaction_never_has_a_negative_age(per
             poll(lambda: activity(admin, waiter.info.backend_pid),
                  lambda row: row is not None and row[1] == "Lock", what="the UPDATE blocked")
             version = int(observer.execute("SHOW server_version_num").fetchone()[0])
-            wait_start = dbperf.WAIT_START_14 if version >= 140000 else "NULL::timestamptz"
-            running = observer.execute(dbperf.RUNNING_SQL).fetchall()
-            blocked_rows = observer.execute(dbperf.BLOCKED_SQL.replace("{wait_start}", wait_start)).fetchall()
+            running = observer.execute(pg_queries.RUNNING_SQL).fetchall()
+            blocked_rows = observer.execute(pg_queries.blocked_sql(version)).fetchall()
             [waiting] = [r for r in running if r[0] == waiter.info.backend_pid]
             assert waiting[9] >= 0 and waiting[10] >= 0  # duration_seconds, transaction_seconds
             [row] = [r for r in blocked_rows if r[0] == waiter.info.backend_pid]
@@ -549,7 +551,7 @@ def test_stale_statistics_on_a_table_without_autovacuum_until_analyze(perf_pg, p
     admin.execute("UPDATE rate_changes SET rate = rate + 1 WHERE id <= 500")
     flushed(admin)
     ctx = perf_ctx()
-    poll(lambda: table_stat(ctx, dbperf.STALE_SQL, "rate_changes"),
+    poll(lambda: table_stat(ctx, pg_queries.STALE_SQL, "rate_changes"),
          lambda row: row is not None and row["n_mod_since_analyze"] == 3500, what="modifications counted")
     result = run_check(ctx, "db.stats.stale")
     finding = {f.resource: f for f in result.findings}["public.rate_changes"]
@@ -574,7 +576,7 @@ def test_a_large_table_read_by_sequential_scans_until_an_index_is_used(perf_pg, 
         admin.execute("SELECT count(*) FROM booking_events WHERE booking = %s", (k,)).fetchone()
     flushed(admin)
     ctx = perf_ctx()
-    poll(lambda: table_stat(ctx, dbperf.SCANS_SQL, "booking_events"),
+    poll(lambda: table_stat(ctx, pg_queries.SCANS_SQL, "booking_events"),
          lambda row: row is not None and row["idx_scan"] >= 1 and row["seq_scan"] >= 25, what="scans counted")
     result = run_check(ctx, "db.indexes.missing")
     finding = {f.resource: f for f in result.findings}["public.booking_events"]
@@ -584,7 +586,7 @@ def test_a_large_table_read_by_sequential_scans_until_an_index_is_used(perf_pg, 
     admin.execute("SELECT count(*) FROM generate_series(1, 1000) AS g "  # 1000 index lookups
                   "WHERE (SELECT kind FROM booking_events WHERE id = g) IS NOT NULL").fetchone()
     flushed(admin)
-    poll(lambda: table_stat(ctx, dbperf.SCANS_SQL, "booking_events"),
+    poll(lambda: table_stat(ctx, pg_queries.SCANS_SQL, "booking_events"),
          lambda row: row is not None and row["idx_scan"] >= 1000, what="index scans counted")
     after = run_check(ctx, "db.indexes.missing")
     assert "public.booking_events" not in {f.resource for f in after.findings}
@@ -603,7 +605,7 @@ def test_cache_hit_rate_of_a_table_larger_than_shared_buffers_then_of_a_hot_tabl
         admin.execute("SELECT count(*) FROM cold_archive").fetchone()
     flushed(admin)
     ctx = perf_ctx()
-    poll(lambda: ctx.db.frame(dbperf.HIT_RATE_SQL).set_index("kind").loc["table", "read"],
+    poll(lambda: ctx.db.frame(pg_queries.HIT_RATE_SQL).set_index("kind").loc["table", "read"],
          lambda read: read > 1000, what="cold reads counted")
     result = run_check(ctx, "db.cache.hit_rate")
     table = {f.evidence["kind"]: f for f in result.findings}["table"]
@@ -614,7 +616,7 @@ def test_cache_hit_rate_of_a_table_larger_than_shared_buffers_then_of_a_hot_tabl
     for _ in range(20):
         admin.execute("SELECT sum(rate) FROM hot_rates").fetchone()
     flushed(admin)
-    poll(lambda: ctx.db.frame(dbperf.HIT_RATE_SQL).set_index("kind").loc["table", "hit"],
+    poll(lambda: ctx.db.frame(pg_queries.HIT_RATE_SQL).set_index("kind").loc["table", "hit"],
          lambda hit: hit >= 20, what="hot hits counted")
     hot = {f.evidence["kind"]: f for f in run_check(ctx, "db.cache.hit_rate").findings}
     assert hot["table"].severity is OK and hot["table"].evidence["hit_rate_pct"] == 100.0

@@ -1,0 +1,1 @@
+"""Rendering: figures, reports, terminal output."""

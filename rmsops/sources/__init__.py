@@ -1,0 +1,1 @@
+"""Data access: AWS and PostgreSQL reads that checks judge."""
