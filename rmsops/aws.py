@@ -78,7 +78,7 @@ class AwsClients:
     def __init__(self, settings: AwsSettings):
         self._settings = settings
         self._session: boto3.Session | None = None
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], Any] = {}  # (service, region) -> client
         self._lock = threading.Lock()
         self.retries = awsretry.RetryPolicy()  # shared by this run's clients
 
@@ -99,11 +99,13 @@ class AwsClients:
                                     "~/.aws/config; fix aws.profile in the environment file") from None
             return self._session
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, region: str | None = None) -> Any:
+        """The client of ``service`` in ``region`` (default: the environment's), made once."""
         session = self.session()
+        region = region or self._settings.region
         with self._lock:
-            if service not in self._clients:
-                kwargs: dict[str, Any] = {"config": CLIENT_CONFIG}
+            if (service, region) not in self._clients:
+                kwargs: dict[str, Any] = {"config": CLIENT_CONFIG, "region_name": region}
                 if self._settings.endpoint_url:  # otherwise boto3 honours AWS_ENDPOINT_URL itself
                     kwargs["endpoint_url"] = self._settings.endpoint_url
                 client = session.client(service, **kwargs)
@@ -112,8 +114,8 @@ class AwsClients:
                 self.retries.register(client)
                 if API_LOG:
                     client.meta.events.register("before-call", _log_call)
-                self._clients[service] = client
-            return self._clients[service]
+                self._clients[(service, region)] = client
+            return self._clients[(service, region)]
 
 
 def _register_credentials(session: boto3.Session) -> None:

@@ -343,7 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rmsops.demo.cli import demo
 
     code = demo(scenario=args.scenario, serve=args.serve, output=Path(args.output),
-                env_file=Path(args.env_file) if args.env_file else None, lab=args.lab)
+                env_file=Path(args.env_file) if args.env_file else None, lab=args.lab, region=args.region)
     # Everything the demo started is stopped by now; a seeding helper thread that is still
     # winding down (a ticker, a blocked lock waiter) must not keep the command alive.
     sys.stdout.flush()
@@ -443,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="reports/demo", help="where the triage report goes")
     demo.add_argument("--env-file", help="with --serve: where to write the environment file")
     demo.add_argument("--lab", action="store_true", help="serve it and open JupyterLab on notebooks/")
+    demo.add_argument("--region", default="us-east-1",
+                      help="the emulated environment's region (default us-east-1); CloudFront, its "
+                           "certificate and WAF, and global CloudTrail events stay in us-east-1 as in AWS")
     demo.set_defaults(fn=cmd_demo)
 
     act = sub.add_parser("action", help="a guarded change from the guide (dry run unless --confirm)")

@@ -1,10 +1,13 @@
 """CloudTrail event history (``lookup_events``) in the window, as one DataFrame.
 
 ``lookup_events`` covers the last 90 days of management events in one region, 50
-events a page, at most 2 requests a second per account (the client's adaptive retry
-mode absorbs the throttling), and takes **one** lookup attribute per call. So a
-question such as "write events, root activity and console sign-ins" is several
-paginated lookups whose answers are merged by ``EventId``.
+events a page, at most 2 requests a second per account (``rmsops.awsretry`` absorbs
+the throttling), and takes **one** lookup attribute per call. So a question such as
+"write events, root activity and console sign-ins" is several paginated lookups whose
+answers are merged by ``EventId``. Each is asked in the environment's region and in
+us-east-1, where CloudTrail records the global services' events (IAM, STS, console
+sign-in): an access key created or a root sign-in would otherwise be invisible to an
+environment outside us-east-1 (``rmsops.sources.regions.cloudtrail_regions``).
 
 Each row keeps what a person needs to judge an event (who, what, from where, on
 which resource, the outcome) parsed out of the ``CloudTrailEvent`` JSON. The JSON
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rmsops.findings import iso
+from rmsops.sources import regions
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -53,30 +57,36 @@ def events(ctx: Context, lookups: Sequence[tuple[str, str]] = SECURITY_LOOKUPS,
            window: Window | None = None, max_events: int = MAX_EVENTS) -> pd.DataFrame:
     """The events of the window matching any of ``lookups`` (``()``: all events), newest first.
 
-    Fetched once per run and window (``ctx.memo``): the checks of runbooks 12, 13 and 18 share it.
+    Read in every region of ``cloudtrail_regions`` and merged. Fetched once per run and window
+    (``ctx.memo``): the checks of runbooks 12, 13 and 18 share it. ``attrs["regions"]`` names the
+    regions read.
     """
     window = window or ctx.window
-    key = f"cloudtrail:{iso(window.start)}:{iso(window.end)}:{sorted(lookups)}:{max_events}"
+    where = regions.cloudtrail_regions(ctx.settings.aws.region)
+    key = f"cloudtrail:{','.join(where)}:{iso(window.start)}:{iso(window.end)}:{sorted(lookups)}:{max_events}"
 
     def fetch() -> pd.DataFrame:
         raw: dict[str, dict[str, Any]] = {}
         truncated = False
-        for attribute in (lookups or [None]):
-            found, cut = lookup(ctx, window, attribute, max_events)
-            truncated |= cut
-            for event in found:
-                raw.setdefault(event.get("EventId") or f"#{len(raw)}", event)
+        for region in where:
+            for attribute in (lookups or [None]):
+                found, cut = lookup(ctx, window, attribute, max_events, region=region)
+                truncated |= cut
+                for event in found:
+                    raw.setdefault(event.get("EventId") or f"#{len(raw)}", event)
         frame = frame_of(raw.values())
         frame.attrs["truncated"] = truncated
+        frame.attrs["regions"] = list(where)
         return frame
 
     return ctx.memo(key, fetch)
 
 
 def lookup(ctx: Context, window: Window, attribute: tuple[str, str] | None = None,
-           max_events: int = MAX_EVENTS) -> tuple[list[dict[str, Any]], bool]:
-    """Raw ``Events`` of one paginated lookup; True as second value when ``max_events`` cut it."""
-    client = ctx.client("cloudtrail")
+           max_events: int = MAX_EVENTS, region: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """Raw ``Events`` of one paginated lookup in ``region`` (default: the environment's); True as
+    second value when ``max_events`` cut it."""
+    client = ctx.client("cloudtrail", region)
     kwargs: dict[str, Any] = {"StartTime": window.start, "EndTime": window.end}
     if attribute:
         kwargs["LookupAttributes"] = [{"AttributeKey": attribute[0], "AttributeValue": attribute[1]}]

@@ -106,7 +106,8 @@ SCHEMA: dict[str, Any] = {
         "backend": (_STR, False),
         "frontend": (_STR, False),
         "rds": (_STR, False),
-        "waf": (_STR, False),
+        "waf": (_STR, False),  # the ALB's web ACL (REGIONAL scope): logs in the environment's region
+        "waf_cloudfront": (_STR, False),  # CloudFront's web ACL (CLOUDFRONT scope): logs in us-east-1
     },
     "cloudfront": {
         "comment": (_STR, False),

@@ -40,16 +40,16 @@ class LogQuery:
 
 
 def run(ctx: Context, log_groups: Sequence[str], query: LogQuery, window: Window | None = None,
-        limit: int = INSIGHTS_ROW_LIMIT) -> pd.DataFrame:
+        limit: int = INSIGHTS_ROW_LIMIT, region: str | None = None) -> pd.DataFrame:
     """Rows answering ``query`` over the window, by the environment's ``logs_query`` mode.
 
     ``attrs["truncated"]`` tells whether the rows may be incomplete (the Insights row limit, or the
-    fallback's event cap).
+    fallback's event cap). ``region``: where the log groups are (default: the environment's).
     """
     window = window or ctx.window
     if ctx.settings.logs_query == "insights":
-        return insights(ctx, log_groups, query.insights, window, limit)
-    events = filter_events(ctx, log_groups, query.filter_pattern, window)
+        return insights(ctx, log_groups, query.insights, window, limit, region=region)
+    events = filter_events(ctx, log_groups, query.filter_pattern, window, region=region)
     if query.aggregate is None:
         return events
     rows = query.aggregate(events)
@@ -60,9 +60,9 @@ def run(ctx: Context, log_groups: Sequence[str], query: LogQuery, window: Window
 
 
 def insights(ctx: Context, log_groups: Sequence[str], query_string: str, window: Window,
-             limit: int = INSIGHTS_ROW_LIMIT, timeout: float = 120.0) -> pd.DataFrame:
+             limit: int = INSIGHTS_ROW_LIMIT, timeout: float = 120.0, region: str | None = None) -> pd.DataFrame:
     """Run a Logs Insights query and wait for it; ``attrs["truncated"]`` when the row limit was hit."""
-    logs = ctx.client("logs")
+    logs = ctx.client("logs", region)
     limit = max(1, min(limit, INSIGHTS_MAX_ROWS))
     query_id = logs.start_query(
         logGroupNames=list(log_groups), startTime=int(window.start.timestamp()),
@@ -126,13 +126,13 @@ def insights_frame(results: list[list[dict]]) -> pd.DataFrame:
 
 
 def filter_events(ctx: Context, log_groups: Sequence[str], pattern: str, window: Window,
-                  max_events: int = 50_000) -> pd.DataFrame:
+                  max_events: int = 50_000, region: str | None = None) -> pd.DataFrame:
     """Raw events of each group in the window (paginated), sorted by time.
 
     At most ``max_events`` are read (the first ones the API returns, i.e. the oldest of each group);
     ``attrs["truncated"]`` says when the cap was hit.
     """
-    logs = ctx.client("logs")
+    logs = ctx.client("logs", region)
     rows: list[tuple] = []
     truncated = False
     for group in log_groups:

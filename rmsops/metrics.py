@@ -43,17 +43,19 @@ def period_for(window_seconds: float, max_points: int = 1440) -> int:
 
 
 def fetch(ctx: Context, queries: list[MetricQuery], period: int | None = None,
-          window: Window | None = None) -> pd.DataFrame:
+          window: Window | None = None, region: str | None = None) -> pd.DataFrame:
     """One long frame: timestamp, id, label, value — sorted by time, one row per datapoint.
 
     ``window`` defaults to the run's; pass another (e.g. ``ctx.window.previous()``) for a baseline.
+    ``region`` defaults to the environment's: metrics that live elsewhere (CloudFront's, in
+    us-east-1) name theirs through ``ctx.region_of``.
     """
     columns = ["timestamp", "id", "label", "value"]
     if not queries:
         return pd.DataFrame(columns=columns)
     window = window or ctx.window
     period = period or period_for(window.seconds)
-    cloudwatch = ctx.client("cloudwatch")
+    cloudwatch = ctx.client("cloudwatch", region)
     labels = {q.id: q.label or q.metric for q in queries}
     rows: list[tuple] = []
     for offset in range(0, len(queries), MAX_QUERIES_PER_CALL):

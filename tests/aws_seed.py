@@ -19,8 +19,8 @@ SERVICES = ("rms-backend", "rms-frontend")
 ALB = "rms-alb"
 
 
-def client(service: str):
-    return boto3.client(service, region_name=REGION)
+def client(service: str, region: str | None = None):
+    return boto3.client(service, region_name=region or REGION)
 
 
 def backend(module: str):
@@ -138,3 +138,15 @@ def put_counts(lb_arn: str, metric: str, counts: Mapping[datetime, float]) -> No
             for ts, v in counts.items()]
     for offset in range(0, len(data), 20):
         cw.put_metric_data(Namespace="AWS/ApplicationELB", MetricData=data[offset:offset + 20])
+
+
+def create_distribution(comment: str = "RMS Frontend", enabled: bool = True) -> dict:
+    config_ = {"CallerReference": f"ref-{comment}-{datetime.now().timestamp()}", "Comment": comment,
+               "Enabled": enabled,
+               "Origins": {"Quantity": 1, "Items": [{"Id": "alb", "DomainName": "rms-alb.example.com",
+                                                     "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443,
+                                                                            "OriginProtocolPolicy": "http-only"}}]},
+               "DefaultCacheBehavior": {"TargetOriginId": "alb", "ViewerProtocolPolicy": "redirect-to-https",
+                                        "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                                        "MinTTL": 0}}
+    return client("cloudfront").create_distribution(DistributionConfig=config_)["Distribution"]

@@ -22,9 +22,10 @@ READY_TIMEOUT_SECONDS = 120
 
 
 class ServedDemo:
-    def __init__(self, scenario: str):
+    def __init__(self, scenario: str, region: str = "us-east-1"):
         self.scenario = scenario
-        self.folder = Path(tempfile.mkdtemp(prefix=f"rmsops-demo-{scenario}-"))
+        self.region = region
+        self.folder = Path(tempfile.mkdtemp(prefix=f"rmsops-demo-{scenario}-{region}-"))
         self.env_file = self.folder / "demo.yaml"
         self.log = self.folder / "serve.log"
         self._process: subprocess.Popen | None = None
@@ -33,7 +34,7 @@ class ServedDemo:
         with self.log.open("w") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "rmsops.cli", "demo", "--serve", "--scenario", self.scenario,
-                 "--env-file", str(self.env_file)],
+                 "--region", self.region, "--env-file", str(self.env_file)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while not self.env_file.exists():
@@ -53,14 +54,14 @@ class ServedDemo:
                 self._process.wait()
 
 
-_served: dict[str, ServedDemo] = {}
+_served: dict[tuple[str, str], ServedDemo] = {}
 
 
-def served(scenario: str = "incident") -> ServedDemo:
-    """Start (once per session) and return the served demo of a scenario."""
-    if scenario not in _served:
-        _served[scenario] = ServedDemo(scenario).start()
-    return _served[scenario]
+def served(scenario: str = "incident", region: str = "us-east-1") -> ServedDemo:
+    """Start (once per session) and return the served demo of a scenario in a region."""
+    if (scenario, region) not in _served:
+        _served[(scenario, region)] = ServedDemo(scenario, region).start()
+    return _served[(scenario, region)]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -83,3 +84,10 @@ def demo_incident() -> ServedDemo:
 @pytest.fixture(scope="session")
 def demo_healthy() -> ServedDemo:
     return served("healthy")
+
+
+@pytest.fixture(scope="session")
+def demo_eu() -> ServedDemo:
+    """The incident in eu-west-1: CloudFront's metrics, certificate and WAF, and the global
+    services' CloudTrail events, are where AWS keeps them (us-east-1)."""
+    return served("incident", region="eu-west-1")

@@ -150,7 +150,7 @@ def test_timeline_with_missing_log_groups_says_so(clean, make_context):
     with stub_lookups(ctx, {}):
         [finding] = ctx.run("breach.timeline").findings
     assert finding.severity is INFO
-    assert finding.evidence["sources"]["waf"] == f"{WAF_GROUP} (log group not found)"
+    assert finding.evidence["sources"]["waf (ALB)"] == f"{WAF_GROUP} (log group not found in us-east-1)"
     assert "not found" in finding.evidence["sources"]["app"]
 
 

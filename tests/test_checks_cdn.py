@@ -131,10 +131,19 @@ def test_judge_error_rate_a_short_peak_below_the_average_threshold_is_ok():
     assert finding.severity is OK and finding.evidence["metrics"]["5xxErrorRate"]["peak"] == 30
 
 
-def test_judge_error_rate_no_data_or_no_distribution_is_info():
-    [finding] = judge_error_rate(rates(), thresholds(), "E1", region="eu-west-1")
-    assert finding.severity is INFO and "this environment's region is eu-west-1" in finding.detail
+def test_judge_error_rate_no_data_and_no_traffic_is_info_and_says_where_it_looked():
+    [finding] = judge_error_rate(rates(), thresholds(), "E1", region="us-east-1")
+    assert finding.severity is INFO and "AWS/CloudFront in us-east-1 (DistributionId=E1" in finding.detail
     assert judge_error_rate(rates(), thresholds(), None)[0].severity is INFO
+
+
+def test_judge_error_rate_traffic_without_error_rates_is_a_blind_spot_warning():
+    [finding] = judge_error_rate(rates(), thresholds(), "E1", region="us-east-1", requests=12_000)
+    assert finding.severity is WARNING and "could not be seen" in finding.title
+    assert "12000 requests" in finding.detail
+    assert finding.evidence["looked_in"].startswith("AWS/CloudFront in us-east-1")
+    with_rates = rates(**{"4xxErrorRate": [1, 2, 1], "5xxErrorRate": [0.1, 0.3, 0.2]})
+    assert judge_error_rate(with_rates, thresholds(), "E1", requests=12_000)[0].severity is OK
 
 
 @pytest.mark.parametrize(("values", "expected"), [([92, 88, 90], OK), ([70, 75, 65], INFO), ([40, 30, 55], WARNING),
@@ -181,21 +190,11 @@ def aws(moto_world):
     seed.reset("cloudwatch")
 
 
-def create_distribution(comment: str = "RMS Frontend", enabled: bool = True) -> dict:
-    config_ = {"CallerReference": f"ref-{comment}-{datetime.now().timestamp()}", "Comment": comment,
-               "Enabled": enabled,
-               "Origins": {"Quantity": 1, "Items": [{"Id": "alb", "DomainName": "rms-alb.example.com",
-                                                     "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443,
-                                                                            "OriginProtocolPolicy": "http-only"}}]},
-               "DefaultCacheBehavior": {"TargetOriginId": "alb", "ViewerProtocolPolicy": "redirect-to-https",
-                                        "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
-                                        "MinTTL": 0}}
-    return seed.client("cloudfront").create_distribution(DistributionConfig=config_)["Distribution"]
 
 
 def test_distribution_found_by_comment(aws, make_context):
-    dist = create_distribution()
-    create_distribution("Marketing site")
+    dist = seed.create_distribution()
+    seed.create_distribution("Marketing site")
     result = make_context().run("cdn.cloudfront.distribution")
     [finding] = result.findings
     assert (finding.resource, finding.severity) == (f"cloudfront:{dist['Id']}", OK)
@@ -203,14 +202,14 @@ def test_distribution_found_by_comment(aws, make_context):
 
 
 def test_distribution_other_comment_configured(aws, make_context):
-    create_distribution()
+    seed.create_distribution()
     [finding] = make_context(cloudfront={"comment": "RMS Frontend (staging)"}).run(
         "cdn.cloudfront.distribution").findings
     assert finding.severity is CRITICAL and "RMS Frontend (staging)" in finding.title
 
 
 def test_distribution_disabled_is_critical(aws, make_context):
-    dist = create_distribution()
+    dist = seed.create_distribution()
     cloudfront = seed.client("cloudfront")
     current = cloudfront.get_distribution_config(Id=dist["Id"])
     cloudfront.update_distribution(Id=dist["Id"], IfMatch=current["ETag"],
@@ -224,7 +223,7 @@ def test_distribution_in_progress_is_warning(aws, make_context):
     state_manager.set_transition(model_name="cloudfront::distribution",
                                  transition={"progression": "manual", "times": 999})
     try:
-        create_distribution()
+        seed.create_distribution()
         [finding] = make_context().run("cdn.cloudfront.distribution").findings
     finally:
         state_manager.unset_transition(model_name="cloudfront::distribution")
@@ -287,7 +286,7 @@ def test_assets_timeout(aws, asset_server, make_context):
 
 
 def test_asset_base_url_defaults_to_the_distribution_domain(aws, make_context):
-    dist = create_distribution()
+    dist = seed.create_distribution()
     assert asset_base_url(make_context()) == f"https://{dist['DomainName']}"
     assert asset_base_url(make_context(cloudfront={"base_url": "https://static.example/"})) == "https://static.example"
 
@@ -307,7 +306,7 @@ def put_rates(distribution_id: str, ctx, series: dict[str, list[float]], ending_
 
 
 def test_error_rate_and_cache_hit_against_moto(aws, make_context):
-    dist, other = create_distribution(), create_distribution("Marketing site")
+    dist, other = seed.create_distribution(), seed.create_distribution("Marketing site")
     ctx = make_context()
     put_rates(dist["Id"], ctx, {"4xxErrorRate": [1, 1.5, 2], "5xxErrorRate": [2, 9, 14],
                                 "CacheHitRate": [60, 70, 65]})
@@ -329,7 +328,7 @@ def test_error_rate_and_cache_hit_against_moto(aws, make_context):
 def test_metrics_without_data_or_distribution_are_info(aws, make_context):
     ctx = make_context()
     assert [f.severity for f in ctx.run("cdn.cloudfront.error_rate").findings] == [INFO]
-    create_distribution()
+    seed.create_distribution()
     ctx = make_context()
     assert [f.severity for f in ctx.run("cdn.cloudfront.error_rate").findings] == [INFO]
     assert [f.severity for f in ctx.run("cdn.cloudfront.cache_hit").findings] == [INFO]
@@ -338,8 +337,8 @@ def test_metrics_without_data_or_distribution_are_info(aws, make_context):
 # --- the invalidate-cloudfront action -----------------------------------------------------------
 
 def test_invalidate_plan_dry_run_and_execution(aws, make_context, tmp_path):
-    dist = create_distribution()
-    create_distribution("Marketing site")
+    dist = seed.create_distribution()
+    seed.create_distribution("Marketing site")
     ctx = make_context()
     plan = actions.plan(ctx, "invalidate-cloudfront")
     assert plan.target == dist["Id"] and plan.operation == "create_invalidation"
@@ -363,14 +362,14 @@ def test_invalidate_plan_dry_run_and_execution(aws, make_context, tmp_path):
 def test_invalidate_needs_exactly_one_distribution(aws, make_context):
     with pytest.raises(UserError, match="no CloudFront distribution with comment 'RMS Frontend'"):
         actions.plan(make_context(), "invalidate-cloudfront")
-    create_distribution()
-    create_distribution()
+    seed.create_distribution()
+    seed.create_distribution()
     with pytest.raises(UserError, match="2 CloudFront distributions have the comment"):
         actions.plan(make_context(), "invalidate-cloudfront")
 
 
 def test_invalidate_protected_environment_needs_the_distribution_id(aws, make_context, tmp_path):
-    dist = create_distribution()
+    dist = seed.create_distribution()
     ctx = make_context(protected=True)
     plan = actions.plan(ctx, "invalidate-cloudfront")
     with pytest.raises(UserError, match=f"--confirm {dist['Id']}"):

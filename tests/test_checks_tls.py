@@ -53,6 +53,19 @@ def acm_frame(*rows) -> pd.DataFrame:
                           "renewal": "INELIGIBLE", "sans": [d]} for d, s, days, used, t in rows])
 
 
+def test_judge_acm_expiry_says_which_certificate_cloudfront_serves():
+    df = acm_frame(
+        ("rms.example", "ISSUED", 20.0, True, "IMPORTED"), ("rms.example", "ISSUED", 20.0, False, "IMPORTED")
+    )
+    df["region"] = ["eu-west-1", "us-east-1"]
+    df["cloudfront"] = [[], ["E1"]]
+    alb, cdn = judge_acm_expiry(df, thresholds(), "eu-west-1")
+    assert alb.severity is cdn.severity is WARNING
+    assert "(CloudFront)" not in alb.title and "in eu-west-1" in alb.detail
+    assert cdn.title.startswith("rms.example (CloudFront)") and "served by CloudFront E1" in cdn.detail
+    assert cdn.evidence["region"] == "us-east-1" and cdn.evidence["cloudfront_distributions"] == ["E1"]
+
+
 def test_days_until_naive_and_aware_and_missing():
     assert days_until(NOW + timedelta(days=3), NOW) == 3.0
     assert days_until(datetime(2026, 11, 26, 20, 0), NOW) == -2.0  # naive = UTC
@@ -512,7 +525,7 @@ def test_edge_seeding_starts_its_servers_and_cleanup_stops_them(aws, tmp_path, m
     lb, groups = seed.create_alb({"rms-frontend": []})
     cleanups: list = []
     env = AwsSeed(scenarios.get("expiring-cert"), seed.client, "", SeededAws(
-        load_balancer_arn=lb, target_groups=groups, distribution_id="E2DEMO"), patches=None,
+        load_balancer_arn=lb, target_groups=groups, distribution_id=seed.create_distribution()["Id"]), patches=None,
         now=datetime.now(UTC), cleanup=lambda name, fn: cleanups.append((name, fn)))
     before = {t.name for t in threading.enumerate()}
     started = time.monotonic()

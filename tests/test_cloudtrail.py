@@ -175,3 +175,19 @@ def test_access_denied_surfaces_as_a_client_error(stubbed):
                           expected_params=params(("ReadOnly", "false")))
     with pytest.raises(ClientError):
         cloudtrail.events(ctx, lookups=(("ReadOnly", "false"),))
+
+
+def test_events_outside_us_east_1_also_read_us_east_1_and_merge(make_context):
+    """eu-west-1 holds the environment's events, us-east-1 the global services' (IAM, sign-in)."""
+    ctx = make_context(aws={"region": "eu-west-1"})
+    ctx.window = WINDOW
+    write = ("ReadOnly", "false")
+    home, global_ = Stubber(ctx.client("cloudtrail", "eu-west-1")), Stubber(ctx.client("cloudtrail", "us-east-1"))
+    home.add_response("lookup_events", {"Events": [raw_event("sg", minutes=10)]}, params(write))
+    global_.add_response("lookup_events", {"Events": [raw_event("iam", minutes=20), raw_event("sg", minutes=10)]},
+                         params(write))
+    with home, global_:
+        frame = cloudtrail.events(ctx, lookups=(write,))
+    home.assert_no_pending_responses()
+    global_.assert_no_pending_responses()
+    assert sorted(frame["event_id"]) == ["iam", "sg"] and frame.attrs["regions"] == ["eu-west-1", "us-east-1"]

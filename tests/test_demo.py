@@ -151,7 +151,7 @@ def test_incident_env_file(runs: dict[str, Run]) -> None:
         "rms-production-db", "127.0.0.1", "rms", "rmsops_monitor", "disable")
     assert db.password_secret == "rms/demo/rmsops-monitor"
     assert s.cloudfront_comment == "RMS Frontend"
-    assert set(s.log_groups) == {"backend", "frontend", "rds", "waf"}
+    assert set(s.log_groups) == {"backend", "frontend", "rds", "waf", "waf_cloudfront"}
     assert set(s.health_urls) == {"api", "frontend"}
 
 

@@ -57,8 +57,8 @@ def _inject(monkeypatch, service: str, answer, times: int | None = None) -> list
     sent: list[int] = []
     original = AwsClients.client
 
-    def client(self, name: str):
-        made = original(self, name)
+    def client(self, name: str, region: str | None = None):
+        made = original(self, name, region)
         if name == service:
             def handler(request, **kw):
                 sent.append(1)

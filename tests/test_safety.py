@@ -52,8 +52,8 @@ def _record_calls(monkeypatch) -> set[str]:
 
     original = AwsClients.client
 
-    def recording_client(self, service: str):
-        client = original(self, service)
+    def recording_client(self, service: str, region: str | None = None):
+        client = original(self, service, region)
         client.meta.events.register("before-call", record, unique_id="rmsops-test-recorder")
         return client
 

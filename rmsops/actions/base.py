@@ -37,6 +37,7 @@ class ActionPlan:
     cli: str  # the AWS CLI equivalent, for the incident record
     # For an action of several calls: performs them on the service's client (operation then names it).
     perform: Callable[[Any], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    region: str | None = None  # where the service is called; None: the environment's region
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def execute(ctx: Context, plan_: ActionPlan, confirm: str | None = None,
         _audit(path, ctx, plan_, dry_run=True, outcome="refused", detail=str(exc))
         raise
     try:
-        client = ctx.client(plan_.service)
+        client = ctx.client(plan_.service, plan_.region)
         response = (plan_.perform(client) if plan_.perform
                     else getattr(client, plan_.operation)(**plan_.params))
     except Exception as exc:  # noqa: BLE001 - the outcome is recorded and reported

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from rmsops.actions.base import ActionPlan, action
 from rmsops.errors import UserError
+from rmsops.sources.cloudfront import matching_distributions
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -37,8 +38,6 @@ def parse_paths(paths: str | Sequence[str]) -> list[str]:
 @action("invalidate-cloudfront")
 def invalidate_cloudfront(ctx: Context, paths: str | Sequence[str] = "/*") -> ActionPlan:
     """Guide §5: 'Cache issues: Create CloudFront invalidation' of the distribution found by its comment."""
-    from rmsops.checks.cdn import matching_distributions
-
     items = parse_paths(paths)
     comment = ctx.settings.cloudfront_comment
     found = matching_distributions(ctx)
@@ -56,7 +55,7 @@ def invalidate_cloudfront(ctx: Context, paths: str | Sequence[str] = "/*") -> Ac
         action="invalidate-cloudfront", environment=ctx.settings.name, target=dist_id,
         summary=f"invalidate {', '.join(items)} in CloudFront distribution {dist_id} "
                 f"({dist.get('DomainName', '')}, {comment!r}): the edges fetch those objects from the origin again",
-        service="cloudfront", operation="create_invalidation",
+        service="cloudfront", region=ctx.region_of("cloudfront"), operation="create_invalidation",
         params={"DistributionId": dist_id, "InvalidationBatch": {
             "Paths": {"Quantity": len(items), "Items": items},
             "CallerReference": f"rmsops-{uuid.uuid4()}"}},

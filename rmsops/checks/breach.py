@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rmsops import cloudtrail, logquery, metrics, plots
-from rmsops.checks.security import AUTH_FAILURE, client_of, parse_waf
+from rmsops.checks.security import AUTH_FAILURE, client_of, configured_wafs, parse_waf
 from rmsops.findings import Finding, Severity, iso
 from rmsops.registry import CheckResult, check
+from rmsops.sources.regions import cloudtrail_regions
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -86,7 +87,8 @@ def cloudtrail_entries(events: pd.DataFrame) -> list[dict[str, Any]]:
     return entries
 
 
-def waf_entries(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def waf_entries(frame: pd.DataFrame, guards: str = "") -> list[dict[str, Any]]:
+    rule = f"{guards} WAF rule" if guards else "rule"
     entries = []
     for row in lines(frame).itertuples(index=False):
         record = parse_waf(row.message)
@@ -94,7 +96,7 @@ def waf_entries(frame: pd.DataFrame) -> list[dict[str, Any]]:
             continue
         entries.append({"time": row.timestamp, "source": "waf", "actor": record["client"],
                         "event": f"BLOCK {record['uri'] or '/'}",
-                        "detail": f"rule {record['rule']}" + (f", {record['country']}" if record["country"] else "")})
+                        "detail": f"{rule} {record['rule']}" + (f", {record['country']}" if record["country"] else "")})
     return entries
 
 
@@ -172,13 +174,13 @@ def timeline(ctx: Context) -> CheckResult:
     entries = cloudtrail_entries(cloudtrail.events(ctx))
     sources = {"cloudtrail": "lookup_events: write events, root activity, console sign-ins"}
     missing = ctx.client("logs").exceptions.ResourceNotFoundException
-    waf = ctx.settings.log_groups.get("waf")
-    if waf:
+    for waf in configured_wafs(ctx):
+        key = f"waf ({waf.guards})"
         try:
-            entries += waf_entries(logquery.run(ctx, [waf], WAF_LINES))
-            sources["waf"] = waf
+            entries += waf_entries(logquery.run(ctx, [waf.group], WAF_LINES, region=waf.region), waf.guards)
+            sources[key] = f"{waf.group} in {waf.region}"
         except missing:
-            sources["waf"] = f"{waf} (log group not found)"
+            sources[key] = f"{waf.group} (log group not found in {waf.region})"
     app = [g for k in ("backend", "frontend") if (g := ctx.settings.log_groups.get(k))]
     if app:
         try:
@@ -202,7 +204,6 @@ SECRET_COLUMNS = ["secret", "created", "last_changed", "last_rotated", "last_acc
 RMS_SERVICES = frozenset({"ecs", "ecr", "logs", "s3", "cloudwatch", "monitoring", "secretsmanager", "rds", "sts",
                           "elasticloadbalancing", "cloudfront", "ssm", "kms", "xray", "wafv2", "acm", "ses",
                           "athena", "ec2", "cloudtrail"})
-GLOBAL_REGION = "us-east-1"  # IAM, STS's global endpoint and CloudFront record their use there
 ROTATE = ("Change all credentials (guide): create a new access key, move its consumer to it, deactivate and "
           "then delete the old key; review and update IAM policies. Suspected misuse: "
           "security@company.com.")
@@ -210,7 +211,7 @@ ROTATE = ("Change all credentials (guide): create a new access key, move its con
 
 def access_keys_frame(ctx: Context, now: datetime) -> pd.DataFrame:
     """Every IAM user's access keys with age and last use; key ids masked, never a secret."""
-    iam = ctx.client("iam")
+    iam = ctx.client_for("iam")
     rows = []
     for page in iam.get_paginator("list_users").paginate():
         for user in page.get("Users", []):
@@ -264,7 +265,7 @@ def judge_credentials(keys: pd.DataFrame, secrets: pd.DataFrame, thresholds: dic
                       home_region: str) -> list[Finding]:
     cid = "breach.credentials"
     max_age = thresholds["access_key_max_age_days"]
-    regions = {home_region, GLOBAL_REGION}
+    regions = set(cloudtrail_regions(home_region))  # IAM, STS and CloudFront record their use in us-east-1
     findings = []
     for row in keys.itertuples(index=False):
         problems = key_problems(row, max_age, regions)

@@ -14,6 +14,7 @@ import pandas as pd
 from rmsops import metrics, plots
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.sources.cloudfront import matching_distributions, primary_distribution
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -23,6 +24,7 @@ DISTRIBUTION_COLUMNS = ["id", "domain", "status", "enabled", "aliases", "origins
 ASSET_COLUMNS = ["path", "url", "status", "seconds", "error", "x_cache", "content_type", "content_length"]
 RATE_METRICS = ("4xxErrorRate", "5xxErrorRate")
 CACHE_METRIC = "CacheHitRate"
+REQUESTS_METRIC = "Requests"  # tells whether the distribution served traffic in the window
 
 INVALIDATE = ("Cache issues: create a CloudFront invalidation (rmsops action invalidate-cloudfront, "
               "paths=/* by default).")
@@ -30,25 +32,6 @@ ORIGIN = "Origin issues: verify S3 bucket permissions and ALB health (runbook 01
 
 
 # --- the distribution ------------------------------------------------------------------------------
-
-def matching_distributions(ctx: Context) -> list[dict[str, Any]]:
-    """Distribution summaries whose Comment is the configured one (the guide's --query), listed once per run."""
-    def fetch() -> list[dict[str, Any]]:
-        cloudfront = ctx.client("cloudfront")
-        found = []
-        for page in cloudfront.get_paginator("list_distributions").paginate():
-            for item in page.get("DistributionList", {}).get("Items", []):
-                if item.get("Comment") == ctx.settings.cloudfront_comment:
-                    found.append(item)
-        return found
-    return ctx.memo("cloudfront.distributions", fetch)
-
-
-def primary_distribution(ctx: Context) -> dict[str, Any] | None:
-    """The one the other checks look at: the first enabled match, else the first match."""
-    found = matching_distributions(ctx)
-    return next((d for d in found if d.get("Enabled")), found[0] if found else None)
-
 
 def distribution_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [{"id": d["Id"], "domain": d.get("DomainName", ""), "status": d.get("Status", ""),
@@ -202,19 +185,28 @@ def assets_reachable(ctx: Context) -> CheckResult:
 # --- CloudWatch: error rates and cache hits -----------------------------------------------------------
 
 def fetch_metrics(ctx: Context, distribution_id: str) -> tuple[pd.DataFrame, int]:
-    """4xxErrorRate, 5xxErrorRate and CacheHitRate (Average, percent) of one distribution; once per run."""
+    """4xxErrorRate, 5xxErrorRate, CacheHitRate (Average, percent) and Requests (Sum) of one
+    distribution, read where CloudFront publishes them (us-east-1); once per run."""
     def fetch() -> tuple[pd.DataFrame, int]:
         dims = (("DistributionId", distribution_id), ("Region", "Global"))
         queries = [metrics.MetricQuery(f"m{i}", "AWS/CloudFront", name, dims, "Average", name)
                    for i, name in enumerate((*RATE_METRICS, CACHE_METRIC))]
+        queries.append(metrics.MetricQuery("requests", "AWS/CloudFront", REQUESTS_METRIC, dims, "Sum",
+                                           REQUESTS_METRIC))
         period = metrics.period_for(ctx.window.seconds)
-        return metrics.fetch(ctx, queries, period), period
+        return metrics.fetch(ctx, queries, period, region=ctx.region_of("cloudfront.metrics")), period
     return ctx.memo(f"cloudfront.metrics.{distribution_id}", fetch)
 
 
-def _no_data_note(region: str) -> str:
-    note = "CloudFront publishes its metrics to CloudWatch in us-east-1"
-    return note + (f"; this environment's region is {region}." if region != "us-east-1" else ".")
+def looked_in(distribution_id: str, region: str) -> str:
+    """Where the metrics were read, for a finding that found none."""
+    return f"AWS/CloudFront in {region} (DistributionId={distribution_id}, Region=Global)"
+
+
+def requests_served(df: pd.DataFrame) -> float | None:
+    """The distribution's Requests in the window; None when CloudWatch had no Requests datapoints."""
+    values = df.loc[df["label"] == REQUESTS_METRIC, "value"] if not df.empty else pd.Series(dtype=float)
+    return float(values.sum()) if len(values) else None
 
 
 def summarise(df: pd.DataFrame, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -228,7 +220,9 @@ def summarise(df: pd.DataFrame, names: tuple[str, ...]) -> dict[str, dict[str, f
 
 
 def judge_error_rate(df: pd.DataFrame, thresholds: dict[str, float], distribution_id: str | None,
-                     region: str = "us-east-1") -> list[Finding]:
+                     region: str = "us-east-1", requests: float | None = None) -> list[Finding]:
+    """``region``: where the metrics were read; ``requests``: the distribution's Requests in the
+    window (None: no Requests datapoints either)."""
     cid = "cdn.cloudfront.error_rate"
     limit = thresholds["cdn_error_rate_pct"]
     if distribution_id is None:
@@ -236,11 +230,19 @@ def judge_error_rate(df: pd.DataFrame, thresholds: dict[str, float], distributio
                         "See cdn.cloudfront.distribution.")]
     resource = f"cloudfront:{distribution_id}"
     stats = summarise(df, RATE_METRICS)
-    evidence = {"threshold_pct": limit, "metrics": stats}
+    where = looked_in(distribution_id, region)
+    evidence = {"threshold_pct": limit, "metrics": stats, "looked_in": where, "requests": requests}
+    if not stats and requests:
+        return [Finding(cid, Severity.WARNING, resource,
+                        "CloudFront served traffic but its error rates could not be seen",
+                        f"{requests:.0f} requests in the window, yet 4xxErrorRate and 5xxErrorRate have no "
+                        f"datapoints in {where}: rmsops cannot tell whether the edge is failing.", evidence,
+                        "Look at the distribution's Monitoring tab in the CloudFront console, and check that "
+                        "the role may call cloudwatch:GetMetricData in us-east-1.")]
     if not stats:
         return [Finding(cid, Severity.INFO, resource, "No CloudFront error-rate datapoints in the window",
-                        f"4xxErrorRate and 5xxErrorRate have no data: no traffic, or {_no_data_note(region)}",
-                        evidence)]
+                        f"Neither the error rates nor Requests have datapoints in {where}: the distribution "
+                        "served no traffic in the window.", evidence)]
     text = "; ".join(f"{name} average {s['average']:.2f}% (peak {s['peak']:.2f}%)" for name, s in stats.items())
     above = [name for name, s in stats.items() if s["average"] > limit]
     if not above:
@@ -269,7 +271,8 @@ def judge_cache_hit(df: pd.DataFrame, thresholds: dict[str, float], distribution
     if not stats:
         return [Finding(cid, Severity.INFO, resource, "No CacheHitRate datapoints in the window",
                         "CacheHitRate is one of CloudFront's additional metrics: enable them on the "
-                        f"distribution to see it (or: no traffic; {_no_data_note(region)})", evidence)]
+                        f"distribution to see it (or: no traffic). Looked in "
+                        f"{looked_in(distribution_id, region)}.", evidence)]
     average = stats[CACHE_METRIC]["average"]
     text = (f"Average {average:.1f}% over {stats[CACHE_METRIC]['datapoints']} datapoints "
             f"(lowest {stats[CACHE_METRIC]['lowest']:.1f}%).")
@@ -285,12 +288,14 @@ def judge_cache_hit(df: pd.DataFrame, thresholds: dict[str, float], distribution
     return [Finding(cid, Severity.OK, resource, f"Cache hit rate {average:.1f}%", text, evidence)]
 
 
-def _metric_check(ctx: Context, names: tuple[str, ...]) -> tuple[pd.DataFrame, str | None]:
+def _metric_check(ctx: Context, names: tuple[str, ...]) -> tuple[pd.DataFrame, str | None, float | None]:
+    """The named metrics of the primary distribution, its id and its Requests in the window."""
     dist = primary_distribution(ctx)
     if dist is None:
-        return pd.DataFrame(columns=["timestamp", "id", "label", "value"]), None
+        return pd.DataFrame(columns=["timestamp", "id", "label", "value"]), None, None
     df, _ = fetch_metrics(ctx, dist["Id"])
-    return (df[df["label"].isin(names)].reset_index(drop=True) if not df.empty else df), dist["Id"]
+    picked = df[df["label"].isin(names)].reset_index(drop=True) if not df.empty else df
+    return picked, dist["Id"], requests_served(df)
 
 
 def _rate_plot(result: CheckResult, ctx: Context):
@@ -309,12 +314,14 @@ def _cache_plot(result: CheckResult, ctx: Context):
 @check("cdn.cloudfront.error_rate", runbook=RUNBOOK, plot=_rate_plot)
 def error_rate(ctx: Context) -> CheckResult:
     """CloudFront 4xx and 5xx error rates over the window (CloudWatch)."""
-    df, dist_id = _metric_check(ctx, RATE_METRICS)
-    return CheckResult(findings=judge_error_rate(df, ctx.thresholds, dist_id, ctx.settings.aws.region), data=df)
+    df, dist_id, requests = _metric_check(ctx, RATE_METRICS)
+    return CheckResult(findings=judge_error_rate(df, ctx.thresholds, dist_id, ctx.region_of("cloudfront.metrics"),
+                                                 requests), data=df)
 
 
 @check("cdn.cloudfront.cache_hit", runbook=RUNBOOK, plot=_cache_plot)
 def cache_hit(ctx: Context) -> CheckResult:
     """CloudFront cache hit rate over the window (CloudWatch)."""
-    df, dist_id = _metric_check(ctx, (CACHE_METRIC,))
-    return CheckResult(findings=judge_cache_hit(df, ctx.thresholds, dist_id, ctx.settings.aws.region), data=df)
+    df, dist_id, _ = _metric_check(ctx, (CACHE_METRIC,))
+    return CheckResult(findings=judge_cache_hit(df, ctx.thresholds, dist_id, ctx.region_of("cloudfront.metrics")),
+                       data=df)

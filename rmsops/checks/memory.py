@@ -352,7 +352,7 @@ OOM_QUERY = logquery.LogQuery(
 
 def service_log_groups(ctx: Context) -> list[str]:
     """The configured log groups of the services (not the database's or the WAF's)."""
-    return [group for key, group in ctx.settings.log_groups.items() if key not in ("rds", "waf")]
+    return [group for key, group in ctx.settings.log_groups.items() if key not in ("rds", "waf", "waf_cloudfront")]
 
 
 def fetch_oom_lines(ctx: Context, groups: list[str]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import gzip
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -76,9 +77,28 @@ def waf_aggregate(events: pd.DataFrame) -> pd.DataFrame:
             .sort_values("blocks", ascending=False, kind="stable").reset_index(drop=True))
 
 
-def waf_blocks_frame(ctx: Context, group: str, window: Window) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Waf:
+    """One web ACL whose logs are read: its log group, the region that group lives in, what it guards."""
+
+    group: str
+    region: str
+    guards: str  # "ALB" or "CloudFront"
+
+
+# (environment file key under logs:, where that WAF's logs live, what it guards)
+WAF_LOG_KEYS = (("waf", "alb.waf.logs", "ALB"), ("waf_cloudfront", "cloudfront.waf.logs", "CloudFront"))
+
+
+def configured_wafs(ctx: Context) -> list[Waf]:
+    """The WAFs named in the environment file: the ALB's (its region) and CloudFront's (us-east-1)."""
+    return [Waf(group, ctx.region_of(kind), guards) for key, kind, guards in WAF_LOG_KEYS
+            if (group := ctx.settings.log_groups.get(key))]
+
+
+def waf_blocks_frame(ctx: Context, group: str, window: Window, region: str | None = None) -> pd.DataFrame:
     """Blocks per (client, rule, uri) in the window, from Logs Insights or the fallback."""
-    frame = logquery.run(ctx, [group], WAF_QUERY, window=window)
+    frame = logquery.run(ctx, [group], WAF_QUERY, window=window, region=region)
     frame = frame.rename(columns=_WAF_INSIGHTS_NAMES)
     for column in WAF_COLUMNS:
         if column not in frame.columns:
@@ -98,23 +118,25 @@ def top(frame: pd.DataFrame, by: str, value: str, n: int = TOP) -> list[dict[str
 
 
 def judge_waf_blocks(current: pd.DataFrame, baseline: int, thresholds: dict[str, float],
-                     group: str) -> list[Finding]:
+                     group: str, guards: str = "", region: str = "") -> list[Finding]:
     cid = "security.waf.blocks"
     resource = f"waf:{group}"
+    waf = f"{guards} WAF" if guards else "WAF"
     blocks = int(current["blocks"].sum()) if len(current) else 0
     minimum, factor = thresholds["waf_block_min"], thresholds["waf_block_spike_factor"]
     evidence = {"blocks": blocks, "previous_window_blocks": int(baseline), "waf_block_min": minimum,
                 "waf_block_spike_factor": factor, "top_clients": top(current, "client", "blocks"),
-                "top_rules": top(current, "rule", "blocks"), "top_uris": top(current, "uri", "blocks", 5)}
+                "top_rules": top(current, "rule", "blocks"), "top_uris": top(current, "uri", "blocks", 5),
+                "guards": guards, "region": region}
     numbers = (f"{blocks} blocked requests in the window against {baseline} in the window before "
                f"(spike: at least {minimum:g} and {factor:g}x the previous window).")
     if blocks >= minimum and blocks >= factor * baseline:
         leaders = ", ".join(f"{c['client']} ({c['blocks']})" for c in evidence["top_clients"][:3])
         rules = ", ".join(f"{r['rule']} ({r['blocks']})" for r in evidence["top_rules"][:3])
         return [Finding(cid, Severity.WARNING, resource,
-                        f"WAF blocks spiking: {blocks} against {baseline} before",
+                        f"{waf} blocks spiking: {blocks} against {baseline} before",
                         f"{numbers} Top clients: {leaders}. Rules: {rules}.", evidence, ATTACK_RESOLUTION)]
-    title = f"{blocks} WAF blocks in the window (no spike)" if blocks else "No WAF blocks in the window"
+    title = f"{blocks} {waf} blocks in the window (no spike)" if blocks else f"No {waf} blocks in the window"
     return [Finding(cid, Severity.OK, resource, title, numbers, evidence)]
 
 
@@ -148,22 +170,33 @@ def two_bars(frame: pd.DataFrame, value: str, left: tuple[str, str], right: tupl
 @check("security.waf.blocks", runbook=RUNBOOK, plot=_waf_plot)
 def waf_blocks(ctx: Context) -> CheckResult:
     """WAF BLOCK actions in the window against the window before: top client IPs and rules."""
-    group = ctx.settings.log_groups.get("waf")
-    if not group:
+    wafs = configured_wafs(ctx)
+    if not wafs:
         return CheckResult(findings=[Finding(
             "security.waf.blocks", Severity.INFO, "waf", "No WAF log group configured",
-            "Set logs.waf in the environment file (the WAF logging destination, aws-waf-logs-...).")])
-    logs = ctx.client("logs")
-    try:
-        current = waf_blocks_frame(ctx, group, ctx.window)
-        previous = waf_blocks_frame(ctx, group, ctx.window.previous())
-    except logs.exceptions.ResourceNotFoundException:
-        return CheckResult(findings=[Finding(
-            "security.waf.blocks", Severity.WARNING, f"waf:{group}", f"WAF log group {group} not found",
-            "Without WAF logs blocked attacks cannot be seen.", {"log_group": group},
-            "Enable WAF logging to this log group (wafv2 put-logging-configuration) or fix logs.waf.")])
-    findings = judge_waf_blocks(current, int(previous["blocks"].sum()), ctx.thresholds, group)
-    return CheckResult(findings=findings, data=current)
+            "Set logs.waf (the ALB's web ACL, logging in the environment's region) and/or "
+            "logs.waf_cloudfront (CloudFront's, logging in us-east-1) in the environment file: the WAF "
+            "logging destinations, aws-waf-logs-....")])
+    findings, frames = [], []
+    for waf in wafs:
+        logs = ctx.client("logs", waf.region)
+        try:
+            current = waf_blocks_frame(ctx, waf.group, ctx.window, waf.region)
+            previous = waf_blocks_frame(ctx, waf.group, ctx.window.previous(), waf.region)
+        except logs.exceptions.ResourceNotFoundException:
+            findings.append(Finding(
+                "security.waf.blocks", Severity.WARNING, f"waf:{waf.group}",
+                f"{waf.guards} WAF log group {waf.group} not found in {waf.region}",
+                f"Without WAF logs blocked attacks cannot be seen. The {waf.guards} web ACL logs in "
+                f"{waf.region}.", {"log_group": waf.group, "region": waf.region, "guards": waf.guards},
+                "Enable WAF logging to this log group (wafv2 put-logging-configuration) or fix "
+                f"logs.{'waf' if waf.guards == 'ALB' else 'waf_cloudfront'}."))
+            continue
+        findings += judge_waf_blocks(current, int(previous["blocks"].sum()), ctx.thresholds, waf.group,
+                                     waf.guards, waf.region)
+        frames.append(current)
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=WAF_COLUMNS)
+    return CheckResult(findings=findings, data=data)
 
 
 # --- security.auth.failures ---------------------------------------------------------------------
@@ -328,7 +361,8 @@ def _resource(event: Any, default: str) -> str:
     return f"{short}:{name}"
 
 
-def judge_cloudtrail(df: pd.DataFrame, truncated: bool = False) -> list[Finding]:
+def judge_cloudtrail(df: pd.DataFrame, truncated: bool = False,
+                     regions_read: tuple[str, ...] = ()) -> list[Finding]:
     cid = "security.cloudtrail.sensitive"
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for event in df.itertuples(index=False):
@@ -362,11 +396,13 @@ def judge_cloudtrail(df: pd.DataFrame, truncated: bool = False) -> list[Finding]
                                  "source_ips": ips, "events": seen[:50]},
                                 RESOLUTIONS[category]))
     if not findings:
-        detail = (f"{len(df)} management events looked at (write events, root activity, console sign-ins); "
-                  "none is root use, disabled logging, a failed sign-in, an IAM or a security group change. "
-                  "CloudTrail delivers events 5-15 minutes after the call.")
+        where = f" in {' and '.join(regions_read)}" if regions_read else ""
+        detail = (f"{len(df)} management events looked at{where} (write events, root activity, console "
+                  "sign-ins); none is root use, disabled logging, a failed sign-in, an IAM or a security "
+                  "group change. CloudTrail delivers events 5-15 minutes after the call.")
         findings.append(Finding(cid, Severity.OK, "cloudtrail", "No sensitive CloudTrail activity in the window",
-                                detail, {"events": len(df), "truncated": truncated}))
+                                detail, {"events": len(df), "truncated": truncated,
+                                         "regions": list(regions_read)}))
     return findings
 
 
@@ -382,7 +418,8 @@ def _cloudtrail_plot(result: CheckResult, ctx: Context) -> Figure:
 def cloudtrail_sensitive(ctx: Context) -> CheckResult:
     """CloudTrail: root use, disabled logging, failed console sign-ins, IAM and security group changes."""
     df = cloudtrail.events(ctx)
-    return CheckResult(findings=judge_cloudtrail(df, bool(df.attrs.get("truncated"))), data=df)
+    return CheckResult(findings=judge_cloudtrail(df, bool(df.attrs.get("truncated")),
+                                                 tuple(df.attrs.get("regions", ()))), data=df)
 
 
 # --- security.alb.access_logs -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from rmsops import plots
 from rmsops.checks.alb import load_balancer
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.sources.cloudfront import acm_certificates, matching_distributions
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -29,7 +30,7 @@ RUNBOOK = "04-tls-certificates"
 KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1",
              "EC_secp521r1"]
 ACM_COLUMNS = ["domain", "arn", "type", "status", "not_after", "days_left", "in_use_by", "renewal",
-               "sans"]
+               "sans", "region", "cloudfront"]  # cloudfront: the distributions that serve it
 LISTENER_COLUMNS = ["listener", "port", "protocol", "ssl_policy", "certificate", "is_default", "domain",
                     "status", "not_after", "days_left"]
 HANDSHAKE_COLUMNS = ["url", "host", "port", "error", "verification", "verify_message", "hostname_ok",
@@ -84,26 +85,53 @@ def _none(value: Any) -> Any:
 # --- tls.acm.expiry ------------------------------------------------------------------------------
 
 def acm_frame(ctx: Context) -> pd.DataFrame:
-    """Every ACM certificate of the region, described (status, NotAfter, InUseBy); fetched once per run."""
+    """Every ACM certificate of the environment's region, and those its CloudFront distributions
+    serve (from us-east-1, where CloudFront's certificates live), described; fetched once per run."""
     def fetch() -> pd.DataFrame:
-        acm = ctx.client("acm")
+        region = ctx.region_of("alb.certificates")
+        acm = ctx.client_for("alb.certificates")
         rows = []
         for page in acm.get_paginator("list_certificates").paginate(Includes={"keyTypes": KEY_TYPES}):
             for summary in page["CertificateSummaryList"]:
                 cert = acm.describe_certificate(CertificateArn=summary["CertificateArn"])["Certificate"]
-                rows.append(_acm_row(cert))
+                rows.append(_acm_row(cert, region))
+        rows = with_cloudfront_certificates(ctx, rows)
         frame = pd.DataFrame(rows, columns=[c for c in ACM_COLUMNS if c != "days_left"])
         frame["not_after"] = pd.to_datetime(frame["not_after"], utc=True)
         return frame
     return ctx.memo("acm.certificates", fetch)
 
 
-def _acm_row(cert: dict[str, Any]) -> dict[str, Any]:
+def with_cloudfront_certificates(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` plus the certificates the distributions serve, each marked with its distributions.
+
+    Read in us-east-1 (``cloudfront.certificates``); one already listed (an environment in
+    us-east-1) is marked, not repeated.
+    """
+    served = acm_certificates(matching_distributions(ctx))
+    if not served:
+        return rows
+    listed = {row["arn"]: row for row in rows}
+    acm = ctx.client_for("cloudfront.certificates")
+    region = ctx.region_of("cloudfront.certificates")
+    for arn, distributions in served.items():
+        if arn not in listed:
+            try:
+                listed[arn] = _acm_row(acm.describe_certificate(CertificateArn=arn)["Certificate"], region)
+            except acm.exceptions.ResourceNotFoundException:
+                listed[arn] = {"domain": "", "arn": arn, "type": "", "status": "NOT_FOUND", "not_after": None,
+                               "in_use_by": [], "renewal": "", "sans": [], "region": region}
+            rows.append(listed[arn])
+        listed[arn]["cloudfront"] = list(distributions)
+    return rows
+
+
+def _acm_row(cert: dict[str, Any], region: str) -> dict[str, Any]:
     return {"domain": cert.get("DomainName", ""), "arn": cert["CertificateArn"],
             "type": cert.get("Type", ""), "status": cert.get("Status", ""),
             "not_after": cert.get("NotAfter"), "in_use_by": list(cert.get("InUseBy", [])),
             "renewal": cert.get("RenewalEligibility", ""),
-            "sans": list(cert.get("SubjectAlternativeNames", []))}
+            "sans": list(cert.get("SubjectAlternativeNames", [])), "region": region, "cloudfront": []}
 
 
 def with_days_left(frame: pd.DataFrame, now: datetime) -> pd.DataFrame:
@@ -123,12 +151,16 @@ def judge_acm_expiry(df: pd.DataFrame, thresholds: dict[str, float], region: str
     for row in df.itertuples(index=False):
         days = _none(row.days_left)
         in_use = list(row.in_use_by)
+        cloudfront = list(getattr(row, "cloudfront", None) or [])
+        where = getattr(row, "region", "") or region
         evidence = {"domain": row.domain, "status": row.status, "type": row.type,
                     "not_after": _none(row.not_after), "days_left": days, "in_use_by": in_use,
-                    "renewal_eligibility": row.renewal, "sans": list(row.sans),
+                    "renewal_eligibility": row.renewal, "sans": list(row.sans), "region": where,
+                    "cloudfront_distributions": cloudfront,
                     "warning_days": thresholds["cert_warning_days"],
                     "critical_days": thresholds["cert_critical_days"]}
-        use = f"used by {len(in_use)} resource(s)" if in_use else "not in use"
+        use = _use_text(in_use, cloudfront, where)
+        name = f"{row.domain or row.arn} (CloudFront)" if cloudfront else row.domain
         severity, when = _expiry(days, thresholds)
         if row.status == "EXPIRED" and severity is not Severity.CRITICAL:
             severity, when = Severity.CRITICAL, "expired"
@@ -136,22 +168,30 @@ def judge_acm_expiry(df: pd.DataFrame, thresholds: dict[str, float], region: str
             revoked_in_use = row.status == "REVOKED" and in_use
             findings.append(Finding(
                 cid, Severity.CRITICAL if revoked_in_use else Severity.INFO, row.arn,
-                f"{row.domain}: certificate {row.status}",
+                f"{name}: certificate {row.status}",
                 f"Status {row.status}, {use}; no expiry to judge.", evidence,
                 RENEW if revoked_in_use else ""))
             continue
         detail = f"Status {row.status}, {row.type}, {when}" + (
             f" ({pd.Timestamp(row.not_after):%Y-%m-%d %H:%M} UTC)" if days is not None else "") + f"; {use}."
         if severity is Severity.OK:
-            findings.append(Finding(cid, Severity.OK, row.arn, f"{row.domain}: {when}", detail, evidence))
+            findings.append(Finding(cid, Severity.OK, row.arn, f"{name}: {when}", detail, evidence))
             continue
         resolution = RENEW
         if row.type == "AMAZON_ISSUED" and row.status == "ISSUED":
             resolution = ("ACM renews Amazon-issued certificates from 60 days before expiry; one this close "
                           "has failed managed renewal: check its DNS validation records in Route 53. " + RENEW)
-        findings.append(Finding(cid, severity, row.arn, f"{row.domain}: certificate {when}", detail,
+        findings.append(Finding(cid, severity, row.arn, f"{name}: certificate {when}", detail,
                                 evidence, resolution))
     return findings
+
+
+def _use_text(in_use: list[str], cloudfront: list[str], region: str) -> str:
+    """Which is which: a CloudFront certificate (us-east-1) or one of the region's (the ALB's)."""
+    if cloudfront:
+        return f"served by CloudFront {', '.join(cloudfront)} (an ACM certificate in {region})"
+    where = f"in {region}"
+    return f"used by {len(in_use)} resource(s) {where}" if in_use else f"not in use ({where})"
 
 
 def _expiry_plot(result: CheckResult, ctx: Context) -> Figure:
@@ -237,7 +277,7 @@ def _certificate_state(ctx: Context, arn: str, known: dict[str, Any]) -> dict[st
         row = known[arn]
         return {"domain": row.domain, "status": row.status, "not_after": row.not_after}
     if ":iam::" in arn and ":server-certificate/" in arn:
-        iam = ctx.client("iam")
+        iam = ctx.client_for("iam")
         name = arn.rsplit("/", 1)[1]
         try:
             meta = iam.get_server_certificate(ServerCertificateName=name)["ServerCertificate"][

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rmsops import config, runbooks
+from rmsops.demo import layout
 from rmsops.demo.environment import DemoEnvironment
 from rmsops.errors import UserError
 from rmsops.findings import Severity
@@ -37,12 +38,14 @@ def _terminate_as_exit() -> Iterator[None]:
 
 
 def demo(scenario: str = "incident", serve: bool = False, output: Path = Path("reports/demo"),
-         env_file: Path | None = None, lab: bool = False) -> int:
+         env_file: Path | None = None, lab: bool = False, region: str = layout.REGION) -> int:
     """Exit 0 when the demo ran end to end (its findings are the point, not a failure)."""
     if lab:
         serve = True
+    layout.use_region(region)
     started = time.monotonic()
-    print(f"rmsops demo: starting the demo environment (scenario {scenario})…", file=sys.stderr, flush=True)
+    print(f"rmsops demo: starting the demo environment (scenario {scenario}, region {region})…", file=sys.stderr,
+          flush=True)
     environment = DemoEnvironment(progress=_say)
     zygote = None if serve else Zygote().start()  # warms up the kernels while the demo starts
     with _terminate_as_exit():

@@ -31,7 +31,7 @@ def render(scenario: str, endpoint_url: str, db_port: int, health_urls: Mapping[
             "user": layout.MONITOR_USER, "password_secret": layout.SECRET_NAME, "sslmode": "disable",
             "statement_timeout_ms": 15000,
         },
-        "logs": dict(layout.LOG_GROUPS),
+        "logs": {**layout.LOG_GROUPS, "waf_cloudfront": layout.CLOUDFRONT_WAF_LOG_GROUP},
         "cloudfront": {"comment": layout.CLOUDFRONT_COMMENT},
         "health_urls": dict(health_urls),
         # moto's Logs Insights ignores filter and stats: aggregate filter_log_events here instead

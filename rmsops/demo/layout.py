@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The environment's region: `rmsops demo --region` changes it (use_region) before anything is seeded.
+# Seeders read layout.REGION when they run, never a copy taken at import.
 REGION = "us-east-1"
+# Where AWS keeps CloudFront's metrics, its certificate and WAF, and the global services' CloudTrail
+# events, whatever the environment's region (rmsops.sources.regions).
+GLOBAL_REGION = "us-east-1"
 CLUSTER = "rms-production"
 ALB = "rms-alb"
 DB_INSTANCE = "rms-production-db"
@@ -17,6 +22,7 @@ LOG_GROUPS = {
     "rds": f"/aws/rds/instance/{DB_INSTANCE}/postgresql",
     "waf": "aws-waf-logs-rms-production",
 }
+CLOUDFRONT_WAF_LOG_GROUP = "aws-waf-logs-rms-cdn"  # CloudFront's web ACL: in GLOBAL_REGION
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
@@ -37,3 +43,9 @@ SERVICES = (
     ServiceSpec("rms-frontend", "rms-frontend", 80, "/",
                 (f"{ECR}/rms-frontend:2.14.0",), 256, 512),
 )
+
+
+def use_region(region: str) -> None:
+    """Seed the emulated environment in ``region`` (what stays in us-east-1 stays there)."""
+    global REGION
+    REGION = region

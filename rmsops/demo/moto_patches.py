@@ -37,14 +37,14 @@ from moto.ecs import models as ecs_models
 from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 from moto.moto_api import state_manager
 
+from rmsops.demo import layout
 from rmsops.demo.scenarios import ServiceState, TargetFault
 
-REGION = "us-east-1"
 ECS_TASK_MODEL = "ecs::task"
 
 
 def ecs_backend() -> Any:
-    return ecs_models.ecs_backends[DEFAULT_ACCOUNT_ID][REGION]
+    return ecs_models.ecs_backends[DEFAULT_ACCOUNT_ID][layout.REGION]
 
 
 def reset_moto() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from rmsops.demo import moto_patches
+from rmsops.demo import layout, moto_patches
 from rmsops.demo.layout import (
     ALB,
     CLOUDFRONT_COMMENT,
@@ -28,7 +28,6 @@ from rmsops.demo.layout import (
     DB_INSTANCE,
     LOG_GROUPS,
     MONITOR_USER,
-    REGION,
     SECRET_NAME,
     SERVICES,
     ServiceSpec,
@@ -59,17 +58,18 @@ class SeededAws:
         return self.load_balancer_arn.split(":loadbalancer/", 1)[1]
 
 
-def client_factory(endpoint_url: str) -> Callable[[str], Any]:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                            region_name=REGION)
+def client_factory(endpoint_url: str) -> Callable[..., Any]:
+    """``make(service, region=None)``: a client in ``region``, by default the environment's."""
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
     config = Config(retries={"max_attempts": 0})  # a moto bug is a 500: fail at once, don't retry
 
-    clients: dict[str, Any] = {}
+    clients: dict[tuple[str, str], Any] = {}
 
-    def make(service: str) -> Any:  # one client per service: models load once for every seeder
-        if service not in clients:
-            clients[service] = session.client(service, endpoint_url=endpoint_url, config=config)
-        return clients[service]
+    def make(service: str, region: str | None = None) -> Any:  # one client per service and region
+        key = (service, region or layout.REGION)
+        if key not in clients:
+            clients[key] = session.client(service, endpoint_url=endpoint_url, config=config, region_name=key[1])
+        return clients[key]
 
     return make
 
@@ -87,7 +87,7 @@ def seed(endpoint_url: str, scenario: Scenario, patches: MotoPatches, monitor_pa
     _rds(client("rds"), network)
     _metrics(client("cloudwatch"), scenario, out, now)
     _logs(client("logs"), scenario, out, now)
-    _cloudfront(client("cloudfront"), out)
+    _cloudfront(client("cloudfront", layout.GLOBAL_REGION), out)
     out.secret_arn = client("secretsmanager").create_secret(
         Name=SECRET_NAME, Description="rmsops read-only monitor role (pg_monitor) for the demo database",
         SecretString=json.dumps({"username": MONITOR_USER, "password": monitor_password}),
@@ -115,7 +115,7 @@ def _network(ec2: Any, out: SeededAws) -> _Network:
     out.vpc_id = vpc_id
 
     def subnet(cidr: str, zone: str, name: str) -> str:
-        return ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}",
+        return ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=f"{layout.REGION}{zone}",
                                  TagSpecifications=[_tags("subnet", name)])["Subnet"]["SubnetId"]
 
     public = [subnet("10.0.0.0/24", "a", "rms-public-a"), subnet("10.0.1.0/24", "b", "rms-public-b")]
@@ -221,7 +221,7 @@ def _register_task_definition(ecs: Any, spec: ServiceSpec, image: str) -> str:
                                                  " || exit 1"],
                         "interval": 30, "timeout": 5, "retries": 3, "startPeriod": 60},
         "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": f"/ecs/{spec.name}", "awslogs-region": REGION, "awslogs-stream-prefix": "ecs"}},
+            "awslogs-group": f"/ecs/{spec.name}", "awslogs-region": layout.REGION, "awslogs-stream-prefix": "ecs"}},
         "environment": [{"name": "RMS_ENV", "value": "production"}],
     }
     return ecs.register_task_definition(
@@ -374,7 +374,7 @@ def _logs(logs: Any, scenario: Scenario, out: SeededAws, now: datetime) -> None:
         "backend": f"ecs/rms-backend/{first_task('rms-backend')}",
         "frontend": f"ecs/rms-frontend/{first_task('rms-frontend')}",
         "rds": DB_INSTANCE,
-        "waf": "us-east-1_rms-production-waf_0",
+        "waf": f"{layout.REGION}_rms-production-waf_0",
     }
     for key, group in LOG_GROUPS.items():
         logs.create_log_group(logGroupName=group, tags={"Environment": "production"})

@@ -28,7 +28,7 @@ Cleanup = Callable[[str, Callable[[], None]], None]
 @dataclass
 class AwsSeed:
     scenario: Scenario
-    client: Callable[[str], Any]  # boto3 client factory bound to the moto server
+    client: Callable[..., Any]  # client(service, region=None): boto3 clients bound to the moto server
     endpoint_url: str
     aws: SeededAws  # what the base seeding created (ARNs, ids)
     patches: MotoPatches  # install extra moto patches through it; removed on stop

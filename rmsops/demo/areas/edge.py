@@ -6,13 +6,16 @@ What it builds, per scenario (``EdgeState``):
   an HTTPS listener on the ALB (default: the API certificate; the frontend one by SNI), and two local
   TLS servers serve the same certificates as the live endpoints (``tls.endpoints``). The CA goes into a
   CA bundle file (``tls.ca_bundle``) so that the handshake check verifies them as it would verify a
-  public CA's. ``expiring-cert``: the API certificate expires in 5 days, and a legacy certificate, still
+  public CA's. The distribution serves the frontend certificate from ACM in us-east-1, where CloudFront
+  requires it (imported a second time there when the environment lives in another region).
+  ``expiring-cert``: the API certificate expires in 5 days, and a legacy certificate, still
   on the listener for SNI, has already expired. ``incident``: the frontend certificate expires in 20 days.
 * moto cannot import an expired certificate ("The certificate has expired"): the legacy one is imported
   while ``moto.acm.models.utcnow`` reads 200 days ago, so ACM marks it EXPIRED when next described.
 * A local HTTP server stands in for the distribution's domain (``cloudfront.base_url``) and serves the
   assets (``cloudfront.asset_paths``). moto publishes no CloudFront metrics: 4xxErrorRate,
-  5xxErrorRate and CacheHitRate are put into CloudWatch for the last hour, and a ticker keeps them
+  5xxErrorRate, CacheHitRate and Requests are put into CloudWatch in us-east-1 (where AWS publishes
+  them, whatever the environment's region) for the last hour, and a ticker keeps them
   coming while the demo runs. ``incident``: the 5xx rate climbs after the bad backend deployment.
 * Third-party health URLs on a local HTTP server (``incident``: the payment gateway answers slowly), a
   UDP DNS server with the SPF, DKIM and DMARC records of rms.company.com (``external.dns_server``),
@@ -30,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
+from rmsops.demo import layout
 from rmsops.demo.areas.edge_servers import CertificateAuthority, DnsServer, Issued, Route, RouteServer, TlsServer
 from rmsops.demo.scenarios import MINUTES
 from rmsops.demo.ticker import MinuteTicker
@@ -43,6 +47,7 @@ LEGACY_HOST = f"legacy-api.{DOMAIN}"
 ASSET_PATHS = ("/assets/logo.png", "/assets/app.js", "/assets/app.css")
 DKIM_SELECTORS = ("rms1", "rms2")
 PAYMENT_PATH, EMAIL_PATH = "/payments/v1/health", "/email/status"
+CDN_REQUESTS_PER_MINUTE = 4200
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def seed_aws(env: AwsSeed) -> None:
     _tls(env, state, folder)
     _cdn(env, state)
     _external(env, state)
-    cloudwatch = env.client("cloudwatch")
+    cloudwatch = env.client("cloudwatch", layout.GLOBAL_REGION)  # CloudFront's metrics live there
     ticker = MinuteTicker("rms-demo-edge-metrics", env.now, lambda minute, index: _put(
         cloudwatch, "AWS/CloudFront", _cdn_datums(env, state, [(minute, index)]))).start()
     env.cleanup("edge metrics ticker", ticker.stop)
@@ -109,11 +114,7 @@ def _tls(env: AwsSeed, state: EdgeState, folder: str) -> None:
     acm, elb = env.client("acm"), env.client("elbv2")
     tags = [{"Key": "Environment", "Value": "production"}]
 
-    def imported(issued: Issued) -> str:
-        return acm.import_certificate(Certificate=issued.cert_pem, PrivateKey=issued.key_pem,
-                                      CertificateChain=issued.chain_pem, Tags=tags)["CertificateArn"]
-
-    api_arn, frontend_arn = imported(api), imported(frontend)
+    api_arn, frontend_arn = imported_in(acm, api, tags), imported_in(acm, frontend, tags)
     listener = elb.create_listener(
         LoadBalancerArn=env.aws.load_balancer_arn, Protocol="HTTPS", Port=443,
         SslPolicy="ELBSecurityPolicy-TLS13-1-2-2021-06", Certificates=[{"CertificateArn": api_arn}],
@@ -124,9 +125,27 @@ def _tls(env: AwsSeed, state: EdgeState, folder: str) -> None:
         sni.append(_import_expired(acm, ca.issue([LEGACY_HOST], days_left=-3, lifetime_days=395), tags))
     elb.add_listener_certificates(ListenerArn=listener, Certificates=[{"CertificateArn": a} for a in sni])
 
+    _serve_on_cloudfront(env, frontend_arn if env.client("acm").meta.region_name == layout.GLOBAL_REGION
+                         else imported_in(env.client("acm", layout.GLOBAL_REGION), frontend, tags))
     endpoints = [_start(env, f"TLS endpoint {name}", TlsServer(issued)).url
                  for name, issued in (("api", api), ("frontend", frontend))]
     _merge(env, "tls", {"endpoints": endpoints, "ca_bundle": ca.write_bundle(folder)})
+
+
+def imported_in(acm: Any, issued: Issued, tags: list[dict[str, str]]) -> str:
+    return acm.import_certificate(Certificate=issued.cert_pem, PrivateKey=issued.key_pem,
+                                  CertificateChain=issued.chain_pem, Tags=tags)["CertificateArn"]
+
+
+def _serve_on_cloudfront(env: AwsSeed, certificate_arn: str) -> None:
+    """The distribution serves the frontend certificate: an ACM certificate in us-east-1, as CloudFront
+    requires (the ALB's copy of it lives in the environment's region)."""
+    cloudfront = env.client("cloudfront", layout.GLOBAL_REGION)
+    current = cloudfront.get_distribution_config(Id=env.aws.distribution_id)
+    config = {**current["DistributionConfig"], "ViewerCertificate": {
+        "ACMCertificateArn": certificate_arn, "SSLSupportMethod": "sni-only",
+        "MinimumProtocolVersion": "TLSv1.2_2021", "CloudFrontDefaultCertificate": False}}
+    cloudfront.update_distribution(Id=env.aws.distribution_id, IfMatch=current["ETag"], DistributionConfig=config)
 
 
 def _import_expired(acm: Any, issued: Issued, tags: list[dict[str, str]]) -> str:
@@ -153,16 +172,19 @@ def _cdn(env: AwsSeed, state: EdgeState) -> None:
     server = _start(env, "CDN asset server", RouteServer(routes, name="rms-demo-cdn"))
     _merge(env, "cloudfront", {"asset_paths": list(ASSET_PATHS), "base_url": server.base_url})
     minute0 = env.now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
-    _put(env.client("cloudwatch"), "AWS/CloudFront",
+    _put(env.client("cloudwatch", layout.GLOBAL_REGION), "AWS/CloudFront",
          _cdn_datums(env, state, [(minute0 + timedelta(minutes=i), i) for i in range(MINUTES)]))
 
 
 def _cdn_datums(env: AwsSeed, state: EdgeState, minutes: list[tuple[datetime, int]]) -> list[dict[str, Any]]:
     dims = [{"Name": "DistributionId", "Value": env.aws.distribution_id}, {"Name": "Region", "Value": "Global"}]
-    return [{"MetricName": metric, "Dimensions": dims, "Timestamp": at, "Value": float(values[i]), "Unit": "Percent"}
-            for metric, values in (("4xxErrorRate", state.cdn_4xx_pct), ("5xxErrorRate", state.cdn_5xx_pct),
-                                   ("CacheHitRate", state.cache_hit_pct))
-            for at, i in minutes]
+    rates = [{"MetricName": metric, "Dimensions": dims, "Timestamp": at, "Value": float(values[i]), "Unit": "Percent"}
+             for metric, values in (("4xxErrorRate", state.cdn_4xx_pct), ("5xxErrorRate", state.cdn_5xx_pct),
+                                    ("CacheHitRate", state.cache_hit_pct))
+             for at, i in minutes]
+    requests = [{"MetricName": "Requests", "Dimensions": dims, "Timestamp": at, "Value": float(CDN_REQUESTS_PER_MINUTE),
+                 "Unit": "None"} for at, _ in minutes]
+    return rates + requests
 
 
 def _put(cloudwatch: Any, namespace: str, datums: list[dict[str, Any]]) -> None:

@@ -42,6 +42,7 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
+from rmsops.demo import layout
 from rmsops.demo.layout import CLUSTER, DB_INSTANCE, LOG_GROUPS, SERVICES
 from rmsops.demo.scenarios import MINUTES, Scenario
 from rmsops.demo.ticker import MinuteTicker
@@ -231,7 +232,7 @@ class Model:
 
         database = sub("postgres", d0, d0 + db, namespace="remote", sql={
             "database_type": "PostgreSQL", "database_version": "15.7", "user": "rms_app",
-            "url": f"{DB_INSTANCE}.aaaaaaaaaa.us-east-1.rds.amazonaws.com:5432/rms",
+            "url": f"{DB_INSTANCE}.aaaaaaaaaa.{layout.REGION}.rds.amazonaws.com:5432/rms",
             "sanitized_query": "SELECT r.* FROM reservations r WHERE r.restaurant_id = $1 AND r.starts_at >= $2"})
         if status >= 500:
             database["fault"] = True
@@ -271,7 +272,7 @@ def _publish_minute(cloudwatch: Any, xray: Any, model: Model, minute: datetime, 
 
 def _alarms(cloudwatch: Any, scenario: Scenario, lb_dimension: str, now: datetime) -> None:
     alb = [{"Name": "LoadBalancer", "Value": lb_dimension}]
-    common = {"ActionsEnabled": True, "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:rms-oncall"],
+    common = {"ActionsEnabled": True, "AlarmActions": [f"arn:aws:sns:{layout.REGION}:123456789012:rms-oncall"],
               "TreatMissingData": "notBreaching"}
     cloudwatch.put_metric_alarm(
         AlarmName="rms-production-alb-5xx", AlarmDescription="ALB 5xx responses (runbook 01)",

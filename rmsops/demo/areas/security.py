@@ -43,7 +43,8 @@ from unittest import mock
 
 import yaml
 
-from rmsops.demo.layout import CLUSTER, LOG_GROUPS, REGION, SERVICES
+from rmsops.demo import layout
+from rmsops.demo.layout import CLUSTER, LOG_GROUPS, SERVICES
 
 if TYPE_CHECKING:
     from rmsops.demo.areas import AwsSeed
@@ -57,6 +58,8 @@ HAMMER = "198.51.100.77"
 ROOT_IP = "203.0.113.77"
 SCANNER = "203.0.113.9"  # the incident scenario's scanner (its log lines name it)
 OFFICE = "198.51.100.10"
+# CloudTrail records these services' events in us-east-1 whatever the caller's region.
+GLOBAL_EVENT_SOURCES = frozenset({"iam.amazonaws.com", "signin.amazonaws.com", "sts.amazonaws.com"})
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5"
 
 
@@ -112,7 +115,9 @@ def _event(at: datetime, name: str, source: str, who: tuple[dict[str, Any], str]
     event_id = str(uuid.uuid4())
     record = {
         "eventVersion": "1.09", "userIdentity": identity, "eventTime": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "eventSource": source, "eventName": name, "awsRegion": REGION, "sourceIPAddress": ip, "userAgent": agent,
+        "eventSource": source, "eventName": name,
+        "awsRegion": layout.GLOBAL_REGION if source in GLOBAL_EVENT_SOURCES else layout.REGION,
+        "sourceIPAddress": ip, "userAgent": agent,
         "requestParameters": request, "responseElements": response, "requestID": str(uuid.uuid4()),
         "eventID": event_id, "readOnly": read_only,
         "eventType": "AwsConsoleSignIn" if name == "ConsoleLogin" else "AwsApiCall",
@@ -194,8 +199,12 @@ def _cloudtrail_events(env: AwsSeed, scenario: str, now: datetime) -> list[dict[
     return sorted(events, key=lambda e: e["EventTime"], reverse=True)
 
 
-def lookup_answer(events: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
-    """lookup_events over seeded events: time range, one attribute, MaxResults and NextToken, newest first."""
+def lookup_answer(events: list[dict[str, Any]], params: dict[str, Any], region: str | None = None) -> dict[str, Any]:
+    """lookup_events over seeded events: time range, one attribute, MaxResults and NextToken, newest first.
+
+    As in AWS, a region's event history holds the events recorded there (``awsRegion``): the global
+    services' events only in us-east-1. ``region=None`` answers from every region.
+    """
     def stamp(value: Any) -> float | None:
         if value in (None, ""):
             return None
@@ -220,7 +229,7 @@ def lookup_answer(events: list[dict[str, Any]], params: dict[str, Any]) -> dict[
                 return False
         return True
 
-    found = [e for e in events if matches(e)]
+    found = [e for e in events if matches(e) and (region is None or _recorded_in(e) == region)]
     size = max(1, min(50, int(params.get("MaxResults") or 50)))
     offset = int(params.get("NextToken") or 0)
     page = found[offset:offset + size]
@@ -230,11 +239,15 @@ def lookup_answer(events: list[dict[str, Any]], params: dict[str, Any]) -> dict[
     return answer
 
 
+def _recorded_in(event: dict[str, Any]) -> str:
+    return json.loads(event["CloudTrailEvent"])["awsRegion"]
+
+
 def _install_lookup_events(env: AwsSeed, events: list[dict[str, Any]]) -> None:
     from moto.cloudtrail.responses import CloudTrailResponse
 
-    def lookup_events(self: CloudTrailResponse) -> str:
-        return json.dumps(lookup_answer(events, json.loads(self.body or "{}")))
+    def lookup_events(self: CloudTrailResponse) -> str:  # self.region: the request's signing region
+        return json.dumps(lookup_answer(events, json.loads(self.body or "{}"), self.region))
 
     patcher = mock.patch.object(CloudTrailResponse, "lookup_events", lookup_events, create=True)
     patcher.start()
@@ -250,9 +263,9 @@ def _iam(env: AwsSeed, scenario: str) -> None:
 
     iam = env.client("iam")
     # (user, key age in days, last used minutes ago, service, region)
-    keys: list[tuple[str, int, float | None, str, str]] = [("rms-ci-deploy", 34, 12, "ecs", REGION)]
+    keys: list[tuple[str, int, float | None, str, str]] = [("rms-ci-deploy", 34, 12, "ecs", layout.REGION)]
     if scenario == "incident":
-        keys.append(("rms-reporting", 212, 60 * 26, "s3", REGION))
+        keys.append(("rms-reporting", 212, 60 * 26, "s3", layout.REGION))
     if scenario == "security-event":
         keys += [("rms-legacy-ci", 431, 44, "iam", "ap-southeast-1"), ("rms-backup", 0, None, "", "")]
     backend = iam_backends[DEFAULT_ACCOUNT_ID]["global"]
@@ -269,19 +282,22 @@ def _iam(env: AwsSeed, scenario: str) -> None:
 # --- WAF and application logs -------------------------------------------------------------------
 
 def _waf_record(at: datetime, action: str, ip: str, uri: str, rule: str, method: str = "POST",
-                country: str = "NL") -> str:
+                country: str = "NL", cloudfront: bool = False) -> str:
+    acl = (f"arn:aws:wafv2:{layout.GLOBAL_REGION}:{ACCOUNT}:global/webacl/rms-cdn/3c1d9e07" if cloudfront else
+           f"arn:aws:wafv2:{layout.REGION}:{ACCOUNT}:regional/webacl/rms-production/8e6f2f1a")
+    source = ("CF", "E2RMSDEMO") if cloudfront else ("ALB", f"{ACCOUNT}-app/rms-alb")
     return json.dumps({
-        "timestamp": int(at.timestamp() * 1000), "formatVersion": 1,
-        "webaclId": f"arn:aws:wafv2:{REGION}:{ACCOUNT}:regional/webacl/rms-production/8e6f2f1a",
+        "timestamp": int(at.timestamp() * 1000), "formatVersion": 1, "webaclId": acl,
         "terminatingRuleId": rule, "terminatingRuleType": "REGULAR" if rule != "Default_Action" else "DEFAULT",
-        "action": action, "httpSourceName": "ALB", "httpSourceId": f"{ACCOUNT}-app/rms-alb",
+        "action": action, "httpSourceName": source[0], "httpSourceId": source[1],
         "httpRequest": {"clientIp": ip, "country": country, "uri": uri, "args": "", "httpVersion": "HTTP/1.1",
                         "httpMethod": method, "headers": [{"name": "Host", "value": "rms.example.com"}]},
     }, separators=(",", ":"))
 
 
-def _put_lines(env: AwsSeed, group: str, stream: str, lines: list[tuple[datetime, str]]) -> None:
-    logs = env.client("logs")
+def _put_lines(env: AwsSeed, group: str, stream: str, lines: list[tuple[datetime, str]],
+               region: str | None = None) -> None:
+    logs = env.client("logs", region)
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
     ordered = sorted(lines, key=lambda item: item[0])
     for offset in range(0, len(ordered), 5000):
@@ -310,7 +326,21 @@ def _waf_logs(env: AwsSeed, scenario: str, now: datetime, rng: random.Random) ->
             ip = rng.choices(ATTACKERS, weights=(6, 3, 1))[0]
             block(rng.uniform(0.5, 16), ip, "/api/login", rng.choice(("rms-login-rate-limit",) * 3 + (
                 "AWS-AWSManagedRulesATPRuleSet",)))
-    _put_lines(env, LOG_GROUPS["waf"], "us-east-1_rms-production-waf_1", lines)
+    _put_lines(env, LOG_GROUPS["waf"], f"{layout.REGION}_rms-production-waf_1", lines)
+    _cloudfront_waf_logs(env, now, rng)
+
+
+def _cloudfront_waf_logs(env: AwsSeed, now: datetime, rng: random.Random) -> None:
+    """CloudFront's web ACL logs in us-east-1, as AWS keeps them: a quiet background of scanners."""
+    group = layout.CLOUDFRONT_WAF_LOG_GROUP
+    env.client("logs", layout.GLOBAL_REGION).create_log_group(logGroupName=group)
+    lines = []
+    for minutes in (9, 37, 66, 95):
+        at = now - timedelta(minutes=minutes + rng.random())
+        lines.append((at, _waf_record(at, "BLOCK", f"192.0.2.{rng.randint(10, 250)}", "/.git/config",
+                                      "AWS-AWSManagedRulesCommonRuleSet", method="GET", country="US",
+                                      cloudfront=True)))
+    _put_lines(env, group, "cloudfront_rms-cdn_0", lines, region=layout.GLOBAL_REGION)
 
 
 def _auth_failures(env: AwsSeed, now: datetime, rng: random.Random) -> None:
@@ -330,7 +360,9 @@ def _auth_failures(env: AwsSeed, now: datetime, rng: random.Random) -> None:
 def _alb_access_logs(env: AwsSeed, scenario: str, now: datetime, rng: random.Random) -> None:
     """Enable access logs on the ALB and write the last hour's 5-minute files (gzipped, ALB format)."""
     s3, elb = env.client("s3"), env.client("elbv2")
-    s3.create_bucket(Bucket=ALB_LOG_BUCKET)
+    outside_us_east_1 = {} if layout.REGION == "us-east-1" else {
+        "CreateBucketConfiguration": {"LocationConstraint": layout.REGION}}  # S3 wants it named elsewhere
+    s3.create_bucket(Bucket=ALB_LOG_BUCKET, **outside_us_east_1)
     arn = env.aws.load_balancer_arn
     elb.modify_load_balancer_attributes(LoadBalancerArn=arn, Attributes=[
         {"Key": "access_logs.s3.enabled", "Value": "true"}, {"Key": "access_logs.s3.bucket", "Value": ALB_LOG_BUCKET},
@@ -358,8 +390,8 @@ def _alb_access_logs(env: AwsSeed, scenario: str, now: datetime, rng: random.Ran
                         for _ in range(1750)]  # 5250 in 15 minutes: above alb_client_requests_max
         entries.sort(key=lambda e: e[0])
         text = "\n".join(_alb_line(e, lb_path, targets, groups, rng) for e in entries) + "\n"
-        key = (f"{ALB_LOG_PREFIX}/AWSLogs/{ACCOUNT}/elasticloadbalancing/{REGION}/{closes:%Y/%m/%d}/"
-               f"{ACCOUNT}_elasticloadbalancing_{REGION}_{lb_path.replace('/', '.')}_{closes:%Y%m%dT%H%MZ}_"
+        key = (f"{ALB_LOG_PREFIX}/AWSLogs/{ACCOUNT}/elasticloadbalancing/{layout.REGION}/{closes:%Y/%m/%d}/"
+               f"{ACCOUNT}_elasticloadbalancing_{layout.REGION}_{lb_path.replace('/', '.')}_{closes:%Y%m%dT%H%MZ}_"
                f"10.0.0.{17 + k % 2}_{uuid.uuid4().hex[:8]}.log.gz")
         s3.put_object(Bucket=ALB_LOG_BUCKET, Key=key, Body=gzip.compress(text.encode(), compresslevel=1))
 
@@ -395,7 +427,7 @@ def _staging(env: AwsSeed, scenario: str) -> None:
     services = ecs.describe_services(cluster=CLUSTER, services=[s.name for s in SERVICES])["services"]
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16", TagSpecifications=[{"ResourceType": "vpc", "Tags": [
         {"Key": "Name", "Value": "rms-staging"}, {"Key": "Environment", "Value": "staging"}]}])["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{10 + i}.0/24", AvailabilityZone=f"{REGION}{zone}")
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{10 + i}.0/24", AvailabilityZone=f"{layout.REGION}{zone}")
                ["Subnet"]["SubnetId"] for i, zone in enumerate("ab")]
     groups = _copy_security_groups(ec2, services, vpc)
     ecs.create_cluster(clusterName=STAGING_CLUSTER)
@@ -473,7 +505,7 @@ def _staging_settings(endpoint_url: str) -> dict[str, Any]:
     return {
         "name": "staging",
         "protected": False,
-        "aws": {"region": REGION, "endpoint_url": endpoint_url, "local_test_credentials": True},
+        "aws": {"region": layout.REGION, "endpoint_url": endpoint_url, "local_test_credentials": True},
         "ecs": {"cluster": STAGING_CLUSTER, "services": [s.name for s in SERVICES]},
         "alb": {"name": "rms-staging-alb", "target_groups": [s.name for s in SERVICES]},
         # the drift checks never connect to staging's database
