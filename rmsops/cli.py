@@ -13,8 +13,9 @@ from pathlib import Path
 
 from rmsops import __version__, budget, config, runbooks, secrets, thresholds
 from rmsops.errors import UserError
-from rmsops.findings import Finding, Severity, counts, document, exit_code
+from rmsops.findings import document, exit_code
 from rmsops.report import clean
+from rmsops.terminal import print_findings, print_tally
 
 EXIT_BAD_INPUT = 2
 EXIT_COULD_NOT_RUN = 3
@@ -27,30 +28,6 @@ STARTED = time.monotonic()  # "first finding after N s" counts from here, not fr
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
         raise UserError(f"{message} (see `{self.prog} --help`)")
-
-
-def _colour(text: str, severity: Severity, stream=sys.stdout) -> str:
-    if not stream.isatty() or os.environ.get("NO_COLOR"):
-        return text
-    code = {"critical": "31;1", "error": "35;1", "warning": "33;1", "info": "34", "ok": "32"}
-    return f"\033[{code[severity.value]}m{text}\033[0m"
-
-
-def print_findings(findings: list[Finding], show_ok: bool = True) -> None:
-    from rmsops.findings import sort_by_urgency
-
-    for f in sort_by_urgency(findings):
-        if f.severity == Severity.OK and not show_ok:
-            continue
-        label = _colour(f"{f.severity.value.upper():8}", f.severity)
-        print(f"  {label} {clean(f.check):28} {clean(f.title, 120)}")
-        if f.severity in (Severity.ERROR, Severity.CRITICAL, Severity.WARNING) and f.detail:
-            print(f"  {'':8} {'':28} {clean(f.detail, 160)}")
-
-
-def print_tally(findings: list[Finding]) -> None:
-    tally = counts(findings)
-    print("  " + ", ".join(f"{n} {name}" for name, n in tally.items() if n))
 
 
 def _window(args: argparse.Namespace):
@@ -66,30 +43,48 @@ def _add_window(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rmsops import registry
-    from rmsops.runner import RESERVED_PARAMETERS, notebook_parameters
+    """From the catalogue alone: no check module, nbformat, pandas or AWS SDK is imported (it is fast)."""
+    from rmsops import listing
 
+    rows = thresholds.in_force(_env_thresholds(args.env), thresholds.parse_pairs(args.param))
+    if args.thresholds:
+        print(f"{'threshold':36} {'default':>10} {'in force':>10}  from")
+        for name, default, value, source in rows:
+            print(f"{name:36} {default:>10g} {value:>10g}  {source}")
+        return 0
+    values = {name: value for name, _, value, _ in rows}
     for rb in runbooks.CATALOGUE:
-        params = [p for p in notebook_parameters(rb) if p not in RESERVED_PARAMETERS]
         print(f"{rb.stem:34} {rb.guide_section}")
-        if rb.stem == registry.DAILY:
-            print(f"    the quick checks of 01–16 ({len(registry.daily_checks())} checks); `rmsops check` runs it")
+        if rb.stem == runbooks.DAILY:
+            print(f"    the quick checks of 01–16 ({len(runbooks.daily())} checks); `rmsops check` runs it")
             continue
-        for spec in registry.for_runbook(rb.stem):
-            quick = "" if spec.quick else "  (not in the daily check)"
-            print(f"    {spec.id:30} {spec.summary}{quick}")
+        for entry in rb.entries:
+            quick = "" if entry.quick else "  (not in the daily check)"
+            print(f"    {entry.id:30} {entry.summary_with(values)}{quick}")
+        params = [p for p in listing.notebook_parameter_names(rb) if p not in listing.RESERVED_PARAMETERS]
         if params:
             print(f"    parameters: {', '.join(params)}")
-    print("\nthresholds (override with -p NAME=VALUE or in the environment file):")
-    for name, value in thresholds.DEFAULTS.items():
+    changed = sum(source != "default" for *_, source in rows)
+    print(f"\nthresholds in force ({changed} set by -e or -p; `rmsops list --thresholds` shows the defaults and "
+          "where each value comes from; override with -p NAME=VALUE or under thresholds: in the environment file):")
+    for name, value in values.items():
         print(f"    {name:36} {value:g}")
-    from rmsops import actions
-
-    print("\nactions (dry run unless --confirm):")
-    for name, planner in sorted(actions.ACTIONS.items()):
-        print(f"    {name:26} {actions.base.signature_text(planner)}")
+    print("\nactions (a dry run; add --confirm TARGET to do it):")
+    for name in sorted(listing.ACTION_ARGUMENTS):
+        print(f"    {listing.action_usage(name)}")
     print(f"\nenvironments: {', '.join(config.known_environments()) or '(none)'}")
     return 0
+
+
+def _env_thresholds(env: str | None) -> dict[str, object]:
+    """The thresholds an environment file sets itself (validated with the whole file), else none."""
+    if not env:
+        return {}
+    import yaml  # config imports it already: nothing more to load
+
+    settings = config.load(env)  # a bad file is one line and exit 2, as for every command
+    raw = yaml.safe_load(settings.path.read_text(encoding="utf-8")) or {}
+    return {name: settings.thresholds[name] for name in raw.get("thresholds") or {}}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -381,7 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rmsops {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("list", help="runbooks, their checks, parameters and thresholds").set_defaults(fn=cmd_list)
+    lst = sub.add_parser("list", help="runbooks, their checks, parameters, thresholds and actions")
+    lst.add_argument("--thresholds", action="store_true",
+                     help="every threshold: its default, the value in force and where that comes from")
+    lst.add_argument("-e", "--env", help="with the thresholds of this environment file (name or YAML path)")
+    lst.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="a threshold override, as `rmsops run -p` takes it (repeatable)")
+    lst.set_defaults(fn=cmd_list)
 
     run = sub.add_parser("run", help="one runbook through papermill: .ipynb, .html and findings.json")
     run.add_argument("runbook", help="stem or number, e.g. 01 or 01-application-not-responding")
@@ -469,7 +470,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.modules.setdefault("rfc3987_syntax", None)
     try:
         args = build_parser().parse_args(argv)
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # a reader that went away (`rmsops list | head`) is found here, not at exit
+        return code
+    except BrokenPipeError:
+        # Python's recipe (signal, "Note on SIGPIPE"): stdout to devnull, so the flush at exit cannot
+        # fail again; the reader had what it wanted, so quietly exit 0.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file (captured): nothing will flush it to the pipe
+            os.close(devnull)
+        return 0
     except UserError as exc:
         print(f"rmsops: error: {clean(secrets.redact(str(exc)), 500)}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -13,7 +13,6 @@ from rmsops.config import Settings
 from rmsops.db import Database, secret_password
 from rmsops.findings import Finding
 from rmsops.registry import CheckResult
-from rmsops.sources import regions
 from rmsops.window import Window, resolve
 
 T = TypeVar("T")
@@ -60,15 +59,6 @@ class Context:
     def client(self, service: str, region: str | None = None) -> Any:
         """A boto3 client in ``region``, by default the environment's."""
         return self.aws.client(service, region)
-
-    def client_for(self, kind: str) -> Any:
-        """The client that reads ``kind`` of data where AWS keeps it (``rmsops.sources.regions``):
-        ``client_for("cloudfront.metrics")`` is CloudWatch in us-east-1 whatever the environment."""
-        home = regions.home(kind)
-        return self.aws.client(home.service, self.region_of(kind))
-
-    def region_of(self, kind: str) -> str:
-        return regions.region_of(kind, self.settings.aws.region)
 
     def memo(self, key: str, fetch: Callable[[], T], share: bool = True) -> T:
         """Fetch once per run: checks that need the same AWS data share one call.

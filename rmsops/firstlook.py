@@ -15,8 +15,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from rmsops import runbooks  # light: the catalogue alone
+
 # Is the API answering, are its targets healthy, are its tasks running, is the database reachable?
-CHECKS = ("app.health.endpoint", "app.alb.target_health", "app.ecs.capacity", "db.connectivity")
+# The catalogue's entries with a first_look place (app.health.endpoint, app.alb.target_health,
+# app.ecs.capacity, db.connectivity), in that order.
+CHECKS: tuple[str, ...] = runbooks.first_look()
 
 
 def order(env_path: str, start: str, end: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def fetch(ctx: Context, queries: list[MetricQuery], period: int | None = None,
 
     ``window`` defaults to the run's; pass another (e.g. ``ctx.window.previous()``) for a baseline.
     ``region`` defaults to the environment's: metrics that live elsewhere (CloudFront's, in
-    us-east-1) name theirs through ``ctx.region_of``.
+    us-east-1) name theirs through ``regions.region_for``.
     """
     columns = ["timestamp", "id", "label", "value"]
     if not queries:

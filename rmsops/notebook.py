@@ -51,7 +51,8 @@ class RunbookSession:
         result = self.ctx.run(check_id)
         self.results.append(result)
         spec = get(check_id)
-        display({"text/html": report.findings_html(result.findings, f"{check_id} — {spec.summary}",
+        summary = spec.summary_with(self.ctx.thresholds)  # with this run's thresholds, overrides included
+        display({"text/html": report.findings_html(result.findings, f"{check_id} — {summary}",
                                                    anchor=f"check-{check_id}"),
                  "text/plain": report.findings_text(result.findings),
                  MIME_TYPE: {"check": check_id, "findings": [f.to_dict() for f in result.findings]}},
@@ -104,8 +105,9 @@ class RunbookSession:
         to its summary.
         """
         from rmsops import failure
+        from rmsops.listing import action_arguments
 
-        args = " ".join(f"--{k.replace('_', '-')} {report.clean(v)}" for k, v in arguments.items())
+        args = report.clean(action_arguments(arguments))  # --service X -a count=6: what `rmsops action` takes
         try:
             plan = actions.plan(self.ctx, name, **arguments)
         except UserError as exc:

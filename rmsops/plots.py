@@ -33,6 +33,10 @@ STATE_COLOURS = {
 LINE_COLOURS = ("#c62828", "#ef6c00", "#f9a825")
 
 
+# An ECS deployment bar or marker, by its rollout state (deploy.ecs.rollout, recovery history).
+ROLLOUT_COLOURS = {"COMPLETED": "#2e7d32", "IN_PROGRESS": "#f9a825", "FAILED": "#c62828"}
+
+
 def _figure(title: str, width: float = 9.0, height: float = 3.4, left_label_chars: int = 6,
             ylabel: bool = False) -> tuple[Figure, object]:
     """One axes with margins set from the label lengths.

@@ -1,19 +1,23 @@
-"""The check registry: one source of truth per check (the function and its registration)."""
+"""The check registry: each check's function, attached to its entry in the catalogue.
+
+What a check is (its id, runbook, guide section, summary, whether the daily health check runs it)
+is declared once, in ``rmsops.runbooks.CATALOGUE``; ``@check`` adds what only the code knows: the
+function, its plot and the resource an error is reported against.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from rmsops import failure
+from rmsops import failure, runbooks
 from rmsops.findings import Finding, Severity
-
-if TYPE_CHECKING:
-    from rmsops.context import Context
 
 
 @dataclass
@@ -31,8 +35,10 @@ class CheckResult:
         return min((f.severity for f in self.findings), key=lambda s: s.rank, default=Severity.OK)
 
 
-CheckFn = Callable[["Context"], CheckResult]
-PlotFn = Callable[[CheckResult, "Context"], Any]
+# The context is rmsops.context.Context. It is not imported here, not even for type checking:
+# context imports this module, and the import would close a cycle (context → registry → context).
+CheckFn = Callable[[Any], CheckResult]
+PlotFn = Callable[[CheckResult, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -45,22 +51,31 @@ class CheckSpec:
     plot: PlotFn | None = None
     quick: bool = True
     resource: str = ""
+    summary_template: str = ""  # the catalogue's summary, naming thresholds (runbooks.format_summary)
+
+    def summary_with(self, thresholds: Mapping[str, float] | None) -> str:
+        """The summary with the thresholds in force (``summary`` itself has the defaults)."""
+        return runbooks.format_summary(self.summary_template, thresholds) if self.summary_template \
+            else self.summary
 
 
 REGISTRY: dict[str, CheckSpec] = {}
 
 
-def check(check_id: str, *, runbook: str, quick: bool = True, plot: PlotFn | None = None,
+def check(check_id: str, *, plot: PlotFn | None = None,
           resource: str = "") -> Callable[[CheckFn], CheckFn]:
-    """Register a check function under its catalogue id; the guide section comes from the runbook."""
-    from rmsops import runbooks
+    """Register a check function under its catalogue id; the runbook, guide section, summary and
+    whether it is quick come from the catalogue (rmsops/runbooks.py), which must know the id."""
+    try:
+        runbook, entry = runbooks.entry(check_id)
+    except KeyError as exc:
+        raise ValueError(f"@check({check_id!r}): {exc.args[0]}; declare it in the catalogue first") from None
 
     def register(fn: CheckFn) -> CheckFn:
         if check_id in REGISTRY:
             raise ValueError(f"check {check_id} registered twice")
-        summary = (fn.__doc__ or check_id).strip().splitlines()[0]
-        REGISTRY[check_id] = CheckSpec(check_id, runbook, runbooks.section(runbook), fn, summary,
-                                       plot, quick, resource)
+        REGISTRY[check_id] = CheckSpec(check_id, runbook.stem, runbook.guide_section, fn, entry.summary_with(None),
+                                       plot, entry.quick, resource, entry.summary)
         return fn
 
     return register
@@ -74,34 +89,41 @@ def get(check_id: str) -> CheckSpec:
         raise KeyError(f"unknown check {check_id!r}") from None
 
 
-DAILY = "17-daily-health-check"
-
-
 def for_runbook(runbook: str, quick_only: bool = False) -> list[CheckSpec]:
     """The runbook's checks in catalogue order (the daily health check: every quick check)."""
-    from rmsops import runbooks
-
     load_all()
     found = runbooks.find(runbook)
-    if found.stem == DAILY:
+    if found.stem == runbooks.DAILY:
         return daily_checks()
-    specs = [REGISTRY[cid] for cid in found.checks]
-    return [s for s in specs if s.quick or not quick_only]
+    return [REGISTRY[c.id] for c in found.entries if c.quick or not quick_only]
 
 
 def daily_checks() -> list[CheckSpec]:
     """The quick checks of every other diagnostic runbook: the guide's 'System Health Check'."""
-    from rmsops import runbooks
+    load_all()
+    return [REGISTRY[c.id] for c in runbooks.daily()]
 
-    return [spec for rb in runbooks.diagnostic() if rb.stem != DAILY
-            for spec in for_runbook(rb.stem, quick_only=True)]
+
+_loaded = False
 
 
 def load_all() -> None:
-    import rmsops.checks  # noqa: F401  (importing registers every check)
+    """Import every check module, which registers its checks.
+
+    Plugin-style discovery: the modules of the rmsops.checks package are found with pkgutil and
+    imported by name, so this module never imports rmsops.checks statically (the checks import
+    this module: a static import back would be a cycle, registry → checks → registry).
+    """
+    global _loaded
+    if _loaded:
+        return
+    package = importlib.import_module("rmsops.checks")
+    for module in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        importlib.import_module(module.name)
+    _loaded = True  # only once every module imported: a failed import is retried (and raises) next time
 
 
-def run(spec: CheckSpec, ctx: Context) -> CheckResult:
+def run(spec: CheckSpec, ctx: Any) -> CheckResult:
     """Run one check; it never raises: a failure becomes an ``error`` finding with the reason."""
     started = time.monotonic()
     try:

@@ -21,11 +21,11 @@ from rmsops import registry, thresholds
 from rmsops.config import Settings
 from rmsops.errors import UserError
 from rmsops.findings import MIME_TYPE, Finding, document, write_document
+from rmsops.listing import RESERVED_PARAMETERS
 from rmsops.runbooks import Runbook
 from rmsops.window import Window
 
 DEFAULT_TIMEOUT_SECONDS = 600
-RESERVED_PARAMETERS = {"env", "start", "end", "window", "output_dir"}  # set by the runner itself
 
 
 @dataclass

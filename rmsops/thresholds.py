@@ -93,3 +93,33 @@ def merge(*overrides: Mapping[str, object] | None, source: str = "thresholds") -
                 raise UserError(f"{source}: threshold {name!r} must be a number, got {value!r}")
             merged[name] = float(value)
     return merged
+
+
+def parse_pairs(pairs: list[str] | None, source: str = "-p") -> dict[str, float]:
+    """``NAME=VALUE`` items naming thresholds (``rmsops list -p``); unknown names and non-numbers are refused."""
+    from rmsops.errors import UserError
+
+    values: dict[str, float] = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(f"{source} {pair!r}: expected NAME=VALUE")
+        try:
+            values[name] = float(text)
+        except ValueError:
+            raise UserError(f"{source} {name}: expected a number, got {text!r}") from None
+    merge(values, source=source)  # unknown names: refused here, with the known ones
+    return values
+
+
+def in_force(env_file: Mapping[str, object] | None = None,
+             overrides: Mapping[str, object] | None = None) -> list[tuple[str, float, float, str]]:
+    """Each threshold as (name, default, value in force, where that value comes from: ``default``,
+    ``environment file`` or ``-p``), in the order of DEFAULTS."""
+    values = merge(env_file, overrides)
+    rows = []
+    for name, default in DEFAULTS.items():
+        source = "-p" if name in (overrides or {}) else "environment file" if name in (env_file or {}) else "default"
+        rows.append((name, default, values[name], source))
+    return rows

@@ -32,6 +32,7 @@ from rmsops.checks.tls import (
     judge_acm_expiry,
     judge_handshakes,
     judge_listener_certificates,
+    severity_of,
 )
 from rmsops.demo.areas.edge_servers import CertificateAuthority, Route, RouteServer, TlsServer, self_signed
 from rmsops.findings import Severity
@@ -203,7 +204,8 @@ def test_judge_handshakes_none_configured_is_info():
 
 
 def test_expiry_figure_draws_bars_and_the_threshold_lines():
-    fig = expiry_figure(["a", "b", "c", "none"], [200.0, 12.0, -3.0, None], "t", thresholds())
+    fig = expiry_figure(["a", "b", "c", "none"], [200.0, 12.0, -3.0, None], "t", thresholds(),
+                        severity_of(thresholds()))
     ax = fig.axes[0]
     assert isinstance(fig, Figure) and len(ax.patches) == 3  # the certificate without a date is left out
     assert {round(line.get_xdata()[0]) for line in ax.lines} == {7, 30, 0}
@@ -413,7 +415,7 @@ def test_handshake_verdicts(endpoints, ca, make_context):
     assert "not trusted" in found["self-signed"].title
     assert list(result.data["url"]) == [endpoints[k] for k in kinds]
     assert plots.png(expiry_figure(result.data["url"].tolist(), result.data["days_left"].tolist(), "t",
-                                   thresholds()))
+                                   thresholds(), severity_of(thresholds())))
 
 
 def test_handshake_without_the_ca_bundle_uses_the_system_store(endpoints, make_context):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from rmsops import cli, runbooks
+from rmsops import cli, listing, runbooks, thresholds
 from rmsops.errors import UserError
 from rmsops.runner import notebook_parameters, parse_overrides
 
@@ -136,3 +140,119 @@ def test_the_daily_health_check_is_the_quick_checks_of_the_others():
     assert "app.health.endpoint" in daily and "db.connections.saturation" in daily
     assert "db.queries.slow" not in daily and "recovery.config.drift" not in daily  # heavy ones stay out
     assert not any(cid.startswith("escalation.") for cid in daily)
+
+
+# --- rmsops list: from the catalogue alone, thresholds in force, pipe-safe ---------------------
+
+LIST_MAIN = "import sys; from rmsops.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_list_thresholds_shows_defaults_values_in_force_and_where_they_come_from(capsys, monkeypatch):
+    monkeypatch.setenv("RMSOPS_PARAMETERS_DIR", str(ROOT / "parameters"))
+    code, out, err = run_cli(capsys, "list", "--thresholds")
+    assert code == 0 and not err
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert set(rows) == set(thresholds.DEFAULTS)
+    assert rows["missing_index_use_pct"] == ["missing_index_use_pct", "95", "95", "default"]
+    code, out, _ = run_cli(capsys, "list", "--thresholds", "-e", "production", "-p", "missing_index_use_pct=90")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows["missing_index_use_pct"].split() == ["missing_index_use_pct", "95", "90", "-p"]
+    assert rows["db_saturation_warning_pct"].endswith("environment file")  # production.yaml sets it
+    assert rows["cache_hit_rate_pct"].endswith("default")
+
+
+def test_list_shows_the_summaries_with_the_thresholds_in_force(capsys):
+    _, out, _ = run_cli(capsys, "list")
+    assert "(≥ 10000 rows, < 95% index use)" in out
+    _, out, _ = run_cli(capsys, "list", "-p", "missing_index_use_pct=90", "-p", "missing_index_min_rows=500")
+    [line] = [line for line in out.splitlines() if "db.indexes.missing" in line]
+    assert "(≥ 500 rows, < 90% index use)" in line
+
+
+@pytest.mark.parametrize(("argv", "pattern"), [
+    (["list", "-p", "nonsense=1"], "unknown threshold 'nonsense'"),
+    (["list", "--thresholds", "-p", "cache_hit_rate_pct=lots"], "expected a number"),
+    (["list", "-p", "novalue"], "expected NAME=VALUE"),
+    (["list", "-e", "nowhere"], "unknown environment 'nowhere'"),
+])
+def test_list_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, argv, pattern):
+    monkeypatch.setenv("RMSOPS_PARAMETERS_DIR", str(ROOT / "parameters"))
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err, pattern)
+
+
+def test_list_imports_nothing_heavy():
+    heavy = ("pandas", "numpy", "boto3", "botocore", "matplotlib", "psycopg", "nbformat", "rmsops.checks",
+             "rmsops.runner", "rmsops.registry", "rmsops.actions")
+    code = ("import contextlib, io, sys; from rmsops.cli import main\n"
+            "for argv in (['list'], ['list', '--thresholds', '-e', 'production', '-p', 'cache_hit_rate_pct=98']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        assert main(argv) == 0\n"
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "RMSOPS_PARAMETERS_DIR": str(ROOT / "parameters")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"rmsops list imported {done.stdout.strip()}"
+
+
+def test_list_into_head_is_quiet_and_exit_0():
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; '{sys.executable}' -c '{LIST_MAIN}' list | head -1"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.startswith("01-application-not-responding")
+    assert done.stderr == "" and done.returncode == 0
+
+
+def test_list_into_a_closed_pipe_is_quiet_and_exit_0():
+    # The reader is gone before the first write: the write fails with EPIPE every time.
+    child = subprocess.Popen([sys.executable, "-c", LIST_MAIN, "list"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=ROOT)
+    child.stdout.close()
+    err = child.stderr.read()
+    assert child.wait(timeout=60) == 0
+    assert err == b""
+
+
+def test_the_actions_listed_are_the_real_ones_with_their_arguments():
+    import inspect
+
+    from rmsops import actions
+
+    assert set(listing.ACTION_ARGUMENTS) == set(actions.ACTIONS)
+    for name, planner in actions.ACTIONS.items():
+        params = list(inspect.signature(planner).parameters.values())[1:]
+        assert listing.ACTION_ARGUMENTS[name] == tuple(
+            (p.name, p.default is inspect.Parameter.empty) for p in params), name
+
+
+def test_the_action_usage_listed_works_with_the_argument_parser(capsys):
+    import inspect
+
+    from rmsops import actions
+
+    _, out, _ = run_cli(capsys, "list")
+    listed = [line.strip() for line in out.splitlines() if line.strip().startswith("rmsops action ")]
+    assert len(listed) == len(actions.ACTIONS)
+    assert "rmsops action scale-service -e ENV --service SERVICE -a count=COUNT" in listed
+    for line in listed:
+        argv = shlex.split(line.replace("[", "").replace("]", ""))[1:]
+        args = cli.build_parser().parse_args(argv)
+        assert args.fn is cli.cmd_action and args.env == "ENV"
+        arguments = dict(cli._key_value(item) for item in args.arguments)
+        if args.service:
+            arguments["service"] = args.service
+        inspect.signature(actions.ACTIONS[args.action]).bind(None, **arguments)  # what actions.plan checks
+
+
+def test_action_arguments_are_written_as_the_command_line_takes_them():
+    text = listing.action_arguments({"service": "rms-backend", "count": 6})
+    assert text == "--service rms-backend -a count=6"
+    args = cli.build_parser().parse_args(["action", "scale-service", "-e", "x", *shlex.split(text)])
+    assert args.service == "rms-backend" and args.arguments == ["count=6"]
+    assert listing.action_arguments({"paths": ["/a", "/b c"]}) == "-a 'paths=/a,/b c'"
+
+
+def test_the_listed_notebook_parameters_are_the_runners():
+    for rb in runbooks.CATALOGUE:
+        assert listing.notebook_parameter_names(rb) == list(notebook_parameters(rb)), rb.stem

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from rmsops.actions.base import ActionPlan, action
 from rmsops.errors import UserError
+from rmsops.sources import regions
 from rmsops.sources.cloudfront import matching_distributions
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def invalidate_cloudfront(ctx: Context, paths: str | Sequence[str] = "/*") -> Ac
         action="invalidate-cloudfront", environment=ctx.settings.name, target=dist_id,
         summary=f"invalidate {', '.join(items)} in CloudFront distribution {dist_id} "
                 f"({dist.get('DomainName', '')}, {comment!r}): the edges fetch those objects from the origin again",
-        service="cloudfront", region=ctx.region_of("cloudfront"), operation="create_invalidation",
+        service="cloudfront", region=regions.region_for(ctx, "cloudfront"), operation="create_invalidation",
         params={"DistributionId": dist_id, "InvalidationBatch": {
             "Paths": {"Quantity": len(items), "Items": items},
             "CallerReference": f"rmsops-{uuid.uuid4()}"}},

@@ -144,7 +144,7 @@ def rollback_service(ctx: Context, service: str, revision: int | str) -> ActionP
     text = str(revision).strip().rsplit("/", 1)[-1]
     why = ""
     if text == "previous":
-        from rmsops.checks.recovery import rollback_choice
+        from rmsops.sources.rollback import rollback_choice
 
         choice = rollback_choice(ctx, svc)
         if choice.target is None:

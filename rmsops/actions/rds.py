@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rmsops.actions.base import ActionPlan, action
@@ -19,19 +20,18 @@ from rmsops.errors import UserError
 from rmsops.findings import iso
 
 if TYPE_CHECKING:
-    from types import ModuleType
 
     from rmsops.context import Context
 
 _IDENTIFIER = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}")
 
 
-def _backup() -> ModuleType:
+def _rds() -> ModuleType:
     # The fetches (and their ctx.memo keys) are shared with the 14-backup-recovery checks; imported
-    # late so that importing the actions does not import every check module.
-    from rmsops.checks import backup
+    # late so that importing the actions stays light (pandas, botocore).
+    from rmsops.sources import rds
 
-    return backup
+    return rds
 
 
 def default_target(now: datetime | None = None) -> str:
@@ -59,7 +59,7 @@ def checked_target(ctx: Context, target: str) -> str:
 
 def _network(ctx: Context, source: str) -> tuple[dict[str, Any], str]:
     """Subnet group and security groups of the source instance, as boto3 params and CLI flags."""
-    instance = _backup().db_instance(ctx, source)
+    instance = _rds().db_instance(ctx, source)
     if instance is None:
         return {}, ""
     params: dict[str, Any] = {}
@@ -79,7 +79,7 @@ def _network(ctx: Context, source: str) -> tuple[dict[str, Any], str]:
 def _snapshot(ctx: Context, snapshot: str) -> dict[str, Any]:
     """The snapshot named (any instance), or with 'latest' the instance's newest available one."""
     if snapshot == "latest":
-        snaps = _backup().snapshots_frame(ctx)
+        snaps = _rds().snapshots_frame(ctx)
         available = snaps[snaps["status"] == "available"] if not snaps.empty else snaps
         if available.empty:
             raise UserError(f"no available snapshot of {ctx.settings.database.instance} to restore")
@@ -105,7 +105,7 @@ def restore_snapshot(ctx: Context, snapshot: str = "latest", target: str = "") -
     target = checked_target(ctx, target)
     source = snap.get("DBInstanceIdentifier") or ctx.settings.database.instance
     network, network_cli = _network(ctx, source)
-    created = _backup().utc(snap.get("SnapshotCreateTime"))
+    created = _rds().utc(snap.get("SnapshotCreateTime"))
     taken = f" taken {iso(created)}" if created else ""
     return ActionPlan(
         action="restore-rds-snapshot", environment=ctx.settings.name, target=target,
@@ -135,9 +135,9 @@ def parse_time(text: str) -> datetime:
 def restore_point_in_time(ctx: Context, time: str = "latest", target: str = "") -> ActionPlan:
     """Guide "Point-in-Time Recovery": restore the instance as of a moment into a new instance."""
     source = ctx.settings.database.instance
-    if _backup().db_instance(ctx, source) is None:
+    if _rds().db_instance(ctx, source) is None:
         raise UserError(f"source instance {source} not found")
-    window = _backup().restore_window(ctx, source)
+    window = _rds().restore_window(ctx, source)
     latest = str(time).strip().lower() in ("", "latest")
     target = checked_target(ctx, target)
     network, network_cli = _network(ctx, source)

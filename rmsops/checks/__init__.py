@@ -1,23 +1,2 @@
-"""Checks, one module per guide area. Importing this package registers every check."""
-
-from rmsops.checks import (  # noqa: F401
-    alb,
-    backup,
-    breach,
-    cdn,
-    database,
-    dbperf,
-    deploy,
-    drift,
-    ecs,
-    escalation,
-    external,
-    health,
-    latency,
-    logs,
-    memory,
-    overview,
-    recovery,
-    security,
-    tls,
-)
+"""Checks, one module per guide area. ``registry.load_all()`` discovers and imports them (each
+registers its checks); a check module imports sources and render, never another check module."""

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from rmsops import metrics, plots
-from rmsops.checks.ecs import deployment_markers
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.sources.alb import load_balancer  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -22,14 +23,6 @@ METRICS_5XX = ("HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_502_Count", "HTTPCode_ELB
 UNHEALTHY_RESOLUTION = ("If tasks are unhealthy: force a new deployment (rmsops action "
                         "force-new-deployment --service {service}). If the ALB is failing: check "
                         "security groups and VPC routing. If persistent: scale up service capacity.")
-
-
-def load_balancer(ctx: Context) -> dict:
-    """The configured ALB, described once per run."""
-    def fetch() -> dict:
-        elb = ctx.client("elbv2")
-        return elb.describe_load_balancers(Names=[ctx.settings.alb_name])["LoadBalancers"][0]
-    return ctx.memo("elbv2.load_balancer", fetch)
 
 
 def target_health_frame(ctx: Context) -> pd.DataFrame:
@@ -98,7 +91,7 @@ def _target_plot(result: CheckResult, ctx: Context):
     return plots.bars(counts, "group", "targets", "ALB targets by group and state", stack="state")
 
 
-@check("app.alb.target_health", runbook=RUNBOOK, plot=_target_plot)
+@check("app.alb.target_health", plot=_target_plot)
 def target_health(ctx: Context) -> CheckResult:
     """ALB target health per target group."""
     df = target_health_frame(ctx)
@@ -171,7 +164,7 @@ def _5xx_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("app.alb.5xx", runbook=RUNBOOK, plot=_5xx_plot)
+@check("app.alb.5xx", plot=_5xx_plot)
 def alb_5xx(ctx: Context) -> CheckResult:
     """ALB and target 5xx counts over the window (CloudWatch)."""
     df, period = fetch_5xx(ctx)

@@ -11,123 +11,31 @@ Three reads, shared through ``ctx.memo`` by the checks and by the restore action
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from botocore.exceptions import BotoCoreError, ClientError
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
 
-from rmsops import plots
 from rmsops.findings import Finding, Severity, iso
 from rmsops.registry import CheckResult, check
+from rmsops.render.figures import plot_timeline  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources.rds import (  # noqa: F401 - re-exported for callers of this module
+    SNAPSHOT_COLUMNS,
+    RestoreWindow,
+    automated_backup_window,
+    db_instance,
+    restore_window,
+    snapshots_frame,
+    utc,
+)
 
 if TYPE_CHECKING:
     from rmsops.context import Context
 
 RUNBOOK = "14-backup-recovery"
-SNAPSHOT_COLUMNS = ["snapshot", "type", "status", "created", "instance", "engine_version",
-                    "allocated_gb", "encrypted"]
-
-
-@dataclass(frozen=True)
-class RestoreWindow:
-    earliest: datetime | None
-    latest: datetime | None
-    earliest_source: str  # "RestoreWindow", "oldest automated snapshot" or ""
-
-    def contains(self, moment: datetime) -> bool:
-        return ((self.earliest is None or moment >= self.earliest)
-                and (self.latest is None or moment <= self.latest))
-
-
-def utc(moment: Any) -> datetime | None:
-    if moment is None or (not isinstance(moment, datetime) and pd.isna(moment)):
-        return None
-    if isinstance(moment, pd.Timestamp):
-        moment = moment.to_pydatetime()
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # --- fetch -------------------------------------------------------------------------------------
-
-
-def db_instance(ctx: Context, name: str | None = None) -> dict[str, Any] | None:
-    """describe_db_instances of one instance (default: the environment's), None when not found."""
-    name = name or ctx.settings.database.instance
-
-    def fetch() -> dict[str, Any] | None:
-        rds = ctx.client("rds")
-        try:
-            return rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
-        except rds.exceptions.DBInstanceNotFoundFault:
-            return None
-
-    return ctx.memo(f"rds.describe_db_instances:{name}", fetch)
-
-
-def snapshots_frame(ctx: Context, name: str | None = None) -> pd.DataFrame:
-    """Automated and manual snapshots of the instance, newest first."""
-    name = name or ctx.settings.database.instance
-
-    def fetch() -> pd.DataFrame:
-        rds = ctx.client("rds")
-        rows = []
-        for kind in ("automated", "manual"):
-            for page in rds.get_paginator("describe_db_snapshots").paginate(
-                    DBInstanceIdentifier=name, SnapshotType=kind):
-                for snap in page.get("DBSnapshots", []):
-                    rows.append({
-                        "snapshot": snap.get("DBSnapshotIdentifier", ""), "type": snap.get("SnapshotType", kind),
-                        "status": snap.get("Status", ""), "created": utc(snap.get("SnapshotCreateTime")),
-                        "instance": snap.get("DBInstanceIdentifier", name),
-                        "engine_version": snap.get("EngineVersion", ""),
-                        "allocated_gb": snap.get("AllocatedStorage"), "encrypted": snap.get("Encrypted"),
-                    })
-        df = pd.DataFrame(rows, columns=SNAPSHOT_COLUMNS)
-        if not df.empty:
-            df["created"] = pd.to_datetime(df["created"], utc=True)
-            df = df.sort_values("created", ascending=False, na_position="last").reset_index(drop=True)
-        return df
-
-    return ctx.memo(f"rds.describe_db_snapshots:{name}", fetch)
-
-
-def automated_backup_window(ctx: Context, name: str | None = None) -> dict[str, Any]:
-    """RestoreWindow of the instance's automated backups ({} when absent or not permitted)."""
-    name = name or ctx.settings.database.instance
-
-    def fetch() -> dict[str, Any]:
-        try:
-            backups = ctx.client("rds").describe_db_instance_automated_backups(
-                DBInstanceIdentifier=name).get("DBInstanceAutomatedBackups", [])
-        except (ClientError, BotoCoreError):
-            return {}
-        for backup in backups:
-            if backup.get("RestoreWindow"):
-                return dict(backup["RestoreWindow"])
-        return {}
-
-    return ctx.memo(f"rds.describe_db_instance_automated_backups:{name}", fetch)
-
-
-def restore_window(ctx: Context, name: str | None = None) -> RestoreWindow:
-    """[earliest, latest] restorable time of the instance, as far as it is known."""
-    instance = db_instance(ctx, name)
-    if instance is None:
-        return RestoreWindow(None, None, "")
-    latest = utc(instance.get("LatestRestorableTime"))
-    window = automated_backup_window(ctx, name)
-    if window.get("EarliestTime"):
-        return RestoreWindow(utc(window["EarliestTime"]), utc(window.get("LatestTime")) or latest,
-                             "RestoreWindow")
-    snaps = snapshots_frame(ctx, name)
-    automated = snaps[(snaps["type"] == "automated") & snaps["created"].notna()] if not snaps.empty else snaps
-    if latest is not None and not automated.empty:
-        return RestoreWindow(utc(automated["created"].min()), latest, "oldest automated snapshot")
-    return RestoreWindow(None, latest, "")
 
 
 def instance_frame(ctx: Context) -> pd.DataFrame:
@@ -175,7 +83,7 @@ def judge_retention(df: pd.DataFrame) -> list[Finding]:
                     f"BackupRetentionPeriod {days} days; daily backups{window}.", evidence)]
 
 
-@check("backup.rds.retention", runbook=RUNBOOK)
+@check("backup.rds.retention")
 def retention(ctx: Context) -> CheckResult:
     """Automated backup retention (BackupRetentionPeriod; 0 means no backups)."""
     df = instance_frame(ctx)
@@ -215,7 +123,7 @@ def judge_pitr(name: str, found: bool, window: RestoreWindow, retention_days: in
                     detail, evidence)]
 
 
-@check("backup.rds.pitr", runbook=RUNBOOK, plot=lambda result, ctx: plot_timeline(result, ctx))
+@check("backup.rds.pitr", plot=lambda result, ctx: plot_timeline(result, ctx))
 def pitr(ctx: Context) -> CheckResult:
     """Point-in-time recovery lag (LatestRestorableTime) and the restorable window."""
     name = ctx.settings.database.instance
@@ -229,44 +137,6 @@ def pitr(ctx: Context) -> CheckResult:
                           "latest_restorable_time": window.latest, "earliest_from": window.earliest_source,
                           "checked_at": now}])
     return CheckResult(findings=findings, data=data, frames={"snapshots": snaps})
-
-
-def plot_timeline(result: CheckResult, ctx: Context) -> Figure:
-    """Snapshots as markers and the restorable window as a span, up to now."""
-    row = result.data.iloc[0] if result.data is not None and not result.data.empty else {}
-    snaps = result.frames.get("snapshots", pd.DataFrame(columns=SNAPSHOT_COLUMNS))
-    earliest, latest = utc(row.get("earliest_restorable_time")), utc(row.get("latest_restorable_time"))
-    now = utc(row.get("checked_at")) or datetime.now(UTC)
-    fig = Figure(figsize=(10, 2.8))
-    plots.fixed_margins(fig, len("automated"))
-    ax = fig.add_subplot()
-    ax.set_title("Backups and the point-in-time restore window", loc="left", fontsize=11)
-    ax.grid(True, axis="x", alpha=0.3)
-    if latest is not None:
-        ax.axvspan(earliest or latest, latest, ymin=0.15, ymax=0.85, color="#2e7d32", alpha=0.18,
-                   label="restorable window")
-        if now - latest > timedelta(seconds=1):
-            ax.axvspan(latest, now, ymin=0.15, ymax=0.85, color="#c62828", alpha=0.25, label="not restorable yet")
-    for kind, y, marker, colour in (("automated", 0.66, "o", "#1565c0"), ("manual", 0.33, "D", "#ef6c00")):
-        part = snaps[snaps["type"] == kind] if not snaps.empty else snaps
-        if not part.empty:
-            ax.scatter(pd.to_datetime(part["created"], utc=True), [y] * len(part), marker=marker, s=40,
-                       color=colour, label=f"{kind} snapshot", zorder=3)
-    ax.axvline(now, color="#455a64", linestyle=":", linewidth=1)
-    ax.annotate("now", (now, 0.98), xycoords=("data", "axes fraction"), va="top", ha="right", fontsize=7)
-    ax.set_ylim(0, 1)
-    ax.set_yticks([0.33, 0.66], ["manual", "automated"])
-    moments = [m for m in (earliest, latest, now) if m is not None]
-    if not snaps.empty:
-        moments += [utc(m) for m in snaps["created"].dropna()]
-    start = min(moments) - timedelta(hours=6)
-    ax.set_xlim(start, now + max(timedelta(hours=2), (now - start) * 0.03))
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="upper left", ncols=4)
-    return fig
 
 
 # --- backup.rds.snapshots ----------------------------------------------------------------------
@@ -321,7 +191,7 @@ def judge_snapshots(name: str, found: bool, df: pd.DataFrame, retention_days: in
     return findings
 
 
-@check("backup.rds.snapshots", runbook=RUNBOOK)
+@check("backup.rds.snapshots")
 def snapshots(ctx: Context) -> CheckResult:
     """Newest automated and manual snapshots of the instance, and their age."""
     name = ctx.settings.database.instance

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rmsops import cloudtrail, logquery, metrics, plots
-from rmsops.checks.security import AUTH_FAILURE, client_of, configured_wafs, parse_waf
 from rmsops.findings import Finding, Severity, iso
 from rmsops.registry import CheckResult, check
+from rmsops.sources import regions
+from rmsops.sources.applogs import AUTH_FAILURE, client_of
 from rmsops.sources.regions import cloudtrail_regions
+from rmsops.sources.waf import configured_wafs, parse_waf
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -168,7 +170,7 @@ def _timeline_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("breach.timeline", runbook=RUNBOOK, quick=False, plot=_timeline_plot)
+@check("breach.timeline", plot=_timeline_plot)
 def timeline(ctx: Context) -> CheckResult:
     """One merged timeline of CloudTrail, WAF blocks and application error/auth lines in the window."""
     entries = cloudtrail_entries(cloudtrail.events(ctx))
@@ -211,7 +213,7 @@ ROTATE = ("Change all credentials (guide): create a new access key, move its con
 
 def access_keys_frame(ctx: Context, now: datetime) -> pd.DataFrame:
     """Every IAM user's access keys with age and last use; key ids masked, never a secret."""
-    iam = ctx.client_for("iam")
+    iam = regions.client_for(ctx, "iam")
     rows = []
     for page in iam.get_paginator("list_users").paginate():
         for user in page.get("Users", []):
@@ -319,7 +321,7 @@ def _credentials_plot(result: CheckResult, ctx: Context):
     return plots.bars(shown, "key", "age_days", "Access key age (days)", xlabel="days")
 
 
-@check("breach.credentials", runbook=RUNBOOK, plot=_credentials_plot)
+@check("breach.credentials", plot=_credentials_plot)
 def credentials(ctx: Context) -> CheckResult:
     """IAM users' access keys (age, last use) and Secrets Manager secrets in scope."""
     now = ctx.window.end

@@ -14,6 +14,7 @@ import pandas as pd
 from rmsops import metrics, plots
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.sources import regions
 from rmsops.sources.cloudfront import matching_distributions, primary_distribution
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def judge_distribution(df: pd.DataFrame, comment: str) -> list[Finding]:
     return findings
 
 
-@check("cdn.cloudfront.distribution", runbook=RUNBOOK)
+@check("cdn.cloudfront.distribution")
 def distribution(ctx: Context) -> CheckResult:
     """The CloudFront distribution found by its comment: enabled and Deployed."""
     df = distribution_frame(matching_distributions(ctx))
@@ -173,7 +174,7 @@ def judge_assets(df: pd.DataFrame, base: str | None, paths: tuple[str, ...]) -> 
     return findings
 
 
-@check("cdn.assets.reachable", runbook=RUNBOOK, resource="cloudfront.asset_paths")
+@check("cdn.assets.reachable", resource="cloudfront.asset_paths")
 def assets_reachable(ctx: Context) -> CheckResult:
     """HEAD of each configured asset path through the distribution."""
     paths = ctx.settings.asset_paths
@@ -194,7 +195,7 @@ def fetch_metrics(ctx: Context, distribution_id: str) -> tuple[pd.DataFrame, int
         queries.append(metrics.MetricQuery("requests", "AWS/CloudFront", REQUESTS_METRIC, dims, "Sum",
                                            REQUESTS_METRIC))
         period = metrics.period_for(ctx.window.seconds)
-        return metrics.fetch(ctx, queries, period, region=ctx.region_of("cloudfront.metrics")), period
+        return metrics.fetch(ctx, queries, period, region=regions.region_for(ctx, "cloudfront.metrics")), period
     return ctx.memo(f"cloudfront.metrics.{distribution_id}", fetch)
 
 
@@ -311,17 +312,17 @@ def _cache_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("cdn.cloudfront.error_rate", runbook=RUNBOOK, plot=_rate_plot)
+@check("cdn.cloudfront.error_rate", plot=_rate_plot)
 def error_rate(ctx: Context) -> CheckResult:
     """CloudFront 4xx and 5xx error rates over the window (CloudWatch)."""
     df, dist_id, requests = _metric_check(ctx, RATE_METRICS)
-    return CheckResult(findings=judge_error_rate(df, ctx.thresholds, dist_id, ctx.region_of("cloudfront.metrics"),
-                                                 requests), data=df)
+    region = regions.region_for(ctx, "cloudfront.metrics")
+    return CheckResult(findings=judge_error_rate(df, ctx.thresholds, dist_id, region, requests), data=df)
 
 
-@check("cdn.cloudfront.cache_hit", runbook=RUNBOOK, plot=_cache_plot)
+@check("cdn.cloudfront.cache_hit", plot=_cache_plot)
 def cache_hit(ctx: Context) -> CheckResult:
     """CloudFront cache hit rate over the window (CloudWatch)."""
     df, dist_id, _ = _metric_check(ctx, (CACHE_METRIC,))
-    return CheckResult(findings=judge_cache_hit(df, ctx.thresholds, dist_id, ctx.region_of("cloudfront.metrics")),
-                       data=df)
+    region = regions.region_for(ctx, "cloudfront.metrics")
+    return CheckResult(findings=judge_cache_hit(df, ctx.thresholds, dist_id, region), data=df)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from rmsops import metrics, plots
-from rmsops.checks.ecs import deployment_markers
 from rmsops.db import ACCESS_KINDS, ConnectAttempt
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -117,14 +117,14 @@ def judge_rds_status(df: pd.DataFrame) -> list[Finding]:
                     evidence)]
 
 
-@check("db.rds.status", runbook=RUNBOOK)
+@check("db.rds.status")
 def rds_status(ctx: Context) -> CheckResult:
     """RDS instance status (describe_db_instances)."""
     df = rds_instance_frame(ctx)
     return CheckResult(findings=judge_rds_status(df), data=df)
 
 
-@check("db.connectivity", runbook=RUNBOOK)
+@check("db.connectivity")
 def connectivity(ctx: Context) -> CheckResult:
     """Connect to PostgreSQL with a short timeout."""
     attempt = ctx.db.probe()
@@ -180,7 +180,7 @@ def judge_saturation(used: int, max_connections: int, reserved: int, thresholds:
     return [Finding(cid, severity, f"db:{instance}", title, detail, evidence, resolution)]
 
 
-@check("db.connections.saturation", runbook=RUNBOOK)
+@check("db.connections.saturation")
 def saturation(ctx: Context) -> CheckResult:
     """Client connections against max_connections minus reserved slots."""
     df = ctx.db.frame(SATURATION_SQL)
@@ -222,7 +222,7 @@ def _by_state_plot(result: CheckResult, ctx: Context):
     return plots.bars(result.data, "state", "connections", "Client connections by state")
 
 
-@check("db.connections.by_state", runbook=RUNBOOK, plot=_by_state_plot)
+@check("db.connections.by_state", plot=_by_state_plot)
 def by_state(ctx: Context) -> CheckResult:
     """Client backends grouped by state; sessions idle in transaction."""
     states = ctx.db.frame(BY_STATE_SQL)
@@ -276,7 +276,7 @@ def _trend_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("db.connections.trend", runbook=RUNBOOK, plot=_trend_plot)
+@check("db.connections.trend", plot=_trend_plot)
 def trend(ctx: Context) -> CheckResult:
     """CloudWatch DatabaseConnections over the window against the limit."""
     instance = ctx.settings.database.instance

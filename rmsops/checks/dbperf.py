@@ -17,7 +17,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from rmsops import explain
 from rmsops.checks.dbperf_format import capped, clean, instance_resource, qualified, record, size_text
@@ -28,6 +27,8 @@ from rmsops.render.db_figures import duration_text, one_line
 from rmsops.sources import pg_queries
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from rmsops.context import Context
 
 RUNBOOK = "07-database-performance"
@@ -104,7 +105,7 @@ def judge_long_running(df: pd.DataFrame, thresholds: dict[str, float], instance:
     return findings
 
 
-@check("db.queries.long_running", runbook=RUNBOOK)
+@check("db.queries.long_running")
 def long_running(ctx: Context) -> CheckResult:
     """Queries and transactions running longer than the threshold (pg_stat_activity)."""
     df = ctx.db.frame(pg_queries.RUNNING_SQL)
@@ -247,7 +248,7 @@ def plot_statements(result: CheckResult, ctx: Context) -> Figure:
                                         ctx.thresholds["slow_query_min_calls"])
 
 
-@check("db.queries.slow", runbook=RUNBOOK, quick=False,  # EXPLAIN ANALYZE: not for the daily check
+@check("db.queries.slow",  # EXPLAIN ANALYZE: not for the daily check
        plot=plot_statements)
 def slow_queries(ctx: Context) -> CheckResult:
     """Slow statements from pg_stat_statements (PgHero: mean ≥ 20 ms, ≥ 100 calls), the slowest explained."""
@@ -330,7 +331,7 @@ def plot_locks(result: CheckResult, ctx: Context) -> Figure:
     return db_figures.locks_figure(_data(result), states)
 
 
-@check("db.locks.blocked", runbook=RUNBOOK, plot=plot_locks)
+@check("db.locks.blocked", plot=plot_locks)
 def blocked(ctx: Context) -> CheckResult:
     """Sessions blocked by another session's lock (pg_blocking_pids), with their blockers."""
     df = blocked_frame(ctx)
@@ -366,7 +367,7 @@ def plot_table_sizes(result: CheckResult, ctx: Context) -> Figure:
     return db_figures.table_sizes_figure(_data(result))
 
 
-@check("db.tables.size", runbook=RUNBOOK, plot=plot_table_sizes)
+@check("db.tables.size", plot=plot_table_sizes)
 def table_sizes(ctx: Context) -> CheckResult:
     """Table sizes with indexes and TOAST (the guide's table-size query, PgHero's shape)."""
     df = ctx.db.frame(pg_queries.TABLE_SIZES_SQL)
@@ -434,7 +435,7 @@ def judge_stale(df: pd.DataFrame, thresholds: dict[str, float], instance: str) -
     return findings
 
 
-@check("db.stats.stale", runbook=RUNBOOK)
+@check("db.stats.stale")
 def stale_stats(ctx: Context) -> CheckResult:
     """Tables modified a lot since their last ANALYZE (n_mod_since_analyze against live rows)."""
     df = ctx.db.frame(pg_queries.STALE_SQL)
@@ -477,7 +478,7 @@ def judge_missing_indexes(df: pd.DataFrame, thresholds: dict[str, float], instan
     return findings
 
 
-@check("db.indexes.missing", runbook=RUNBOOK)
+@check("db.indexes.missing")
 def missing_indexes(ctx: Context) -> CheckResult:
     """Large tables mostly read by sequential scans (PgHero: ≥ 10 000 rows, < 95% index use)."""
     df = ctx.db.frame(pg_queries.SCANS_SQL)
@@ -516,7 +517,7 @@ def judge_hit_rate(df: pd.DataFrame, thresholds: dict[str, float], instance: str
     return findings
 
 
-@check("db.cache.hit_rate", runbook=RUNBOOK)
+@check("db.cache.hit_rate")
 def cache_hit_rate(ctx: Context) -> CheckResult:
     """Table and index cache hit rate (PgHero: ≥ 99%)."""
     df = ctx.db.frame(pg_queries.HIT_RATE_SQL)

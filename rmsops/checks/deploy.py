@@ -14,14 +14,28 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
 
 from rmsops import plots
-from rmsops.checks.ecs import describe_services
-from rmsops.checks.memory import NORMAL_STOPS, stopped_tasks
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.render.figures import (
+    TIMELINE_TITLE,  # noqa: F401 - re-exported for callers of this module
+    rollout_timeline,  # noqa: F401 - re-exported for callers of this module
+)
+from rmsops.sources.ecs import (  # noqa: F401 - re-exported for callers of this module
+    DEPLOYMENT_COLUMNS,
+    NORMAL_STOPS,
+    current_task_definition,
+    deployment_end,
+    deployments_frame,
+    describe_services,
+    describe_task_definition,
+    previous_task_definition,
+    service_answer,
+    short_name,
+    split_revision,
+    stopped_tasks,
+)
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -36,83 +50,7 @@ INVESTIGATE = ("Check the ECS service events (deploy.ecs.events), review the tas
 # --- task definition names ------------------------------------------------------------------------
 
 
-def short_name(task_definition: str | None) -> str:
-    """``family:revision`` from an ARN (or the name itself)."""
-    return str(task_definition or "").rsplit("/", 1)[-1]
-
-
-def split_revision(task_definition: str | None) -> tuple[str, int | None]:
-    """(family, revision) of an ARN or ``family[:revision]``; revision None when absent."""
-    family, _, revision = short_name(task_definition).partition(":")
-    return family, int(revision) if revision.isdigit() else None
-
-
-def describe_task_definition(ctx: Context, name: str) -> dict[str, Any] | None:
-    """One task definition (any status), fetched once per run; None when it does not exist."""
-
-    def fetch() -> dict[str, Any] | None:
-        ecs = ctx.client("ecs")
-        try:
-            return ecs.describe_task_definition(taskDefinition=name)["taskDefinition"]
-        except ecs.exceptions.ClientException:
-            return None  # "Unable to describe task definition": never registered, or deleted
-
-    return ctx.memo(f"deploy.task_definition:{name}", fetch)
-
-
 # --- deployments ----------------------------------------------------------------------------------
-
-DEPLOYMENT_COLUMNS = ["service", "deployment", "status", "task_definition", "rollout_state",
-                      "rollout_reason", "desired", "running", "pending", "failed", "created_at",
-                      "updated_at"]
-
-
-def deployments_frame(answer: dict[str, Any], services: tuple[str, ...]) -> pd.DataFrame:
-    """Every deployment ECS lists for each service (PRIMARY first), from describe_services."""
-    found = {s["serviceName"]: s for s in answer.get("services", []) if s.get("status") != "INACTIVE"}
-    rows = []
-    for name in services:
-        for d in found.get(name, {}).get("deployments", []):
-            rows.append({
-                "service": name, "deployment": d.get("id", ""), "status": d.get("status", ""),
-                "task_definition": short_name(d.get("taskDefinition")),
-                "rollout_state": d.get("rolloutState", ""), "rollout_reason": d.get("rolloutStateReason", ""),
-                "desired": int(d.get("desiredCount", 0)), "running": int(d.get("runningCount", 0)),
-                "pending": int(d.get("pendingCount", 0)), "failed": int(d.get("failedTasks", 0)),
-                "created_at": d.get("createdAt"), "updated_at": d.get("updatedAt"),
-            })
-    return pd.DataFrame(rows, columns=DEPLOYMENT_COLUMNS)
-
-
-def service_answer(answer: dict[str, Any], service: str) -> dict[str, Any] | None:
-    return next((s for s in answer.get("services", [])
-                 if s.get("serviceName") == service and s.get("status") != "INACTIVE"), None)
-
-
-def current_task_definition(svc: dict[str, Any]) -> str:
-    """What the service is set to run: its taskDefinition (the PRIMARY deployment's in AWS)."""
-    primary = next((d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), {})
-    return short_name(svc.get("taskDefinition") or primary.get("taskDefinition"))
-
-
-def previous_task_definition(ctx: Context, svc: dict[str, Any]) -> tuple[str | None, str]:
-    """The revision before the current one, and how it was found.
-
-    The task definition of a deployment the current one is replacing (ECS lists it while it
-    rolls out) is the best evidence; otherwise the highest existing revision below the current.
-    """
-    current = current_task_definition(svc)
-    for d in svc.get("deployments", []):
-        name = short_name(d.get("taskDefinition"))
-        if d.get("status") != "PRIMARY" and name and name != current:
-            return name, f"the {d.get('status', 'older')} deployment {d.get('id', '')} runs it"
-    family, revision = split_revision(current)
-    if revision is None:
-        return None, "the service's task definition has no revision number"
-    for candidate in range(revision - 1, max(0, revision - 6), -1):
-        if describe_task_definition(ctx, f"{family}:{candidate}") is not None:
-            return f"{family}:{candidate}", "the highest existing revision below the current one"
-    return None, f"no revision of {family} below {revision} exists"
 
 
 def judge_rollout(df: pd.DataFrame, answer: dict[str, Any], services: tuple[str, ...], cluster: str,
@@ -178,57 +116,6 @@ def judge_rollout(df: pd.DataFrame, answer: dict[str, Any], services: tuple[str,
     return findings
 
 
-ROLLOUT_COLOURS = {"COMPLETED": "#2e7d32", "IN_PROGRESS": "#f9a825", "FAILED": "#c62828"}
-
-
-TIMELINE_TITLE = "ECS deployments (PRIMARY: until now; older: until replaced), by rollout state"
-
-
-def rollout_timeline(df: pd.DataFrame, now: datetime, window: tuple[datetime, datetime] | None = None,
-                     title: str = TIMELINE_TITLE) -> Figure:
-    """One bar per deployment: from createdAt to now for the PRIMARY one (it is what runs) and to its
-    last update for the others (the deployments it replaces), coloured by rollout state."""
-    height = max(2.2, 0.45 * max(1, len(df)) + 1.2)
-    fig = Figure(figsize=(9.0, height))
-    rows = df[df["created_at"].map(lambda v: isinstance(v, datetime))] if len(df) else df
-    labels = [f"{row.service} {row.task_definition} ({row.status})" for row in rows.itertuples()]
-    plots.fixed_margins(fig, max((len(label) for label in labels), default=6), label_size=8)
-    ax = fig.add_subplot()
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.grid(True, alpha=0.3)
-    if rows.empty:
-        ax.text(0.5, 0.5, "no deployment", ha="center", va="center", transform=ax.transAxes, color="#666")
-        return fig
-    seen = set()
-    for i, row in enumerate(rows.itertuples()):
-        start = row.created_at
-        end = deployment_end(row.status, row.rollout_state, start, row.updated_at, now)
-        if window:
-            start = max(start, window[0])
-            end = max(end, start)
-        state = row.rollout_state or "unknown"
-        ax.barh(i, end - start, left=start, height=0.5, color=ROLLOUT_COLOURS.get(state, "#90a4ae"),
-                label=None if state in seen else state)
-        seen.add(state)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.invert_yaxis()
-    if window:
-        ax.set_xlim(*window)
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.legend(fontsize=8, loc="lower right")
-    return fig
-
-
-def deployment_end(status: str, rollout_state: str, created: datetime, updated: datetime | None,
-                   now: datetime) -> datetime:
-    """Where a deployment's bar ends: now while it runs or rolls out, else at its last update."""
-    if status == "PRIMARY" or rollout_state == "IN_PROGRESS":
-        return max(now, created)
-    return max(updated or created, created)
-
-
 def _rollout_plot(result: CheckResult, ctx: Context):
     return rollout_timeline(result.data, ctx.window.end, (ctx.window.start, ctx.window.end))
 
@@ -241,7 +128,7 @@ def previous_by_service(ctx: Context, answer: dict[str, Any]) -> dict[str, str |
     return out
 
 
-@check("deploy.ecs.rollout", runbook=RUNBOOK, plot=_rollout_plot)
+@check("deploy.ecs.rollout", plot=_rollout_plot)
 def rollout(ctx: Context) -> CheckResult:
     """ECS deployments' rollout state, and how long an IN_PROGRESS rollout has been running."""
     answer = describe_services(ctx)
@@ -306,7 +193,7 @@ def _failed_plot(result: CheckResult, ctx: Context):
                       stack="category", xlabel="tasks")
 
 
-@check("deploy.ecs.failed_tasks", runbook=RUNBOOK, plot=_failed_plot)
+@check("deploy.ecs.failed_tasks", plot=_failed_plot)
 def failed_tasks(ctx: Context) -> CheckResult:
     """Failed tasks of the deployments and stopped tasks' reasons (health checks, image pull, resources)."""
     answer = describe_services(ctx)
@@ -376,7 +263,7 @@ def judge_events(df: pd.DataFrame, services: tuple[str, ...], cluster: str) -> l
     return findings
 
 
-@check("deploy.ecs.events", runbook=RUNBOOK)
+@check("deploy.ecs.events")
 def events(ctx: Context) -> CheckResult:
     """The ECS service events in the window that mean trouble (placement, health checks)."""
     answer = describe_services(ctx)
@@ -457,7 +344,7 @@ def judge_taskdef_diff(service: str, cluster: str, current: str, previous: str |
                    f"--service {service} --revision {split_revision(previous)[1]}).")
 
 
-@check("deploy.taskdef.diff", runbook=RUNBOOK)
+@check("deploy.taskdef.diff")
 def taskdef_diff(ctx: Context) -> CheckResult:
     """Current vs previous task definition revision: image, environment names, memory, health check."""
     answer = describe_services(ctx)

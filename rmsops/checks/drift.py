@@ -88,7 +88,7 @@ def service_profiles(ctx: Context) -> dict[str, dict[str, Any]]:
     """
 
     def fetch() -> dict[str, dict[str, Any]]:
-        from rmsops.checks.ecs import describe_services
+        from rmsops.sources.ecs import describe_services
 
         ecs = ctx.client("ecs")
         answer = describe_services(ctx)
@@ -392,7 +392,7 @@ def _missing_services(cid: str, ctx: Context, profiles: dict) -> list[Finding]:
             for name in ctx.settings.services if name not in profiles]
 
 
-@check("drift.taskdef.environment", runbook=RUNBOOK)
+@check("drift.taskdef.environment")
 def taskdef_environment(ctx: Context) -> CheckResult:
     """Environment variable and secret names of each service against the other environment."""
     cid = "drift.taskdef.environment"
@@ -405,7 +405,7 @@ def taskdef_environment(ctx: Context) -> CheckResult:
     return CheckResult(findings=findings + _missing_services(cid, ctx, mine), data=df)
 
 
-@check("drift.taskdef.resources", runbook=RUNBOOK)
+@check("drift.taskdef.resources")
 def taskdef_resources(ctx: Context) -> CheckResult:
     """CPU, memory, images, health checks and roles of each service against the other environment."""
     cid = "drift.taskdef.resources"
@@ -419,7 +419,7 @@ def taskdef_resources(ctx: Context) -> CheckResult:
     return CheckResult(findings=findings + _missing_services(cid, ctx, mine), data=df)
 
 
-@check("drift.network.security_groups", runbook=RUNBOOK)
+@check("drift.network.security_groups")
 def network_security_groups(ctx: Context) -> CheckResult:
     """Ingress rules of the services' security groups against the other environment."""
     cid = "drift.network.security_groups"

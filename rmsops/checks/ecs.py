@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -10,6 +9,7 @@ import pandas as pd
 from rmsops import plots
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.sources.ecs import _deployment_markers, deployment_markers, describe_services  # noqa: F401 - re-exported for callers of this module
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -21,24 +21,6 @@ FORCE_DEPLOY = ("If tasks are unhealthy: force a new deployment "
 SERVICE_COLUMNS = ["service", "status", "desired", "running", "pending", "task_definition",
                    "deployments", "rollout_state", "missing"]
 TASK_COLUMNS = ["service", "task", "last_status", "health", "started_at", "task_definition"]
-
-
-def describe_services(ctx: Context) -> dict[str, Any]:
-    """The raw describe_services answer for the configured services, fetched once per run."""
-
-    def fetch() -> dict[str, Any]:
-        ecs = ctx.client("ecs")
-        services: list[dict] = []
-        failures: list[dict] = []
-        names = list(ctx.settings.services)
-        for offset in range(0, len(names), 10):  # the API takes 10 services per call
-            answer = ecs.describe_services(cluster=ctx.settings.cluster,
-                                           services=names[offset:offset + 10])
-            services += answer.get("services", [])
-            failures += answer.get("failures", [])
-        return {"services": services, "failures": failures}
-
-    return ctx.memo("ecs.describe_services", fetch)
 
 
 def services_frame(answer: dict[str, Any], wanted: tuple[str, ...]) -> pd.DataFrame:
@@ -98,7 +80,7 @@ def _capacity_plot(result: CheckResult, ctx: Context):
                       stack="state", xlabel="tasks")
 
 
-@check("app.ecs.capacity", runbook=RUNBOOK, plot=_capacity_plot)
+@check("app.ecs.capacity", plot=_capacity_plot)
 def capacity(ctx: Context) -> CheckResult:
     """ECS running vs desired vs pending tasks per service."""
     df = services_frame(describe_services(ctx), ctx.settings.services)
@@ -153,7 +135,7 @@ def judge_unhealthy_tasks(df: pd.DataFrame, cluster: str, services: tuple[str, .
     return findings
 
 
-@check("app.ecs.unhealthy_tasks", runbook=RUNBOOK)
+@check("app.ecs.unhealthy_tasks")
 def unhealthy_tasks(ctx: Context) -> CheckResult:
     """Running ECS tasks whose container health status is UNHEALTHY."""
     df = tasks_frame(ctx)
@@ -161,20 +143,3 @@ def unhealthy_tasks(ctx: Context) -> CheckResult:
                        data=df)
 
 
-def deployment_markers(ctx: Context) -> list[tuple[datetime, str]]:
-    """(time, label) of each ECS deployment that started in the window, for plots. Never raises."""
-    return ctx.memo("ecs.deployment_markers", lambda: _deployment_markers(ctx))
-
-
-def _deployment_markers(ctx: Context) -> list[tuple[datetime, str]]:
-    try:
-        answer = describe_services(ctx)
-    except Exception:  # noqa: BLE001 - markers are decoration; the checks report the failure (once)
-        return []
-    markers = []
-    for svc in answer.get("services", []):
-        for deployment in svc.get("deployments", []):
-            created = deployment.get("createdAt")
-            if isinstance(created, datetime) and ctx.window.start <= created <= ctx.window.end:
-                markers.append((created, f"deploy {svc['serviceName']}"))
-    return sorted(markers)

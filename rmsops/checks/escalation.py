@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from rmsops.registry import CheckSpec
 
 RUNBOOK = "18-escalation"
-DAILY = "17-daily-health-check"  # every other runbook's quick checks again
 MANY_WARNING_CHECKS = 5  # distinct checks warning at once: more than self-service
 PRECEDENCE = (0, 3, 2, 1)  # the most serious level first
 DEVOPS = "DevOps Team: slack://rms-devops or +1-800-RMS-HELP"
@@ -370,16 +369,10 @@ def judge_level(escalation: Escalation, environment: str, judged: int, source: s
 
 
 def quick_checks() -> list[CheckSpec]:
-    """The quick checks of every diagnostic runbook, each once (the daily health check repeats them all)."""
-    from rmsops import registry, runbooks
+    """The quick checks of every diagnostic runbook, each once: what the daily health check runs."""
+    from rmsops import registry
 
-    specs: dict[str, CheckSpec] = {}
-    for rb in runbooks.diagnostic():
-        if rb.stem in (RUNBOOK, DAILY):
-            continue
-        for spec in registry.for_runbook(rb.stem, quick_only=True):
-            specs.setdefault(spec.id, spec)
-    return list(specs.values())
+    return registry.daily_checks()
 
 
 def findings_to_judge(ctx: Context) -> tuple[list[Finding], str]:
@@ -402,7 +395,7 @@ def _level_plot(result: CheckResult, ctx: Context):
     return plots.bars(counts, "area", "findings", "Findings behind the escalation level, by area", stack="severity")
 
 
-@check("escalation.level", runbook=RUNBOOK, plot=_level_plot)
+@check("escalation.level", plot=_level_plot)
 def level(ctx: Context) -> CheckResult:
     """The guide's escalation level for the findings, the reasons, who to contact."""
     findings, source = findings_to_judge(ctx)
@@ -429,7 +422,7 @@ TASK_DEFINITION_REVISIONS = 10  # newest revisions per family looked at for regi
 
 
 def deployment_changes(ctx: Context) -> list[dict[str, Any]]:
-    from rmsops.checks.ecs import describe_services
+    from rmsops.sources.ecs import describe_services
 
     rows = []
     for svc in describe_services(ctx).get("services", []):
@@ -445,8 +438,7 @@ def deployment_changes(ctx: Context) -> list[dict[str, Any]]:
 
 
 def task_definition_changes(ctx: Context) -> list[dict[str, Any]]:
-    from rmsops.checks.deploy import describe_task_definition
-    from rmsops.checks.ecs import describe_services
+    from rmsops.sources.ecs import describe_services, describe_task_definition
 
     ecs = ctx.client("ecs")
     families = sorted({str(s.get("taskDefinition", "")).rsplit("/", 1)[-1].rsplit(":", 1)[0]
@@ -507,7 +499,7 @@ def judge_changes(df: pd.DataFrame, window: tuple[datetime, datetime]) -> list[F
                     "roll it back (runbook 15-application-recovery) and tell the DevOps team.")]
 
 
-@check("escalation.recent_changes", runbook=RUNBOOK)
+@check("escalation.recent_changes")
 def recent_changes(ctx: Context) -> CheckResult:
     """ECS deployments, task definition registrations and infrastructure API changes in the window."""
     rows = deployment_changes(ctx) + task_definition_changes(ctx) + cloudtrail_changes(cloudtrail.events(ctx))

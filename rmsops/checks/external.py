@@ -14,9 +14,9 @@ import dns.resolver
 import pandas as pd
 
 from rmsops import metrics, plots
-from rmsops.checks.health import fetch_health
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.sources.http import fetch_health
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -67,7 +67,7 @@ def judge_external_health(df: pd.DataFrame, thresholds: dict[str, float]) -> lis
     return findings
 
 
-@check("external.http.health", runbook=RUNBOOK, resource="external.health_urls")
+@check("external.http.health", resource="external.health_urls")
 def http_health(ctx: Context) -> CheckResult:
     """HTTP GET of each configured third-party health or status URL."""
     df = fetch_health(ctx.settings.external_health_urls, ctx.thresholds["health_timeout_seconds"])
@@ -262,7 +262,7 @@ def judge_email_dns(df: pd.DataFrame, domain: str | None, selectors: tuple[str, 
     return findings
 
 
-@check("external.email.dns", runbook=RUNBOOK, resource="external.email_domain")
+@check("external.email.dns", resource="external.email_domain")
 def email_dns(ctx: Context) -> CheckResult:
     """SPF, DKIM and DMARC records of the sending domain."""
     domain, selectors = ctx.settings.email_domain, ctx.settings.dkim_selectors
@@ -336,7 +336,7 @@ def _reputation_plot(result: CheckResult, ctx: Context):
                                    "bounce threshold": ctx.thresholds["ses_bounce_pct"]})
 
 
-@check("external.email.reputation", runbook=RUNBOOK, plot=_reputation_plot)
+@check("external.email.reputation", plot=_reputation_plot)
 def email_reputation(ctx: Context) -> CheckResult:
     """SES bounce and complaint rates against SES's review thresholds."""
     df = fetch_reputation(ctx)

@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 from botocore.exceptions import ClientError
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
 
 from rmsops import logquery, metrics, plots
-from rmsops.checks.ecs import deployment_markers
 from rmsops.findings import Finding, Severity
 from rmsops.logquery import INSIGHTS_ROW_LIMIT, LogQuery
 from rmsops.registry import CheckResult, check
+from rmsops.render.figures import stacked_plot  # noqa: F401 - re-exported for callers of this module
+from rmsops.render.text import labels_for  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from rmsops.context import Context
 
 RUNBOOK_SLOW_API = "06-slow-api-responses"
@@ -69,16 +71,6 @@ def message_pattern(message: str) -> str:
 
 def short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
-
-
-def labels_for(patterns: list[str], width: int) -> list[str]:
-    """Chart labels: the start and the end of each pattern (causes often differ at the end), unique."""
-    out: list[str] = []
-    for text in patterns:
-        head = width * 3 // 5
-        label = text if len(text) <= width else f"{text[:head]}…{text[-(width - head - 1):]}"
-        out.append(label if label not in out else f"{label} ({len(out) + 1})")
-    return out
 
 
 # --- log groups -----------------------------------------------------------------------------
@@ -261,7 +253,7 @@ def _patterns_plot(result: CheckResult, ctx: Context):
     return plots.bars(top, "label", "count", "ERROR lines by message pattern", xlabel="lines")
 
 
-@check("api.logs.errors", runbook=RUNBOOK_SLOW_API, plot=_patterns_plot)
+@check("api.logs.errors", plot=_patterns_plot)
 def api_errors(ctx: Context) -> CheckResult:
     """ERROR lines in the service logs (the guide's Logs Insights query), top messages."""
     errors = fetch_errors(ctx)
@@ -289,45 +281,7 @@ def _errors_over_time_plot(result: CheckResult, ctx: Context) -> Figure:
                         empty="no ERROR lines in the window")
 
 
-def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabel: str, ctx: Context,
-                 minutes: int, colours: dict[str, str] | None = None, empty: str = "nothing to show") -> Figure:
-    """Counts per bin stacked by *column* (largest total at the bottom, "other" on top), silent bins as zero,
-    the legend under the chart, deployments as dotted lines."""
-    wide = pd.DataFrame()
-    if not frame.empty:
-        step = f"{minutes}min"
-        grid = pd.date_range(pd.Timestamp(ctx.window.start).floor(step), ctx.window.end, freq=step)
-        wide = frame.pivot_table(index="timestamp", columns=column, values=value, aggfunc="sum", fill_value=0)
-        order = (sorted(wide.columns) if colours  # fixed categories (status classes) in their own order
-                 else sorted(wide.columns, key=lambda c: (c == "other", -wide[c].sum())))
-        wide = wide.reindex(index=grid.union(wide.index), columns=order, fill_value=0)
-    labels = labels_for([str(name) for name in wide.columns], 100)
-    fig = Figure(figsize=(9.0, 3.4 + 0.18 * len(labels)))
-    rows = len(labels) if colours is None else 1
-    plots.fixed_margins(fig, 5, ylabel=bool(ylabel), below_inches=0.1 + 0.16 * rows if len(labels) else 0.0)
-    ax = fig.add_subplot()
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.grid(True, alpha=0.3)
-    if wide.empty:
-        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="#666")
-    else:
-        ax.stackplot(wide.index, *[wide[c] for c in wide.columns], labels=labels, alpha=0.85,
-                     colors=[colours.get(str(c), "#777") for c in wide.columns] if colours else None)
-        fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.0), fontsize=7, frameon=False,
-                   ncols=1 if colours is None else len(labels))
-    for moment, text in deployment_markers(ctx):
-        ax.axvline(moment, color="#455a64", linestyle=":", linewidth=1)
-        ax.annotate(text, (moment, 1), xycoords=("data", "axes fraction"), rotation=90, va="top",
-                    ha="right", fontsize=7, color="#455a64")
-    ax.set_xlim(ctx.window.start, ctx.window.end)
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.set_ylabel(ylabel)
-    return fig
-
-
-@check("logs.errors.recent", runbook=RUNBOOK, plot=_errors_over_time_plot)
+@check("logs.errors.recent", plot=_errors_over_time_plot)
 def errors_recent(ctx: Context) -> CheckResult:
     """Errors in the window, grouped by message pattern."""
     errors = fetch_errors(ctx)
@@ -439,7 +393,7 @@ def _status_plot(result: CheckResult, ctx: Context) -> Figure:
                         empty="no request lines in the window")
 
 
-@check("logs.status_codes", runbook=RUNBOOK, quick=False, plot=_status_plot)  # scans every line
+@check("logs.status_codes", plot=_status_plot)  # scans every line
 def status_codes(ctx: Context) -> CheckResult:
     """Logged requests by status code class (access-log lines of the application logs)."""
     groups = app_groups(ctx)
@@ -560,7 +514,7 @@ def _rds_plot(result: CheckResult, ctx: Context):
                             markers=deployment_markers(ctx), window=(ctx.window.start, ctx.window.end))
 
 
-@check("logs.rds.connection_errors", runbook=RUNBOOK, plot=_rds_plot)
+@check("logs.rds.connection_errors", plot=_rds_plot)
 def rds_connection_errors(ctx: Context) -> CheckResult:
     """Connection errors in the RDS PostgreSQL log group."""
     group = rds_group(ctx)

@@ -13,9 +13,22 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rmsops import logquery, metrics, plots
-from rmsops.checks.ecs import deployment_markers
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.sources.ecs import (  # noqa: F401 - re-exported for callers of this module
+    NORMAL_STOPS,
+    OOM_TEXT,
+    REQUESTED_STOPS,
+    SIGKILL_EXIT,
+    STOPPED_COLUMNS,
+    _is_oom_text,
+    deployment_markers,
+    is_oom,
+    stop_category,
+    stopped_frame,
+    stopped_row,
+    stopped_tasks,
+)
 
 if TYPE_CHECKING:
     from rmsops.context import Context
@@ -26,115 +39,6 @@ RAISE_MEMORY = ("Immediate: increase task memory allocation in the task definiti
                 "application for memory leaks and optimise.")
 
 # --- stopped tasks (shared with 08 failed-deployments) --------------------------------------------
-
-STOPPED_COLUMNS = ["service", "task", "task_definition", "started_at", "stopped_at", "stop_code",
-                   "stopped_reason", "container", "exit_code", "container_reason", "category", "oom"]
-# Stops that were asked for (scale-in, a deployment replacing tasks, a user): a container that
-# ignores SIGTERM is then SIGKILLed after the stop timeout and also exits 137 - not out of memory.
-REQUESTED_STOPS = {"UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption", "TerminationNotice"}
-OOM_TEXT = "OutOfMemory"
-SIGKILL_EXIT = 137
-
-
-def stopped_tasks(ctx: Context) -> pd.DataFrame:
-    """Tasks of the configured services that stopped in the window (``stoppedAt``), one row each.
-
-    ECS lists stopped tasks for a limited time (about an hour) after they stop, so a window far
-    in the past finds none. Tasks without ``stoppedAt`` cannot be placed in time and are left out;
-    their number is in ``attrs["undated"]``.
-    """
-
-    def fetch() -> pd.DataFrame:
-        ecs = ctx.client("ecs")
-        cluster = ctx.settings.cluster
-        rows, undated = [], 0
-        for service in ctx.settings.services:
-            arns: list[str] = []
-            try:
-                for page in ecs.get_paginator("list_tasks").paginate(
-                        cluster=cluster, serviceName=service, desiredStatus="STOPPED"):
-                    arns += page.get("taskArns", [])
-            except ecs.exceptions.ServiceNotFoundException:
-                continue  # app.ecs.capacity and deploy.ecs.rollout report the missing service
-            for offset in range(0, len(arns), 100):
-                for task in ecs.describe_tasks(cluster=cluster, tasks=arns[offset:offset + 100])["tasks"]:
-                    if task.get("group", f"service:{service}") != f"service:{service}":
-                        continue  # moto ignores serviceName: keep this service's tasks only
-                    stopped = task.get("stoppedAt")
-                    if not isinstance(stopped, datetime):
-                        undated += 1
-                        continue
-                    if ctx.window.start <= stopped <= ctx.window.end:
-                        rows.append(stopped_row(service, task))
-        frame = stopped_frame(rows)
-        frame.attrs["undated"] = undated
-        return frame
-
-    return ctx.memo("memory.stopped_tasks", fetch)
-
-
-def stopped_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows of ``stopped_row`` as a frame, oldest first (exit codes stay ints or None)."""
-    frame = pd.DataFrame(rows, columns=STOPPED_COLUMNS)
-    frame["exit_code"] = pd.Series([r.get("exit_code") for r in rows], dtype=object)
-    frame["oom"] = frame["oom"].astype(bool)
-    return frame.sort_values("stopped_at", ignore_index=True) if len(frame) else frame
-
-
-def stopped_row(service: str, task: dict[str, Any]) -> dict[str, Any]:
-    """One row for a stopped task, from the container that tells most about why it stopped."""
-    containers = task.get("containers") or [{}]
-    telling = sorted(containers, key=lambda c: (not _is_oom_text(c.get("reason", "")),
-                                                c.get("exitCode") != SIGKILL_EXIT,
-                                                c.get("exitCode") in (0, None)))[0]
-    row = {
-        "service": service, "task": task.get("taskArn", "").rsplit("/", 1)[-1],
-        "task_definition": task.get("taskDefinitionArn", "").rsplit("/", 1)[-1],
-        "started_at": task.get("startedAt"), "stopped_at": task.get("stoppedAt"),
-        "stop_code": task.get("stopCode", ""), "stopped_reason": task.get("stoppedReason", ""),
-        "container": telling.get("name", ""), "exit_code": telling.get("exitCode"),
-        "container_reason": telling.get("reason", ""),
-    }
-    row["oom"] = is_oom(row)
-    row["category"] = stop_category(row)
-    return row
-
-
-def _is_oom_text(text: str | None) -> bool:
-    return OOM_TEXT.lower() in (text or "").lower()
-
-
-def is_oom(row: dict[str, Any]) -> bool:
-    """Killed for memory: an OutOfMemoryError reason, or exit 137 without a requested stop."""
-    if _is_oom_text(row.get("container_reason")) or _is_oom_text(row.get("stopped_reason")):
-        return True
-    return row.get("exit_code") == SIGKILL_EXIT and row.get("stop_code") not in REQUESTED_STOPS
-
-
-def stop_category(row: dict[str, Any]) -> str:
-    """Why a task stopped, in a few words a chart can group by."""
-    reason = f"{row.get('stopped_reason') or ''} {row.get('container_reason') or ''}".lower()
-    code = row.get("stop_code") or ""
-    if row.get("oom"):
-        return "out of memory"
-    if "failed container health checks" in reason:
-        return "container health checks"
-    if "elb health checks" in reason:
-        return "ELB health checks"
-    if "cannotpullcontainer" in reason or "pull image" in reason or "pulling image" in reason:
-        return "image pull"
-    if "resource:" in reason or "resourceinitializationerror" in reason or "insufficient" in reason:
-        return "resources"
-    if code == "TaskFailedToStart":
-        return "failed to start"
-    if code in REQUESTED_STOPS:
-        return "scaling or deployment" if code == "ServiceSchedulerInitiated" else "stopped on request"
-    if code == "EssentialContainerExited" or row.get("exit_code") not in (0, None):
-        return "essential container exited"
-    return "other"
-
-
-NORMAL_STOPS = {"scaling or deployment", "stopped on request"}
 
 
 # --- memory.ecs.utilization -----------------------------------------------------------------------
@@ -228,7 +132,7 @@ def _utilization_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("memory.ecs.utilization", runbook=RUNBOOK, plot=_utilization_plot)
+@check("memory.ecs.utilization", plot=_utilization_plot)
 def utilization(ctx: Context) -> CheckResult:
     """ECS MemoryUtilization (Average and Maximum) per service (CloudWatch)."""
     df, period = fetch_utilization(ctx)
@@ -278,7 +182,7 @@ def _stopped_plot(result: CheckResult, ctx: Context):
                       stack="category", xlabel="stopped tasks")
 
 
-@check("memory.ecs.oom_kills", runbook=RUNBOOK)
+@check("memory.ecs.oom_kills")
 def oom_kills(ctx: Context) -> CheckResult:
     """Stopped ECS tasks killed for memory (exit code 137, OutOfMemoryError) in the window."""
     df = stopped_tasks(ctx)
@@ -314,7 +218,7 @@ def judge_task_churn(df: pd.DataFrame, services: tuple[str, ...], cluster: str,
     return findings
 
 
-@check("memory.ecs.task_churn", runbook=RUNBOOK, plot=_stopped_plot)
+@check("memory.ecs.task_churn", plot=_stopped_plot)
 def task_churn(ctx: Context) -> CheckResult:
     """Number of ECS tasks per service that stopped in the window."""
     df = stopped_tasks(ctx)
@@ -398,7 +302,7 @@ def _hhmm(value: Any) -> str:
     return "?" if pd.isna(moment) else f"{moment:%H:%M}"
 
 
-@check("memory.logs.oom_errors", runbook=RUNBOOK)
+@check("memory.logs.oom_errors")
 def oom_errors(ctx: Context) -> CheckResult:
     """OutOfMemory lines in the services' log groups (Logs Insights, or filter_log_events)."""
     groups = service_log_groups(ctx)

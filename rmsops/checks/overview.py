@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rmsops import metrics, plots
-from rmsops.checks import latency
-from rmsops.checks.alb import load_balancer
-from rmsops.checks.ecs import deployment_markers
+from rmsops.checks.percentiles import percentiles_plot, percentiles_result
 from rmsops.findings import Finding, Severity, iso
 from rmsops.registry import CheckResult, check
+from rmsops.sources.alb import load_balancer
+from rmsops.sources.ecs import deployment_markers
 from rmsops.window import Window
 
 if TYPE_CHECKING:
@@ -37,10 +37,10 @@ def fetch_over(ctx: Context, window: Window, queries: list[metrics.MetricQuery],
 
 # --- latency --------------------------------------------------------------------------------
 
-@check("metrics.latency", runbook=RUNBOOK, plot=latency.percentiles_plot)
+@check("metrics.latency", plot=percentiles_plot)
 def request_latency(ctx: Context) -> CheckResult:
     """Request latency p50 / p90 / p99 (ALB TargetResponseTime)."""
-    return latency.percentiles_result(ctx, "metrics.latency")
+    return percentiles_result(ctx, "metrics.latency")
 
 
 # --- ALB counts: error rate and throughput --------------------------------------------------
@@ -135,7 +135,7 @@ def _error_rate_plot(result: CheckResult, ctx: Context):
                             markers=deployment_markers(ctx), window=(ctx.window.start, ctx.window.end))
 
 
-@check("metrics.error_rate", runbook=RUNBOOK, plot=_error_rate_plot)
+@check("metrics.error_rate", plot=_error_rate_plot)
 def error_rate(ctx: Context) -> CheckResult:
     """4xx and 5xx responses per request (ALB counts)."""
     df, period = fetch_alb_counts(ctx)
@@ -193,7 +193,7 @@ def _throughput_plot(result: CheckResult, ctx: Context):
                             markers=deployment_markers(ctx), window=(ctx.window.start, ctx.window.end))
 
 
-@check("metrics.throughput", runbook=RUNBOOK, plot=_throughput_plot)
+@check("metrics.throughput", plot=_throughput_plot)
 def throughput(ctx: Context) -> CheckResult:
     """Requests per minute against the previous window (ALB RequestCount)."""
     df, _ = fetch_alb_counts(ctx)
@@ -298,7 +298,7 @@ def _ecs_plot(result: CheckResult, ctx: Context):
     return figure
 
 
-@check("metrics.ecs.utilization", runbook=RUNBOOK, plot=_ecs_plot)
+@check("metrics.ecs.utilization", plot=_ecs_plot)
 def ecs_utilization(ctx: Context) -> CheckResult:
     """ECS CPU and memory utilization per service (AWS/ECS)."""
     df = fetch_ecs(ctx)
@@ -395,7 +395,7 @@ def _rds_plot(result: CheckResult, ctx: Context):
     return figure
 
 
-@check("metrics.rds", runbook=RUNBOOK, plot=_rds_plot)
+@check("metrics.rds", plot=_rds_plot)
 def rds_metrics(ctx: Context) -> CheckResult:
     """RDS CPU, connections and free storage (AWS/RDS)."""
     df, info = fetch_rds(ctx)
@@ -441,7 +441,7 @@ def judge_alarms(df: pd.DataFrame) -> list[Finding]:
     return findings
 
 
-@check("metrics.alarms", runbook=RUNBOOK)
+@check("metrics.alarms")
 def alarms(ctx: Context) -> CheckResult:
     """CloudWatch alarms in state ALARM."""
     df = alarms_frame(ctx)

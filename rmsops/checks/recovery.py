@@ -13,129 +13,37 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
 
-from rmsops import plots, secrets
-from rmsops.checks.deploy import (
-    ROLLOUT_COLOURS,
-    current_task_definition,
-    deployment_end,
-    deployments_frame,
-    describe_task_definition,
-    previous_task_definition,
-    service_answer,
-    short_name,
-    split_revision,
-)
-from rmsops.checks.ecs import describe_services
+from rmsops import secrets
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.render.figures import _history_plot  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources.ecs import (
+    current_task_definition,
+    deployments_frame,
+    describe_services,
+    service_answer,
+    split_revision,
+)
+from rmsops.sources.rollback import (  # noqa: F401 - re-exported for callers of this module
+    MAX_REVISIONS,
+    REVISION_COLUMNS,
+    RollbackChoice,
+    choose_last_good,
+    revisions_frame,
+    rollback_choice,
+)
 
 if TYPE_CHECKING:
     from rmsops.context import Context
 
 RUNBOOK = "15-application-recovery"
-MAX_REVISIONS = 10  # the newest revisions of a family described for the history
 
 # --- recovery.ecs.last_good_taskdef ---------------------------------------------------------------
-
-REVISION_COLUMNS = ["service", "task_definition", "revision", "status", "registered_at", "images",
-                    "deployment_status", "rollout_state", "deployed_at"]
-
-
-@dataclass(frozen=True)
-class RollbackChoice:
-    target: str | None  # family:revision to roll back to
-    why: str  # the evidence, in one sentence
-    evidence: str  # "completed deployment" | "revision before the current" | "none"
-
-
-def choose_last_good(svc: dict[str, Any], previous: str | None, previous_how: str,
-                     active: set[str] | None = None) -> RollbackChoice:
-    """The revision to roll back to, from the deployments ECS lists and the revision numbers.
-
-    1. A deployment the current one replaces whose rollout COMPLETED ran that revision
-       successfully: the strongest evidence ECS keeps.
-    2. Otherwise the revision before the current one (``previous``): ECS keeps no older
-       deployment history, so that it ran well is an assumption, said so in ``why``. When
-       ``active`` (the ACTIVE revisions) is given and ``previous`` was deregistered, the highest
-       ACTIVE revision below the current one instead: a deregistered revision cannot be deployed.
-    """
-    current = current_task_definition(svc)
-    primary = next((d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), {})
-    for d in svc.get("deployments", []):
-        name = short_name(d.get("taskDefinition"))
-        if d.get("status") != "PRIMARY" and name != current and d.get("rolloutState") == "COMPLETED":
-            since = d.get("createdAt")
-            when = f" since {since:%Y-%m-%d %H:%M} UTC" if isinstance(since, datetime) else ""
-            return RollbackChoice(name, f"{name} ran the COMPLETED deployment {d.get('id', '')}{when}, which "
-                                        f"{current} is replacing", "completed deployment")
-    if previous is None:
-        return RollbackChoice(None, f"no revision before {current} to roll back to ({previous_how})", "none")
-    family, number = split_revision(current)
-    if active is not None and previous not in active and number is not None:
-        below = sorted((r for r in (split_revision(a)[1] for a in active if split_revision(a)[0] == family)
-                        if r is not None and r < number), reverse=True)
-        if below:
-            previous, previous_how = (f"{family}:{below[0]}", f"{previous} is deregistered; the highest ACTIVE "
-                                                                f"revision below {current}")
-    state = primary.get("rolloutState", "")
-    if state == "COMPLETED":
-        why = (f"{current} completed its rollout, so it may itself be good; if it is the cause, {previous} is "
-               f"the revision before it ({previous_how}). ECS keeps no older deployment history.")
-    else:
-        why = (f"{current}'s rollout is {state or 'in an unknown state'} and ECS lists no completed "
-               f"deployment of another revision; {previous} is the revision before it ({previous_how}).")
-    return RollbackChoice(previous, why, "revision before the current")
-
-
-def revisions_frame(ctx: Context, service: str, svc: dict[str, Any]) -> pd.DataFrame:
-    """The newest revisions of the service's family with their status, images and deployments."""
-    ecs = ctx.client("ecs")
-    family, _ = split_revision(current_task_definition(svc))
-    numbers: set[int] = set()
-    for status in ("ACTIVE", "INACTIVE"):
-        # newest first; familyPrefix also matches longer families (rms-backend-worker): skip those, and
-        # stop once this family's newest revisions are in (AWS lists a family's revisions together)
-        found = 0
-        for page in ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status=status,
-                                                                         sort="DESC"):
-            for arn in page.get("taskDefinitionArns", []):
-                name_family, revision = split_revision(arn)
-                if name_family == family and revision is not None:
-                    numbers.add(revision)
-                    found += 1
-            if found >= MAX_REVISIONS:
-                break
-    deployments = {short_name(d.get("taskDefinition")): d for d in reversed(svc.get("deployments", []))}
-    rows = []
-    for revision in sorted(numbers, reverse=True)[:MAX_REVISIONS]:
-        name = f"{family}:{revision}"
-        definition = describe_task_definition(ctx, name) or {}
-        deployment = deployments.get(name, {})
-        rows.append({
-            "service": service, "task_definition": name, "revision": revision,
-            "status": definition.get("status", ""), "registered_at": definition.get("registeredAt"),
-            "images": ", ".join(c.get("image", "") for c in definition.get("containerDefinitions", [])),
-            "deployment_status": deployment.get("status", ""), "rollout_state": deployment.get("rolloutState", ""),
-            "deployed_at": deployment.get("createdAt"),
-        })
-    return pd.DataFrame(rows, columns=REVISION_COLUMNS)
-
-
-def rollback_choice(ctx: Context, svc: dict[str, Any], revisions: pd.DataFrame | None = None) -> RollbackChoice:
-    """``choose_last_good`` with what it needs fetched: the previous revision and the ACTIVE ones."""
-    if revisions is None:
-        revisions = revisions_frame(ctx, svc.get("serviceName", ""), svc)
-    previous, how = previous_task_definition(ctx, svc)
-    active = set(revisions.loc[revisions["status"] == "ACTIVE", "task_definition"])
-    return choose_last_good(svc, previous, how, active)
 
 
 def judge_last_good(service: str, cluster: str, current: str, choice: RollbackChoice,
@@ -163,53 +71,7 @@ def judge_last_good(service: str, cluster: str, current: str, choice: RollbackCh
                    f"--task-definition {choice.target}).")
 
 
-def _history_plot(result: CheckResult, ctx: Context):
-    revisions = result.data
-    deployments = result.frames.get("deployments", pd.DataFrame())
-    services = list(dict.fromkeys(revisions["service"])) if len(revisions) else []
-    fig = Figure(figsize=(9.0, max(2.6, 2.3 * max(1, len(services)))))
-    plots.fixed_margins(fig, 3, ylabel=True, hspace=0.55)
-    if not services:
-        ax = fig.add_subplot()
-        ax.text(0.5, 0.5, "no task definition revision", ha="center", va="center", transform=ax.transAxes)
-        return fig
-    axes = fig.subplots(len(services), 1, squeeze=False)[:, 0]
-    now = ctx.window.end
-    for ax, service in zip(axes, services, strict=True):
-        ax.set_title(f"{service}: task definition revisions (dots: registered) and deployments (bars)",
-                     loc="left", fontsize=10)
-        ax.grid(True, alpha=0.3)
-        revs = revisions[revisions["service"] == service]
-        dated = revs[revs["registered_at"].map(lambda v: isinstance(v, datetime))]
-        ax.scatter(list(dated["registered_at"]), list(dated["revision"]), color="#1565c0", zorder=3,
-                   label="registered")
-        rows = deployments[deployments["service"] == service] if len(deployments) else deployments
-        seen = set()
-        for row in rows.itertuples():
-            revision = split_revision(row.task_definition)[1]
-            if revision is None or not isinstance(row.created_at, datetime):
-                continue
-            end = deployment_end(row.status, row.rollout_state, row.created_at, row.updated_at, now)
-            state = row.rollout_state or "unknown"
-            ax.barh(revision, end - row.created_at, left=row.created_at, height=0.4,
-                    color=ROLLOUT_COLOURS.get(state, "#90a4ae"), label=None if state in seen else f"deploy {state}")
-            seen.add(state)
-        for row in dated.itertuples():
-            tag = row.images.rsplit(":", 1)[-1] if row.images else ""
-            ax.annotate(f"{row.task_definition} {tag}", (row.registered_at, row.revision), fontsize=7,
-                        xytext=(4, 7), textcoords="offset points", color="#1565c0")
-        if len(revs):
-            ax.set_ylim(revs["revision"].min() - 0.6, revs["revision"].max() + 0.8)
-            ax.set_yticks(sorted(set(revs["revision"])))
-        ax.set_ylabel("revision")
-        locator = AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-        ax.legend(fontsize=8, loc="upper left")
-    return fig
-
-
-@check("recovery.ecs.last_good_taskdef", runbook=RUNBOOK, plot=_history_plot)
+@check("recovery.ecs.last_good_taskdef", plot=_history_plot)
 def last_good_taskdef(ctx: Context) -> CheckResult:
     """The task definition revision to roll back to, and why (revisions against deployments)."""
     answer = describe_services(ctx)
@@ -345,7 +207,7 @@ def judge_drift(directory: str | None, run: PlanRun | None, problem: str = "") -
                    "Run `terraform init` in the workspace if it was never initialised; otherwise fix the error shown.")
 
 
-@check("recovery.config.drift", runbook=RUNBOOK, quick=False)
+@check("recovery.config.drift")
 def config_drift(ctx: Context) -> CheckResult:
     """Infrastructure code vs what runs: `terraform plan` in the configured workspace (never apply)."""
     directory = ctx.settings.terraform_dir

@@ -9,28 +9,33 @@ untrusted: it is kept as data, never turned into markup here.
 from __future__ import annotations
 
 import gzip
-import json
 import re
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from rmsops import cloudtrail, logquery, plots
 from rmsops.findings import Finding, Severity, iso
 from rmsops.registry import CheckResult, check
+from rmsops.render.figures import two_bars  # noqa: F401 - re-exported for callers of this module
+from rmsops.render.text import TOP, top  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources.applogs import (  # noqa: F401 - re-exported for callers of this module
+    AUTH_FAILURE,
+    IPV4,  # noqa: F401 - re-exported for callers of this module
+    client_of,
+)
+from rmsops.sources.waf import WAF_LOG_KEYS, Waf, configured_wafs, parse_waf  # noqa: F401 - re-exported for callers of this module
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from rmsops.context import Context
     from rmsops.window import Window
 
 RUNBOOK = "12-security-suspicious-activity"
-IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-TOP = 10
 ATTACK_RESOLUTION = ("If the traffic is an attack, implement additional security controls: block the "
                      "client IPs in a WAF IP set or add a rate-based rule; if real users are blocked, "
                      "review the terminating rule. Then review the ALB access logs in S3 and CloudTrail "
@@ -51,20 +56,6 @@ _WAF_INSIGHTS_NAMES = {"httpRequest.clientIp": "client", "terminatingRuleId": "r
                        "httpRequest.uri": "uri", "blocks": "blocks"}
 
 
-def parse_waf(message: str) -> dict[str, Any] | None:
-    """One WAF log record (JSON) -> action, client, rule, uri; None when it is not one."""
-    try:
-        record = json.loads(message)
-    except (TypeError, ValueError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    request = record.get("httpRequest") if isinstance(record.get("httpRequest"), dict) else {}
-    return {"action": str(record.get("action", "")), "client": str(request.get("clientIp", "") or "unknown"),
-            "rule": str(record.get("terminatingRuleId", "") or "unknown"),
-            "uri": str(request.get("uri", "") or ""), "country": str(request.get("country", "") or "")}
-
-
 def waf_aggregate(events: pd.DataFrame) -> pd.DataFrame:
     """filter_log_events fallback: raw WAF events -> blocks per (client, rule, uri), like the Insights stats."""
     parsed = [parse_waf(m) for m in events["message"]] if len(events) else []
@@ -75,25 +66,6 @@ def waf_aggregate(events: pd.DataFrame) -> pd.DataFrame:
     return (frame.groupby(["client", "rule", "uri"], as_index=False).size()
             .rename(columns={"size": "blocks"})[WAF_COLUMNS]
             .sort_values("blocks", ascending=False, kind="stable").reset_index(drop=True))
-
-
-@dataclass(frozen=True)
-class Waf:
-    """One web ACL whose logs are read: its log group, the region that group lives in, what it guards."""
-
-    group: str
-    region: str
-    guards: str  # "ALB" or "CloudFront"
-
-
-# (environment file key under logs:, where that WAF's logs live, what it guards)
-WAF_LOG_KEYS = (("waf", "alb.waf.logs", "ALB"), ("waf_cloudfront", "cloudfront.waf.logs", "CloudFront"))
-
-
-def configured_wafs(ctx: Context) -> list[Waf]:
-    """The WAFs named in the environment file: the ALB's (its region) and CloudFront's (us-east-1)."""
-    return [Waf(group, ctx.region_of(kind), guards) for key, kind, guards in WAF_LOG_KEYS
-            if (group := ctx.settings.log_groups.get(key))]
 
 
 def waf_blocks_frame(ctx: Context, group: str, window: Window, region: str | None = None) -> pd.DataFrame:
@@ -107,14 +79,6 @@ def waf_blocks_frame(ctx: Context, group: str, window: Window, region: str | Non
     for column in ("client", "rule", "uri"):
         frame[column] = frame[column].fillna("").astype(str)
     return frame[WAF_COLUMNS].reset_index(drop=True)
-
-
-def top(frame: pd.DataFrame, by: str, value: str, n: int = TOP) -> list[dict[str, Any]]:
-    """The n largest totals of ``value`` per ``by``, as records."""
-    if frame.empty:
-        return []
-    totals = frame.groupby(by)[value].sum().sort_values(ascending=False, kind="stable").head(n)
-    return [{by: str(k), value: int(v)} for k, v in totals.items()]
 
 
 def judge_waf_blocks(current: pd.DataFrame, baseline: int, thresholds: dict[str, float],
@@ -145,29 +109,7 @@ def _waf_plot(result: CheckResult, ctx: Context) -> Figure:
     return two_bars(frame, "blocks", ("client", "WAF blocks by client IP"), ("rule", "WAF blocks by rule"))
 
 
-def two_bars(frame: pd.DataFrame, value: str, left: tuple[str, str], right: tuple[str, str]) -> Figure:
-    """Two horizontal bar charts side by side: the top categories of two columns."""
-    width, height = 10.0, 3.6
-    fig = Figure(figsize=(width, height))
-    for index, (column, title) in enumerate((left, right)):
-        totals = top(frame, column, value) if len(frame) else []
-        # Each half gets room for its own labels (no layout engine: see plots.fixed_margins).
-        labels = 0.25 + 0.08 * max((len(str(t[column])[:40]) for t in totals), default=4)
-        half = width / 2
-        ax = fig.add_axes(((index * half + labels) / width, 0.62 / height,
-                           (half - labels - 0.3) / width, 1 - 1.0 / height))
-        ax.set_title(title, loc="left", fontsize=11)
-        ax.grid(True, alpha=0.3)
-        if not totals:
-            ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes, color="#666")
-            continue
-        ax.barh([t[column][:40] for t in totals], [t[value] for t in totals], color="#c62828")
-        ax.invert_yaxis()
-        ax.set_xlabel(value)
-    return fig
-
-
-@check("security.waf.blocks", runbook=RUNBOOK, plot=_waf_plot)
+@check("security.waf.blocks", plot=_waf_plot)
 def waf_blocks(ctx: Context) -> CheckResult:
     """WAF BLOCK actions in the window against the window before: top client IPs and rules."""
     wafs = configured_wafs(ctx)
@@ -202,9 +144,6 @@ def waf_blocks(ctx: Context) -> CheckResult:
 # --- security.auth.failures ---------------------------------------------------------------------
 
 AUTH_COLUMNS = ["client", "failures"]
-AUTH_FAILURE = re.compile(
-    r"(?i)(?:auth\w*\s+fail|login\s+fail|fail\w*\s+(?:login|sign-?in|authentication)|"
-    r"invalid\s+(?:password|credentials)|unauthori[sz]ed|HTTP/[0-9.]+\"\s+401\s)")
 AUTH_QUERY = logquery.LogQuery(
     insights=(r"filter @message like /(?i)(auth\w*\s+fail|login\s+fail|fail\w*\s+(login|sign-?in|authentication)"
               r'|invalid\s+(password|credentials)|unauthori[sz]ed|HTTP\/[0-9.]+"\s+401\s)/' "\n"
@@ -213,12 +152,6 @@ AUTH_QUERY = logquery.LogQuery(
     filter_pattern="",  # alternatives (?a ?b) are beyond plain terms: filter the lines here
     aggregate=lambda events: auth_aggregate(events),
 )
-
-
-def client_of(line: str) -> str:
-    """The source of a log line: its first IPv4 address ('unknown' when it names none)."""
-    match = IPV4.search(line or "")
-    return match.group(0) if match else "unknown"
 
 
 def auth_aggregate(events: pd.DataFrame) -> pd.DataFrame:
@@ -277,7 +210,7 @@ def _auth_plot(result: CheckResult, ctx: Context) -> Figure:
     return plots.bars(frame, "client", "failures", "Failed authentications by source IP", xlabel="failures")
 
 
-@check("security.auth.failures", runbook=RUNBOOK, plot=_auth_plot)
+@check("security.auth.failures", plot=_auth_plot)
 def auth_failures(ctx: Context) -> CheckResult:
     """Failed authentication lines in the application logs, by source IP."""
     groups = [g for k in ("backend", "frontend") if (g := ctx.settings.log_groups.get(k))]
@@ -414,7 +347,7 @@ def _cloudtrail_plot(result: CheckResult, ctx: Context) -> Figure:
     return plots.bars(counts, "event_name", "events", "CloudTrail events in the window (write, root, sign-in)")
 
 
-@check("security.cloudtrail.sensitive", runbook=RUNBOOK, plot=_cloudtrail_plot)
+@check("security.cloudtrail.sensitive", plot=_cloudtrail_plot)
 def cloudtrail_sensitive(ctx: Context) -> CheckResult:
     """CloudTrail: root use, disabled logging, failed console sign-ins, IAM and security group changes."""
     df = cloudtrail.events(ctx)
@@ -560,10 +493,10 @@ def _alb_plot(result: CheckResult, ctx: Context) -> Figure:
     return plots.bars(frame, "client", "requests", "ALB requests by client (access logs)", xlabel="requests")
 
 
-@check("security.alb.access_logs", runbook=RUNBOOK, quick=False, plot=_alb_plot)
+@check("security.alb.access_logs", plot=_alb_plot)
 def alb_access_logs(ctx: Context) -> CheckResult:
     """ALB access logs in S3: requests per client in the window, top clients."""
-    from rmsops.checks.alb import load_balancer
+    from rmsops.sources.alb import load_balancer
 
     lb = load_balancer(ctx)
     attributes = ctx.client("elbv2").describe_load_balancer_attributes(

@@ -6,6 +6,7 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -14,15 +15,17 @@ from urllib.parse import urlparse
 import pandas as pd
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from matplotlib.figure import Figure
 
-from rmsops import plots
-from rmsops.checks.alb import load_balancer
 from rmsops.findings import Finding, Severity
 from rmsops.registry import CheckResult, check
+from rmsops.render.figures import expiry_figure  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources import regions
+from rmsops.sources.alb import load_balancer
 from rmsops.sources.cloudfront import acm_certificates, matching_distributions
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from rmsops.context import Context
 
 RUNBOOK = "04-tls-certificates"
@@ -52,6 +55,11 @@ def days_until(moment: Any, now: datetime) -> float | None:
     stamp = pd.Timestamp(moment)
     stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
     return round((stamp - pd.Timestamp(now)).total_seconds() / 86400, 2)
+
+
+def severity_of(thresholds: dict[str, float]) -> Callable[[float], Severity]:
+    """The expiry rule as a colour key for the figure."""
+    return lambda days: _expiry(days, thresholds)[0]
 
 
 def _expiry(days: float | None, thresholds: dict[str, float]) -> tuple[Severity, str]:
@@ -88,8 +96,8 @@ def acm_frame(ctx: Context) -> pd.DataFrame:
     """Every ACM certificate of the environment's region, and those its CloudFront distributions
     serve (from us-east-1, where CloudFront's certificates live), described; fetched once per run."""
     def fetch() -> pd.DataFrame:
-        region = ctx.region_of("alb.certificates")
-        acm = ctx.client_for("alb.certificates")
+        region = regions.region_for(ctx, "alb.certificates")
+        acm = regions.client_for(ctx, "alb.certificates")
         rows = []
         for page in acm.get_paginator("list_certificates").paginate(Includes={"keyTypes": KEY_TYPES}):
             for summary in page["CertificateSummaryList"]:
@@ -112,8 +120,8 @@ def with_cloudfront_certificates(ctx: Context, rows: list[dict[str, Any]]) -> li
     if not served:
         return rows
     listed = {row["arn"]: row for row in rows}
-    acm = ctx.client_for("cloudfront.certificates")
-    region = ctx.region_of("cloudfront.certificates")
+    acm = regions.client_for(ctx, "cloudfront.certificates")
+    region = regions.region_for(ctx, "cloudfront.certificates")
     for arn, distributions in served.items():
         if arn not in listed:
             try:
@@ -200,38 +208,10 @@ def _expiry_plot(result: CheckResult, ctx: Context) -> Figure:
     if "arn" in frame.columns and labels.duplicated(keep=False).any():  # a renewed certificate beside the old
         labels = labels + " (" + frame["arn"].astype(str).str[-8:] + ")"
     return expiry_figure(labels.tolist(), frame["days_left"].tolist(), "Certificate days to expiry",
-                         ctx.thresholds)
+                         ctx.thresholds, severity_of(ctx.thresholds))
 
 
-def expiry_figure(labels: list[str], days: list[float | None], title: str,
-                  thresholds: dict[str, float]) -> Figure:
-    """Horizontal bars of days to expiry, coloured by verdict, with the warning/critical lines."""
-    shown = [(name, d) for name, d in zip(labels, days, strict=True) if d is not None and not pd.isna(d)]
-    fig = Figure(figsize=(9.0, max(2.2, 0.45 * len(shown) + 1.2)))
-    plots.fixed_margins(fig, max((len(name) for name, _ in shown), default=6))
-    ax = fig.add_subplot()
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.grid(True, axis="x", alpha=0.3)
-    if not shown:
-        ax.text(0.5, 0.5, "no certificate with an expiry date", ha="center", va="center",
-                transform=ax.transAxes, color="#666")
-        return fig
-    colours = {Severity.CRITICAL: "#c62828", Severity.WARNING: "#f9a825", Severity.OK: "#2e7d32"}
-    names = [name for name, _ in shown]
-    values = [float(d) for _, d in shown]
-    ax.barh(names, values, color=[colours[_expiry(v, thresholds)[0]] for v in values])
-    for name, value in zip(("critical", "warning"), (thresholds["cert_critical_days"],
-                                                   thresholds["cert_warning_days"]), strict=True):
-        ax.axvline(value, color=colours[Severity(name)], linestyle="--", linewidth=1,
-                   label=f"{name} ({value:g} days)")
-    ax.axvline(0, color="#37474f", linewidth=1)
-    ax.set_xlabel("days until the certificate expires (negative: expired)")
-    ax.invert_yaxis()
-    ax.legend(fontsize=8, loc="lower right")
-    return fig
-
-
-@check("tls.acm.expiry", runbook=RUNBOOK, plot=_expiry_plot)
+@check("tls.acm.expiry", plot=_expiry_plot)
 def acm_expiry(ctx: Context) -> CheckResult:
     """ACM certificates: status and days until NotAfter."""
     df = with_days_left(acm_frame(ctx), datetime.now(UTC))
@@ -277,7 +257,7 @@ def _certificate_state(ctx: Context, arn: str, known: dict[str, Any]) -> dict[st
         row = known[arn]
         return {"domain": row.domain, "status": row.status, "not_after": row.not_after}
     if ":iam::" in arn and ":server-certificate/" in arn:
-        iam = ctx.client_for("iam")
+        iam = regions.client_for(ctx, "iam")
         name = arn.rsplit("/", 1)[1]
         try:
             meta = iam.get_server_certificate(ServerCertificateName=name)["ServerCertificate"][
@@ -343,7 +323,7 @@ def judge_listener_certificates(df: pd.DataFrame, thresholds: dict[str, float], 
     return findings
 
 
-@check("tls.alb.listener_certificate", runbook=RUNBOOK)
+@check("tls.alb.listener_certificate")
 def listener_certificate(ctx: Context) -> CheckResult:
     """The certificates the ALB's HTTPS listeners serve."""
     df = with_days_left(listener_frame(ctx), datetime.now(UTC))
@@ -517,7 +497,7 @@ def judge_handshakes(df: pd.DataFrame, thresholds: dict[str, float]) -> list[Fin
     return findings
 
 
-@check("tls.endpoint.handshake", runbook=RUNBOOK, plot=_expiry_plot, resource="tls.endpoints")
+@check("tls.endpoint.handshake", plot=_expiry_plot, resource="tls.endpoints")
 def endpoint_handshake(ctx: Context) -> CheckResult:
     """A live TLS handshake with each configured HTTPS endpoint."""
     cafile = ctx.settings.tls_ca_bundle  # a private CA, instead of the system store

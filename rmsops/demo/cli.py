@@ -75,8 +75,8 @@ def _serve_path(env_file: Path | None) -> Path:
 
 def _triage(environment: DemoEnvironment, output: Path, started: float, zygote) -> int:
     from rmsops import bundle, triage
-    from rmsops.cli import print_findings, print_tally
     from rmsops.progress import Progress
+    from rmsops.terminal import print_findings, print_tally
     from rmsops.window import resolve
 
     settings = config.load(environment.env_file)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rmsops.sources import regions
+
 if TYPE_CHECKING:
     from rmsops.context import Context
 
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 def matching_distributions(ctx: Context) -> list[dict[str, Any]]:
     """Distribution summaries whose Comment is the configured one, listed once per run."""
     def fetch() -> list[dict[str, Any]]:
-        cloudfront = ctx.client_for("cloudfront")
+        cloudfront = regions.client_for(ctx, "cloudfront")
         found = []
         for page in cloudfront.get_paginator("list_distributions").paginate():
             for item in page.get("DistributionList", {}).get("Items", []):

@@ -5,13 +5,17 @@ it is a global service whose CloudWatch metrics (``AWS/CloudFront``, dimension `
 whose ACM certificates and whose ``CLOUDFRONT``-scope WAF (with that WAF's log group) all live
 in us-east-1. So do IAM, Route 53 health checks and their metrics, and CloudTrail's record of the
 global services' events (IAM, STS, console sign-in). Checks ask this table (through
-``Context.client_for``) instead of deciding ad hoc, so no check reads an empty region and calls
+``client_for``) instead of deciding ad hoc, so no check reads an empty region and calls
 it healthy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rmsops.context import Context
 
 GLOBAL_REGION = "us-east-1"
 
@@ -58,3 +62,14 @@ def cloudtrail_regions(environment_region: str) -> tuple[str, ...]:
     events), then us-east-1 (the global services' events: IAM, STS, console sign-in); once when
     they are the same."""
     return tuple(dict.fromkeys((environment_region, GLOBAL_REGION)))
+
+
+def region_for(ctx: Context, kind: str) -> str:
+    """Where ``kind`` of data lives for this run's environment."""
+    return region_of(kind, ctx.settings.aws.region)
+
+
+def client_for(ctx: Context, kind: str) -> Any:
+    """The client that reads ``kind`` of data where AWS keeps it: ``client_for(ctx, "cloudfront.metrics")``
+    is CloudWatch in us-east-1 whatever the environment's region."""
+    return ctx.client(home(kind).service, region_for(ctx, kind))

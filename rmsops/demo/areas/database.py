@@ -48,7 +48,7 @@ from rmsops.demo import layout
 from rmsops.demo.seed_db import APP_NAME, APP_ROLE, MONITOR_ROLE
 
 if TYPE_CHECKING:
-    from rmsops.demo.areas import AwsSeed, DbSeed
+    from rmsops.demo.areas.seeding import AwsSeed, DbSeed
 
 SLOW_SECONDS = 0.022
 SLOW_CALLS_PER_CONNECTION = 9

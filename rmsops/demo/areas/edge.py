@@ -39,7 +39,7 @@ from rmsops.demo.scenarios import MINUTES
 from rmsops.demo.ticker import MinuteTicker
 
 if TYPE_CHECKING:
-    from rmsops.demo.areas import AwsSeed
+    from rmsops.demo.areas.seeding import AwsSeed
 
 DOMAIN = "rms.company.com"
 API_HOST = f"api.{DOMAIN}"

@@ -48,7 +48,7 @@ from rmsops.demo.scenarios import MINUTES, Scenario
 from rmsops.demo.ticker import MinuteTicker
 
 if TYPE_CHECKING:
-    from rmsops.demo.areas import AwsSeed
+    from rmsops.demo.areas.seeding import AwsSeed
 
 SAMPLES_PER_MINUTE = 19  # extra TargetResponseTime samples around the base value
 SPREAD = 0.45  # sigma of the log-normal spread of the samples

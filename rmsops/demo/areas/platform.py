@@ -42,7 +42,7 @@ from rmsops.demo.scenarios import MINUTES
 from rmsops.demo.ticker import MinuteTicker
 
 if TYPE_CHECKING:
-    from rmsops.demo.areas import AwsSeed
+    from rmsops.demo.areas.seeding import AwsSeed
 
 BACKEND = "rms-backend"
 FRONTEND = "rms-frontend"

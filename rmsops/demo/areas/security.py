@@ -47,7 +47,7 @@ from rmsops.demo import layout
 from rmsops.demo.layout import CLUSTER, LOG_GROUPS, SERVICES
 
 if TYPE_CHECKING:
-    from rmsops.demo.areas import AwsSeed
+    from rmsops.demo.areas.seeding import AwsSeed
 
 ACCOUNT = "123456789012"
 STAGING_CLUSTER = "rms-staging"
