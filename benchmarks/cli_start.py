@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TARGET_SECONDS = 0.8
 HEAVY = ("pandas", "numpy", "boto3", "botocore", "matplotlib", "psycopg", "nbformat", "rmsops.checks",
-         "rmsops.runner")
+         "rmsops.execution.runner")
 COMMANDS = (["--help"], ["list"], ["list", "--thresholds"])
 
 

@@ -49,7 +49,8 @@ def timed(command: list[str], api_log: Path, **kw) -> tuple[float, subprocess.Co
 
 
 def main() -> None:
-    from rmsops import runbooks, triage
+    from rmsops.core import runbooks
+    from rmsops.execution import triage
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="incident")

@@ -11,11 +11,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rmsops import __version__, budget, config, runbooks, secrets, thresholds
-from rmsops.errors import UserError
-from rmsops.findings import document, exit_code
-from rmsops.report import clean
-from rmsops.terminal import print_findings, print_tally
+from rmsops import __version__
+from rmsops.core import budget, config, runbooks, secrets, thresholds
+from rmsops.core.errors import UserError
+from rmsops.core.findings import document, exit_code
+from rmsops.render.report import clean
+from rmsops.render.terminal import print_findings, print_tally
 
 EXIT_BAD_INPUT = 2
 EXIT_COULD_NOT_RUN = 3
@@ -31,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _window(args: argparse.Namespace):
-    from rmsops.window import resolve
+    from rmsops.core.window import resolve
 
     return resolve(args.window, args.start or "", args.end or "")
 
@@ -44,7 +45,7 @@ def _add_window(parser: argparse.ArgumentParser) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """From the catalogue alone: no check module, nbformat, pandas or AWS SDK is imported (it is fast)."""
-    from rmsops import listing
+    from rmsops.render import listing
 
     rows = thresholds.in_force(_env_thresholds(args.env), thresholds.parse_pairs(args.param))
     if args.thresholds:
@@ -88,7 +89,7 @@ def _env_thresholds(env: str | None) -> dict[str, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rmsops.runner import parse_overrides, run_runbook
+    from rmsops.execution.runner import parse_overrides, run_runbook
 
     runbook = runbooks.find(args.runbook)
     settings = config.load(args.env)
@@ -109,8 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rmsops import checkpool, registry
-    from rmsops.context import Context
+    from rmsops.core import registry
+    from rmsops.core.context import Context
+    from rmsops.execution import checkpool
 
     selected = [runbooks.find(name) for name in args.runbooks] or [runbooks.find("17")]
     settings = config.load(args.env)
@@ -150,9 +152,9 @@ def _positive(value: float, option: str) -> None:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from rmsops import bundle, firstlook, interrupts
-    from rmsops.progress import Progress
-    from rmsops.zygote import Zygote
+    from rmsops.execution import bundle, firstlook, interrupts
+    from rmsops.execution.zygote import Zygote
+    from rmsops.render.progress import Progress
 
     settings = config.load(args.env)
     window = _window(args)
@@ -164,7 +166,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
         raise UserError("--jobs must be at least 1")
     _positive(args.budget, "--budget")
     if args.sign:
-        from rmsops import signing
+        from rmsops.execution import signing
 
         signing.check_signing_spec(args.sign)
     bundle.prepare_folder(out)
@@ -188,13 +190,13 @@ def cmd_triage(args: argparse.Namespace) -> int:
                 # Give the first look a head start: the seconds of imports below would compete with it
                 # for the cores, and nothing needs them before the zygote is warm.
                 looked.wait(FIRST_LOOK_HEAD_START_SECONDS)
-                from rmsops import triage
+                from rmsops.execution import triage
 
                 result = triage.run(settings, window, out, selected, **options)
         except KeyboardInterrupt:  # before the triage took over: a bundle that says nothing ran
             interrupts.hold()
             zygote.stop()
-            from rmsops import triage
+            from rmsops.execution import triage
 
             result = triage.run(settings, window, out, selected, **options, interrupted=True)
     except OSError as exc:  # the disk filled up, the folder went away: nothing is presented as done
@@ -226,7 +228,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 def _show_first_look(zygote, progress) -> threading.Event:
     """Read the first look into the live view; the event is set at its first findings (or its end)."""
-    from rmsops import firstlook
+    from rmsops.execution import firstlook
 
     looked = threading.Event()
     fd = zygote.take_first_look()
@@ -249,7 +251,7 @@ def _show_first_look(zygote, progress) -> threading.Event:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from rmsops import bundle
+    from rmsops.execution import bundle
 
     folder = Path(args.bundle)
     if not folder.is_dir():
@@ -257,7 +259,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     expected = bundle.parse_digest(args.digest) if args.digest is not None else None
     signing = None
     if args.key is not None or (folder / bundle.SIGNATURE).is_file():
-        from rmsops import signing
+        from rmsops.execution import signing
 
         signing.load_trusted_key(args.key)  # a bad --key is bad input: found before any check
     checked = bundle.verify(folder)
@@ -314,7 +316,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from rmsops import bundle
+    from rmsops.execution import bundle
 
     result = bundle.diff(Path(args.before), Path(args.after))
     sections = (("resolved", [(f, None) for f in result.resolved]), ("new", [(None, f) for f in result.new]),
@@ -348,7 +350,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_action(args: argparse.Namespace) -> int:
     from rmsops import actions
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
     ctx = Context(config.load(args.env), _window(args), output_dir=Path(args.output) if args.output else None)
     arguments = dict(_key_value(item) for item in args.arguments)
@@ -489,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("rmsops: interrupted", file=sys.stderr)
         return EXIT_COULD_NOT_RUN
     except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen failure: one line, never exit 1
-        from rmsops import failure
+        from rmsops.core import failure
 
         print(f"rmsops: error: could not run: {clean(failure.describe(exc), 500)} "
               "(an unexpected error; please report it with the command you ran)", file=sys.stderr)

@@ -13,11 +13,12 @@ from typing import Any
 
 from IPython.display import HTML, Image, display
 
-from rmsops import actions, plots, report
-from rmsops.context import Context
-from rmsops.errors import UserError
-from rmsops.findings import MIME_TYPE, Finding, iso, read_document
-from rmsops.registry import CheckResult, get
+from rmsops import actions
+from rmsops.core.context import Context
+from rmsops.core.errors import UserError
+from rmsops.core.findings import MIME_TYPE, Finding, iso, read_document
+from rmsops.core.registry import CheckResult, get
+from rmsops.render import plots, report
 
 
 class RunbookSession:
@@ -79,7 +80,7 @@ class RunbookSession:
 
     def run_quick(self, runbook: str) -> None:
         """Run the quick checks of another runbook (the daily health check), findings only."""
-        from rmsops.registry import for_runbook
+        from rmsops.core.registry import for_runbook
 
         for spec in for_runbook(runbook, quick_only=True):
             self.run(spec.id, show_data=False)
@@ -104,8 +105,8 @@ class RunbookSession:
         reading what the action would change) is shown with the reason, and the runbook carries on
         to its summary.
         """
-        from rmsops import failure
-        from rmsops.listing import action_arguments
+        from rmsops.core import failure
+        from rmsops.render.listing import action_arguments
 
         args = report.clean(action_arguments(arguments))  # --service X -a count=6: what `rmsops action` takes
         try:

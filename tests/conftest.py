@@ -51,7 +51,7 @@ def env_file(tmp_path: Path):
 @pytest.fixture
 def make_context(env_file):
     """A Context over an environment file, with the window ending now."""
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
     contexts = []
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rmsops.findings import Finding, Severity
-from rmsops.thresholds import DEFAULTS
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.thresholds import DEFAULTS
 
 OK, INFO, WARNING, CRITICAL, ERROR = (Severity.OK, Severity.INFO, Severity.WARNING, Severity.CRITICAL,
                                       Severity.ERROR)

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from rmsops import actions, secrets
+from rmsops import actions
 from rmsops.actions.base import audit_log_path, execute, plan
-from rmsops.context import Context
-from rmsops.errors import UserError
+from rmsops.core import secrets
+from rmsops.core.context import Context
+from rmsops.core.errors import UserError
 from tests import aws_seed as seed
 
 ACTION = "force-new-deployment"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rmsops import aws
-from rmsops.config import AwsSettings
+from rmsops.core import aws
+from rmsops.core.config import AwsSettings
 
 
 def _clients(region: str = "us-east-1") -> aws.AwsClients:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import botocore.exceptions
 import pytest
 
-from rmsops import awsretry, budget
+from rmsops.core import awsretry, budget
 
 
 def _operation(service: str = "ecs"):
@@ -52,7 +52,8 @@ def test_a_saturated_service_gets_one_try_per_call_and_the_others_keep_their_ret
     assert _ask(policy, 1, _throttled(), service="rds")[0] is not None
 
 
-def test_the_run_shares_one_budget_of_waiting():
+def test_the_run_shares_one_budget_of_waiting(monkeypatch):
+    monkeypatch.setattr(awsretry.random, "uniform", lambda low, high: high)  # no jitter: a smaller delay could fit
     policy = awsretry.RetryPolicy(sleep_budget=1.0)
     slept = 0.0
     while (delay := _ask(policy, 1, _throttled(), service=f"s{slept}")[0]) is not None:

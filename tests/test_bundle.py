@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from moto import mock_aws
 
-from rmsops import bundle, cli, signing
-from rmsops.errors import UserError
-from rmsops.findings import Finding, Severity, document, write_document
-from rmsops.progress import Progress
+from rmsops import cli
+from rmsops.core.errors import UserError
+from rmsops.core.findings import Finding, Severity, document, write_document
+from rmsops.execution import bundle, signing
+from rmsops.render.progress import Progress
 
 START, END = datetime(2026, 11, 28, 19, tzinfo=UTC), datetime(2026, 11, 28, 20, tzinfo=UTC)
 

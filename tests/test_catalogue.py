@@ -1,4 +1,4 @@
-"""The catalogue (rmsops/runbooks.py) is the one list of checks: the notebooks run its checks in its
+"""The catalogue (rmsops/core/runbooks.py) is the one list of checks: the notebooks run its checks in its
 order, every registered check is in it and every check in it is registered."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rmsops import firstlook, registry, runbooks, thresholds
-from rmsops.runbooks import Check, format_summary, summary_thresholds
+from rmsops.core import registry, runbooks, thresholds
+from rmsops.core.runbooks import Check, format_summary, summary_thresholds
+from rmsops.execution import firstlook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -115,17 +116,17 @@ def test_check_entries_are_frozen():
 
 
 def test_the_catalogue_and_the_first_look_are_light_to_import():
-    heavy = ("pandas", "numpy", "boto3", "botocore", "matplotlib", "yaml", "rmsops.checks", "rmsops.registry")
-    code = ("import sys, rmsops.runbooks, rmsops.firstlook; "
+    heavy = ("pandas", "numpy", "boto3", "botocore", "matplotlib", "yaml", "rmsops.checks", "rmsops.core.registry")
+    code = ("import sys, rmsops.core.runbooks, rmsops.execution.firstlook; "
             f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
 
 
 def test_the_registry_does_not_import_the_checks_or_the_context_statically():
-    source = (ROOT / "rmsops" / "registry.py").read_text()
+    source = (ROOT / "rmsops" / "core" / "registry.py").read_text()
     tree = ast.parse(source)
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert not {"rmsops.checks", "rmsops.context"} & imported
+    assert not {"rmsops.checks", "rmsops.core.context"} & imported
     assert "TYPE_CHECKING" not in source

@@ -23,7 +23,7 @@ from moto.moto_api import state_manager
 from rmsops.checks.alb import judge_5xx, judge_target_health, longest_run
 from rmsops.checks.ecs import judge_capacity, judge_unhealthy_tasks, services_frame
 from rmsops.checks.health import judge_health
-from rmsops.context import Context
+from rmsops.core.context import Context
 from tests import aws_seed as seed
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 

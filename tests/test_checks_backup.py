@@ -24,15 +24,16 @@ from matplotlib.figure import Figure
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from rmsops import actions, registry, thresholds
+from rmsops import actions
 from rmsops.actions.base import execute, plan
 from rmsops.actions.rds import default_target, parse_time
 from rmsops.checks import backup
 from rmsops.checks.backup import RestoreWindow, judge_pitr, judge_retention, judge_snapshots
-from rmsops.context import Context
+from rmsops.core import registry, thresholds
+from rmsops.core.context import Context
+from rmsops.core.errors import UserError
 from rmsops.demo.areas.database import lag_restorable_time
-from rmsops.errors import UserError
-from rmsops.runner import collect_findings
+from rmsops.execution.runner import collect_findings
 from tests.demo_server import served
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING
 

@@ -16,9 +16,9 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from rmsops import cloudtrail
 from rmsops.checks import breach
-from rmsops.findings import Severity
+from rmsops.core.findings import Severity
+from rmsops.sources import cloudtrail
 from tests.judging import thresholds
 from tests.test_checks_security import WAF_GROUP, put_lines, waf_line
 from tests.test_cloudtrail import raw_event

@@ -20,7 +20,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_api import state_manager
 
-from rmsops import actions, config, plots, registry
+from rmsops import actions
 from rmsops.actions.cloudfront import parse_paths
 from rmsops.checks.cdn import (
     ASSET_COLUMNS,
@@ -31,8 +31,10 @@ from rmsops.checks.cdn import (
     judge_distribution,
     judge_error_rate,
 )
+from rmsops.core import config, registry
+from rmsops.core.errors import UserError
 from rmsops.demo.areas.edge_servers import Route, RouteServer
-from rmsops.errors import UserError
+from rmsops.render import plots
 from tests import aws_seed as seed
 from tests.judging import CRITICAL, INFO, OK, WARNING, by_resource, thresholds
 
@@ -382,7 +384,7 @@ def test_invalidate_protected_environment_needs_the_distribution_id(aws, make_co
 # =============================================================================================
 
 def demo_results(scenario: str) -> dict[str, list]:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -409,9 +411,9 @@ def test_demo_healthy_has_nothing_above_info():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops import runbooks
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core import runbooks
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     outcome = run_runbook(runbooks.find("05"), config.load(served("incident").env_file), resolve("1h"), tmp_path)

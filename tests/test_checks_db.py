@@ -19,7 +19,6 @@ import pytest
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from rmsops import failure, findings, registry, thresholds
 from rmsops.checks.database import (
     LIMIT_REACHED,
     judge_by_state,
@@ -27,9 +26,10 @@ from rmsops.checks.database import (
     judge_saturation,
     judge_trend,
 )
-from rmsops.db import APPLICATION_NAME, LOCK_TIMEOUT_MS
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult
+from rmsops.core import failure, findings, registry, thresholds
+from rmsops.core.db import APPLICATION_NAME, LOCK_TIMEOUT_MS
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult
 from tests.pg import APP_NAME, MONITOR_ROLE, PgAdmin, PgServer, poll
 
 INSTANCE = "rms-production-db"
@@ -699,7 +699,7 @@ def test_no_connect_privilege_on_the_database_is_an_error(monitor_env, pg_admin:
 def test_connect_errors_tell_a_down_database_from_rmsops_locked_out(message: str, kind: str,
                                                                     severity: Severity) -> None:
     from rmsops.checks.database import judge_connectivity
-    from rmsops.db import ConnectAttempt, classify_connect_error
+    from rmsops.core.db import ConnectAttempt, classify_connect_error
 
     assert classify_connect_error(psycopg.OperationalError(message)) == kind
     f = judge_connectivity(ConnectAttempt(False, 0.1, kind, message.splitlines()[0]), "db:x", {"error_class": kind})

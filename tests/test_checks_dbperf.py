@@ -25,13 +25,13 @@ import psycopg
 import pytest
 from matplotlib.figure import Figure
 
-from rmsops import registry, thresholds
 from rmsops.checks import dbperf, dbperf_format
-from rmsops.context import Context
+from rmsops.core import registry, thresholds
+from rmsops.core.context import Context
+from rmsops.core.findings import Finding, Severity
 from rmsops.demo.localpg import LocalPostgres
-from rmsops.findings import Finding, Severity
+from rmsops.execution.runner import collect_findings
 from rmsops.render import db_figures
-from rmsops.runner import collect_findings
 from rmsops.sources import pg_queries
 from tests.demo_server import served
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING

@@ -18,7 +18,6 @@ import pytest
 from moto import mock_aws
 from moto.moto_api import state_manager
 
-from rmsops import config, runbooks
 from rmsops.actions.base import execute, plan
 from rmsops.checks.deploy import (
     deployments_frame,
@@ -32,7 +31,8 @@ from rmsops.checks.deploy import (
     trouble_of,
 )
 from rmsops.checks.memory import is_oom, stop_category, stopped_frame
-from rmsops.errors import UserError
+from rmsops.core import config, runbooks
+from rmsops.core.errors import UserError
 from tests import aws_seed as seed
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 
@@ -449,7 +449,7 @@ def test_rollback_service_refuses_a_deregistered_revision(aws, make_context):
 # =============================================================================================
 
 def demo_findings(scenario: str) -> dict[str, dict[str, object]]:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -485,8 +485,8 @@ def test_demo_incident_has_deployment_warnings_and_healthy_none():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     outcome = run_runbook(runbooks.find("08"), config.load(served("bad-deploy").env_file), resolve("1h"), tmp_path)
@@ -510,7 +510,7 @@ def test_rollout_timeline_and_failed_plot_render():
     from matplotlib.figure import Figure
 
     from rmsops.checks.deploy import _failed_plot, rollout_timeline
-    from rmsops.registry import CheckResult
+    from rmsops.core.registry import CheckResult
 
     window = (NOW - timedelta(hours=1), NOW)
     assert isinstance(rollout_timeline(deployments_frame({"services": []}, SERVICES), NOW, window), Figure)

@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from rmsops.checks import drift
-from rmsops.findings import Severity
+from rmsops.core.findings import Severity
 from tests import aws_seed as seed
 
 OK, INFO, WARNING, ERROR = Severity.OK, Severity.INFO, Severity.WARNING, Severity.ERROR

@@ -16,10 +16,11 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from rmsops import cloudtrail, runbooks
 from rmsops.checks import escalation
-from rmsops.findings import Finding, Severity, document, write_document
-from rmsops.registry import CheckResult, CheckSpec
+from rmsops.core import runbooks
+from rmsops.core.findings import Finding, Severity, document, write_document
+from rmsops.core.registry import CheckResult, CheckSpec
+from rmsops.sources import cloudtrail
 from tests import aws_seed as seed
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING
 from tests.test_cloudtrail import raw_event
@@ -274,7 +275,7 @@ def test_absent_runbooks_are_those_without_any_finding():
 def test_level_judges_prior_findings(make_context, tmp_path):
     path = tmp_path / "findings.json"
     write_document(path, document([API_DOWN, NO_TARGET, SOME_5XX], "production", T0, T0 + timedelta(hours=1)))
-    from rmsops.findings import read_document
+    from rmsops.core.findings import read_document
 
     ctx = make_context()
     ctx.prior_findings = read_document(path)[1]
@@ -424,7 +425,7 @@ def severities(results) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def demo_results():
     """Each scenario's findings of runbooks 09, 12 and 13 (18 is judged in its own tests)."""
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     def run(scenario: str):
@@ -496,9 +497,9 @@ def test_demo_healthy_has_nothing_above_info(demo_results):
 
 
 def test_notebooks_run_under_papermill_against_the_demo(tmp_path):
-    from rmsops.config import load
-    from rmsops.runner import run_runbook
-    from rmsops.window import resolve
+    from rmsops.core.config import load
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import run_runbook
     from tests.demo_server import served
 
     settings = load(served("incident").env_file)

@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-from rmsops import config, plots, registry
 from rmsops.checks.external import (
     DNS_COLUMNS,
     dkim_problems,
@@ -29,7 +28,9 @@ from rmsops.checks.external import (
     parse_server,
     spf_problems,
 )
+from rmsops.core import config, registry
 from rmsops.demo.areas.edge_servers import DnsServer, Route, RouteServer
+from rmsops.render import plots
 from tests import aws_seed as seed
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 
@@ -333,7 +334,7 @@ def test_reputation_older_than_a_day_is_not_read(aws, make_context):
 # =============================================================================================
 
 def demo_results(scenario: str) -> dict[str, list]:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -360,9 +361,9 @@ def test_demo_healthy_has_nothing_above_info():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops import runbooks
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core import runbooks
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     outcome = run_runbook(runbooks.find("16"), config.load(served("incident").env_file), resolve("1h"), tmp_path)

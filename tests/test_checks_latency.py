@@ -18,9 +18,9 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from rmsops import xray
 from rmsops.checks import latency
-from rmsops.window import Window
+from rmsops.core.window import Window
+from rmsops.sources import xray
 from tests.judging import CRITICAL, INFO, OK, WARNING, thresholds
 
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
@@ -247,7 +247,7 @@ def test_percentiles_are_one_batched_get_metric_data_call(make_context):
 
 
 def test_percentile_plot_draws_the_thresholds(make_context, monkeypatch):
-    from rmsops import plots
+    from rmsops.render import plots
 
     ctx = make_context()
     from rmsops.checks import percentiles
@@ -344,7 +344,7 @@ def test_xray_nothing_in_the_window_against_moto(make_context):
 # =============================================================================================
 
 def demo_findings(scenario: str):
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -372,9 +372,9 @@ def test_demo_healthy_is_fast():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops import config, runbooks
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core import config, runbooks
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     runbook = runbooks.find("06")

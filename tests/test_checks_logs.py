@@ -17,9 +17,9 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from rmsops import logquery
 from rmsops.checks import logs as L
-from rmsops.findings import Severity
+from rmsops.core.findings import Severity
+from rmsops.sources import logquery
 from tests.judging import ERROR, INFO, OK, WARNING, thresholds
 
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
@@ -381,8 +381,8 @@ def test_rds_group_defaults_to_the_instance_export_name(moto_env, make_context):
 
 
 def test_plots_render_for_data_and_for_nothing(moto_env, make_context, monkeypatch):
-    from rmsops import plots
-    from rmsops.registry import get
+    from rmsops.core.registry import get
+    from rmsops.render import plots
 
     moment = datetime.now(UTC) - timedelta(minutes=10)
     monkeypatch.setattr(L, "deployment_markers", lambda ctx: [(moment, "deploy rms-backend")])  # no ECS here
@@ -400,7 +400,7 @@ def test_plots_render_for_data_and_for_nothing(moto_env, make_context, monkeypat
 # =============================================================================================
 
 def demo_severities(scenario: str) -> dict[str, list[Severity]]:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -422,9 +422,9 @@ def test_demo_healthy_has_nothing_above_info():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops import config, runbooks
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core import config, runbooks
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     runbook = runbooks.find("11")

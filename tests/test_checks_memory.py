@@ -20,7 +20,6 @@ import pytest
 from moto import mock_aws
 from moto.moto_api import state_manager
 
-from rmsops import config, runbooks
 from rmsops.actions.base import execute, plan
 from rmsops.checks.memory import (
     OOM_COLUMNS,
@@ -33,8 +32,9 @@ from rmsops.checks.memory import (
     stop_category,
     stopped_frame,
 )
-from rmsops.errors import UserError
-from rmsops.findings import Severity
+from rmsops.core import config, runbooks
+from rmsops.core.errors import UserError
+from rmsops.core.findings import Severity
 from tests import aws_seed as seed
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 
@@ -469,7 +469,7 @@ def test_raise_task_memory_update_failure_names_the_registered_revision(fargate_
 # =============================================================================================
 
 def demo_findings(scenario: str, runbook: str = "03-high-memory") -> dict[str, dict[str, Severity]]:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -496,8 +496,8 @@ def test_demo_incident_has_a_memory_runbook_warning_and_healthy_none():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     outcome = run_runbook(runbooks.find("03"), config.load(served("memory-leak").env_file), resolve("1h"), tmp_path)
@@ -514,7 +514,7 @@ def test_notebook_runs_against_the_demo(tmp_path):
 def test_plots_render_with_and_without_data(aws, make_context, check_id):
     from matplotlib.figure import Figure
 
-    from rmsops.registry import get
+    from rmsops.core.registry import get
 
     empty_ctx = make_context()
     empty = empty_ctx.run(check_id)

@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from rmsops.checks import overview as O
-from rmsops.window import Window
+from rmsops.core.window import Window
 from tests.judging import CRITICAL, INFO, OK, WARNING, thresholds
 
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
@@ -311,8 +311,8 @@ def test_alarms_against_moto(moto, make_context):
 
 
 def test_overview_plots_render(moto, make_context, monkeypatch):
-    from rmsops import plots
-    from rmsops.registry import CheckResult, get
+    from rmsops.core.registry import CheckResult, get
+    from rmsops.render import plots
 
     ctx = make_context()
     monkeypatch.setattr(O, "deployment_markers", lambda ctx: [])
@@ -335,7 +335,7 @@ def test_overview_plots_render(moto, make_context, monkeypatch):
 # =============================================================================================
 
 def demo_findings(scenario: str) -> dict[str, list]:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -365,9 +365,9 @@ def test_demo_healthy_overview_has_nothing_above_info():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops import config, runbooks
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core import config, runbooks
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     runbook = runbooks.find("10")

@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
-from rmsops import config, runbooks
 from rmsops.actions.base import plan
 from rmsops.checks.recovery import (
     REVISION_COLUMNS,
@@ -32,7 +31,8 @@ from rmsops.checks.recovery import (
     parse_plan,
     run_plan,
 )
-from rmsops.errors import UserError
+from rmsops.core import config, runbooks
+from rmsops.core.errors import UserError
 from tests import aws_seed as seed
 from tests.judging import ERROR, INFO, OK, WARNING
 
@@ -337,7 +337,7 @@ def test_choice_skips_deregistered_revisions_when_told_which_are_active():
 # =============================================================================================
 
 def demo_findings(scenario: str) -> dict[str, dict[str, object]]:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -367,8 +367,8 @@ def test_demo_bad_deploy_and_healthy():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     outcome = run_runbook(runbooks.find("15"), config.load(served("incident").env_file), resolve("1h"), tmp_path)
@@ -384,7 +384,7 @@ def test_notebook_runs_against_the_demo(tmp_path):
 def test_history_plot_renders_with_and_without_revisions(aws, make_context):
     from matplotlib.figure import Figure
 
-    from rmsops.registry import get
+    from rmsops.core.registry import get
 
     ctx = make_context()
     result = ctx.run("recovery.ecs.last_good_taskdef")

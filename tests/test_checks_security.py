@@ -19,7 +19,7 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from rmsops.checks import security
-from rmsops.window import Window
+from rmsops.core.window import Window
 from tests import aws_seed as seed
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, thresholds
 from tests.test_cloudtrail import raw_event
@@ -150,7 +150,7 @@ ROOT = {"type": "Root", "arn": "arn:aws:iam::123456789012:root"}
 
 
 def trail(*raw) -> pd.DataFrame:
-    from rmsops import cloudtrail
+    from rmsops.sources import cloudtrail
 
     return cloudtrail.frame_of(raw)
 
@@ -490,7 +490,7 @@ def test_alb_access_logs_enabled_without_files_is_info(aws, make_context):
 
 def test_cloudtrail_check_through_the_stubbed_api(make_context):
     """lookup_events via Stubber (moto: NotImplemented); the three lookups, validated against the model."""
-    from rmsops import cloudtrail
+    from rmsops.sources import cloudtrail
 
     ctx = make_context()
     stub = Stubber(ctx.client("cloudtrail"))

@@ -23,7 +23,6 @@ from matplotlib.figure import Figure
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from rmsops import config, plots, registry
 from rmsops.checks.tls import (
     HANDSHAKE_COLUMNS,
     days_until,
@@ -34,8 +33,10 @@ from rmsops.checks.tls import (
     judge_listener_certificates,
     severity_of,
 )
+from rmsops.core import config, registry
+from rmsops.core.findings import Severity
 from rmsops.demo.areas.edge_servers import CertificateAuthority, Route, RouteServer, TlsServer, self_signed
-from rmsops.findings import Severity
+from rmsops.render import plots
 from tests import aws_seed as seed
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING, by_resource, thresholds
 
@@ -469,7 +470,7 @@ def test_tls_server_survives_clients_that_abort(endpoints, ca):
 # =============================================================================================
 
 def demo_severities(scenario: str) -> dict[str, dict[str, Severity]]:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
     from tests.demo_server import served
 
     ctx = Context.open(served(scenario).env_file)
@@ -500,9 +501,9 @@ def test_demo_incident_has_a_certificate_warning_and_healthy_none():
 
 
 def test_notebook_runs_against_the_demo(tmp_path):
-    from rmsops import runbooks
-    from rmsops.runner import collect_findings, run_runbook
-    from rmsops.window import resolve
+    from rmsops.core import runbooks
+    from rmsops.core.window import resolve
+    from rmsops.execution.runner import collect_findings, run_runbook
     from tests.demo_server import served
 
     outcome = run_runbook(runbooks.find("04"), config.load(served("expiring-cert").env_file), resolve("1h"),

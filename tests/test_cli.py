@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rmsops import cli, listing, runbooks, thresholds
-from rmsops.errors import UserError
-from rmsops.runner import notebook_parameters, parse_overrides
+from rmsops import cli
+from rmsops.core import runbooks, thresholds
+from rmsops.core.errors import UserError
+from rmsops.execution.runner import notebook_parameters, parse_overrides
+from rmsops.render import listing
 
 ROOT = Path(__file__).resolve().parent.parent
 RB01 = runbooks.find("01")
@@ -105,7 +107,7 @@ def test_every_catalogue_notebook_has_the_standard_parameters():
 
 
 def test_every_catalogue_check_is_registered_and_every_registered_check_is_catalogued():
-    from rmsops import registry
+    from rmsops.core import registry
 
     registry.load_all()
     catalogued = {cid for rb in runbooks.CATALOGUE for cid in rb.checks}
@@ -122,7 +124,7 @@ SPEC = ROOT.parent / "shared" / "spec" / "checks.md"
 def test_every_check_id_of_the_spec_is_produced_by_some_runbook():
     import re
 
-    from rmsops import registry
+    from rmsops.core import registry
 
     spec_ids = set(re.findall(r"^\| `([a-z0-9_]+\.[a-z0-9_.]+)` \|", SPEC.read_text(), flags=re.MULTILINE))
     assert len(spec_ids) > 50
@@ -134,7 +136,7 @@ def test_every_check_id_of_the_spec_is_produced_by_some_runbook():
 
 
 def test_the_daily_health_check_is_the_quick_checks_of_the_others():
-    from rmsops import registry
+    from rmsops.core import registry
 
     daily = {spec.id for spec in registry.for_runbook("17")}
     assert "app.health.endpoint" in daily and "db.connections.saturation" in daily
@@ -185,7 +187,7 @@ def test_list_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, argv, patter
 
 def test_list_imports_nothing_heavy():
     heavy = ("pandas", "numpy", "boto3", "botocore", "matplotlib", "psycopg", "nbformat", "rmsops.checks",
-             "rmsops.runner", "rmsops.registry", "rmsops.actions")
+             "rmsops.execution.runner", "rmsops.core.registry", "rmsops.actions")
     code = ("import contextlib, io, sys; from rmsops.cli import main\n"
             "for argv in (['list'], ['list', '--thresholds', '-e', 'production', '-p', 'cache_hit_rate_pct=98']):\n"
             "    with contextlib.redirect_stdout(io.StringIO()):\n"

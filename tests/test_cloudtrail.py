@@ -1,4 +1,4 @@
-"""rmsops.cloudtrail: lookup_events, paginated and merged into one DataFrame, with nothing secret in it.
+"""rmsops.sources.cloudtrail: lookup_events, paginated and merged into one DataFrame, with nothing secret in it.
 
 moto does not implement CloudTrail ``lookup_events`` (NotImplementedError), so the fetch is tested
 with botocore's ``Stubber`` on the context's real client: every request is validated against the
@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.stub import Stubber
 
-from rmsops import cloudtrail
-from rmsops.window import Window
+from rmsops.core.window import Window
+from rmsops.sources import cloudtrail
 
 ACCOUNT = "123456789012"
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rmsops import config
-from rmsops.errors import ConfigError, UserError
+from rmsops.core import config
+from rmsops.core.errors import ConfigError, UserError
 from tests.conftest import BASE_ENV, merge
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,13 +15,13 @@ from urllib.parse import urlparse
 
 import pytest
 
-from rmsops import config, registry
-from rmsops.context import Context
+from rmsops.core import config, registry
+from rmsops.core.context import Context
+from rmsops.core.errors import UserError
+from rmsops.core.findings import Severity
+from rmsops.core.registry import CheckResult
 from rmsops.demo import SCENARIOS, DemoEnvironment, scenarios
 from rmsops.demo import environment as demo_environment
-from rmsops.errors import UserError
-from rmsops.findings import Severity
-from rmsops.registry import CheckResult
 
 PROBLEM = {Severity.WARNING, Severity.CRITICAL}
 BAD = PROBLEM | {Severity.ERROR}

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rmsops import bundle, runbooks, triage
-from rmsops.findings import read_document
+from rmsops.core import runbooks
+from rmsops.core.findings import read_document
+from rmsops.execution import bundle, triage
 
 EXPECTED_INCIDENT = {  # what each seeded fault must turn into
     "app.health.endpoint": "critical", "app.alb.target_health": "critical", "app.alb.5xx": "critical",

@@ -8,7 +8,7 @@ import papermill.engines
 import pytest
 from nbclient.exceptions import DeadKernelError
 
-from rmsops import engine
+from rmsops.execution import engine
 
 
 def _notebook(tmp_path, *sources: str):

@@ -1,4 +1,4 @@
-"""rmsops.explain: what may be EXPLAINed and how, then the real thing against tests/pg.py's PostgreSQL
+"""rmsops.sources.explain: what may be EXPLAINed and how, then the real thing against tests/pg.py's PostgreSQL
 (as rmsops_monitor, which has write grants on app_orders: only the read-only transaction and the
 refusals keep the data unchanged)."""
 
@@ -9,8 +9,8 @@ import time
 import psycopg
 import pytest
 
-from rmsops import explain
-from rmsops.explain import ANALYZE, FAILED, GENERIC, PLAIN, SKIPPED, UnsafeStatement, parse
+from rmsops.sources import explain
+from rmsops.sources.explain import ANALYZE, FAILED, GENERIC, PLAIN, SKIPPED, UnsafeStatement, parse
 
 # ----------------------------------------------------------------------------- the parser
 

@@ -28,11 +28,12 @@ import pytest
 import yaml
 from botocore.awsrequest import AWSResponse
 
-from rmsops import bundle, cli, triage
-from rmsops.aws import AwsClients
-from rmsops.context import Context
-from rmsops.findings import Severity
-from rmsops.window import resolve
+from rmsops import cli
+from rmsops.core.aws import AwsClients
+from rmsops.core.context import Context
+from rmsops.core.findings import Severity
+from rmsops.core.window import resolve
+from rmsops.execution import bundle, triage
 from tests.throttled_aws import ThrottlingServer
 
 

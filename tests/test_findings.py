@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from rmsops import registry, report
-from rmsops.findings import (
+from rmsops.core import registry
+from rmsops.core.findings import (
     FIELD_ORDER,
     SCHEMA,
     Finding,
@@ -20,7 +20,8 @@ from rmsops.findings import (
     sort_by_urgency,
     write_document,
 )
-from rmsops.registry import CheckResult, CheckSpec
+from rmsops.core.registry import CheckResult, CheckSpec
+from rmsops.render import report
 
 
 def _f(severity: str, check: str = "app.alb.5xx", title: str = "t", **kw) -> Finding:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from rmsops import firstlook
-from rmsops.findings import Finding, Severity
-from rmsops.progress import Progress
-from rmsops.window import resolve
-from rmsops.zygote import Zygote
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.window import resolve
+from rmsops.execution import firstlook
+from rmsops.execution.zygote import Zygote
+from rmsops.render.progress import Progress
 
 
 def _look(env_file, window=None) -> tuple[list[Finding], list[str]]:

@@ -20,7 +20,8 @@ import boto3
 import pytest
 import yaml
 
-from rmsops import cli, report
+from rmsops import cli
+from rmsops.render import report
 
 PAYLOADS = [
     "<script>alert('rmsops')</script>",
@@ -152,7 +153,7 @@ def test_waf_log_fields(monkeypatch):
     import pandas as pd
 
     from rmsops.checks import security
-    from rmsops.thresholds import DEFAULTS
+    from rmsops.core.thresholds import DEFAULTS
 
     record = {"action": "BLOCK", "terminatingRuleId": PAYLOADS[0],
               "httpRequest": {"clientIp": '=HYPERLINK("http://evil")', "uri": PAYLOADS[1] + PAYLOADS[6]}}
@@ -164,8 +165,8 @@ def test_waf_log_fields(monkeypatch):
 def test_cloudtrail_fields():
     import json as _json
 
-    from rmsops import cloudtrail
     from rmsops.checks import security
+    from rmsops.sources import cloudtrail
 
     detail = {"userIdentity": {"type": "IAMUser", "userName": PAYLOADS[0], "arn": PAYLOADS[1]},
               "sourceIPAddress": '=HYPERLINK("http://evil")', "userAgent": PAYLOADS[6],

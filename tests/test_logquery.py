@@ -1,4 +1,4 @@
-"""rmsops.logquery: Logs Insights (production) and the filter_log_events fallback.
+"""rmsops.sources.logquery: Logs Insights (production) and the filter_log_events fallback.
 
 moto runs Insights queries but ignores ``filter`` and ``stats`` (it returns every event), so the
 Insights path is tested with botocore's ``Stubber`` on the context's own logs client: the Stubber
@@ -17,9 +17,9 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from rmsops import logquery
-from rmsops.logquery import LogQuery, insights_frame
-from rmsops.window import Window
+from rmsops.core.window import Window
+from rmsops.sources import logquery
+from rmsops.sources.logquery import LogQuery, insights_frame
 
 T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
 WINDOW = Window(T0, T0 + timedelta(hours=1))

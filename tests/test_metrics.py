@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from rmsops.metrics import fill_missing, period_for
+from rmsops.sources.metrics import fill_missing, period_for
 
 
 @pytest.mark.parametrize(("seconds", "period"), [(3600, 60), (86400, 60), (86400 * 2, 120), (86400 * 7, 420)])

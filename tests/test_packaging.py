@@ -79,7 +79,7 @@ def test_a_wheel_runs_a_runbook_from_an_unrelated_folder(demo_incident, tmp_path
         return subprocess.run([sys.executable, "-m", "rmsops.cli", *args], cwd=elsewhere, env=env,
                               capture_output=True, text=True, timeout=600)
 
-    where = subprocess.run([sys.executable, "-c", "import rmsops.runbooks as r; print(r.notebooks_dir())"],
+    where = subprocess.run([sys.executable, "-c", "import rmsops.core.runbooks as r; print(r.notebooks_dir())"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert where == str(site / "rmsops" / "_data" / "notebooks")
     ran = rmsops("run", "01", "-e", str(demo_incident.env_file), "-o", "out")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from rmsops import failure, registry
-from rmsops.aws import AwsClients
-from rmsops.context import Context
+from rmsops.core import failure, registry
+from rmsops.core.aws import AwsClients
+from rmsops.core.context import Context
+from rmsops.core.findings import Severity
 from rmsops.demo.areas.security import lookup_answer
-from rmsops.findings import Severity
 from rmsops.sources import regions
 
 ROOT = Path(__file__).resolve().parent.parent

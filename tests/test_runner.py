@@ -11,11 +11,12 @@ import nbformat
 import pytest
 import yaml
 
-from rmsops import cli, runbooks
-from rmsops.config import load
-from rmsops.findings import Severity, read_document
-from rmsops.runner import collect_findings, run_runbook
-from rmsops.window import resolve
+from rmsops import cli
+from rmsops.core import runbooks
+from rmsops.core.config import load
+from rmsops.core.findings import Severity, read_document
+from rmsops.core.window import resolve
+from rmsops.execution.runner import collect_findings, run_runbook
 
 ROOT = Path(__file__).resolve().parent.parent
 

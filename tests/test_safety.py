@@ -24,8 +24,8 @@ import nbformat
 import psycopg
 import pytest
 
-from rmsops import failure, runbooks
-from rmsops.aws import AwsClients
+from rmsops.core import failure, runbooks
+from rmsops.core.aws import AwsClients
 
 ROOT = Path(__file__).resolve().parent.parent
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Lookup", "Filter", "Search")
@@ -134,7 +134,7 @@ def test_the_actions_policy_covers_every_action_and_only_actions_need_writes():
 
 def test_the_signing_policy_grants_exactly_what_signing_calls_and_only_it_grants_kms():
     granted = _policy_actions(ROOT / "docs" / "iam-policy-signing.json")
-    source = (ROOT / "rmsops" / "signing.py").read_text()
+    source = (ROOT / "rmsops" / "execution" / "signing.py").read_text()
     # signing.py calls AWS through clients named ``kms`` only: kms.sign(...), kms.verify(...), ...
     called = {"kms:" + "".join(part.title() for part in m.split("_")) for m in re.findall(r"\bkms\.(\w+)\(", source)}
     assert {"kms:Sign", "kms:Verify", "kms:DescribeKey"} <= called
@@ -146,7 +146,7 @@ def test_the_signing_policy_grants_exactly_what_signing_calls_and_only_it_grants
     # Elsewhere a KMS client may be made (the triage hands signing its factory), never called.
     others = [p for p in (ROOT / "rmsops").rglob("*.py") if p.name != "signing.py"]
     calls = r"\bkms\.\w+\(|client\(\s*[\"']kms[\"']\)\.\w+\("
-    assert not [p.name for p in others if re.search(calls, p.read_text())], "KMS calls outside rmsops/signing.py"
+    assert not [p.name for p in others if re.search(calls, p.read_text())], "KMS calls outside execution/signing.py"
 
 
 # --- the database role ----------------------------------------------------------------------------

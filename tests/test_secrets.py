@@ -98,7 +98,7 @@ def test_no_secret_appears_in_any_file_of_the_bundle_or_its_zip_or_the_output(tr
 
 
 def test_passwords_written_in_quoted_text_are_masked_and_nothing_else():
-    from rmsops import secrets
+    from rmsops.core import secrets
 
     assert secrets.redact("CREATE ROLE app LOGIN PASSWORD 'it''s-secret' CONNECTION LIMIT 5") == \
         "CREATE ROLE app LOGIN PASSWORD '********' CONNECTION LIMIT 5"
@@ -115,7 +115,8 @@ def test_a_password_libpq_found_itself_is_masked(source, monitor_env, pg_server,
     statement carrying it; db.queries.long_running quotes the statement in its finding and table."""
     import threading
 
-    from rmsops import report, secrets
+    from rmsops.core import secrets
+    from rmsops.render import report
     from tests.pg import poll
 
     monkeypatch.setattr(secrets, "_known", set())  # nothing registered by earlier tests

@@ -20,8 +20,9 @@ import yaml
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from rmsops import plots, secrets
-from rmsops.db import secret_password
+from rmsops.core import secrets
+from rmsops.core.db import secret_password
+from rmsops.render import plots
 from tests.test_secrets import with_real_keys
 
 AWS_SECRET = "rmsopsFIGUREsecretKEY/0a1b2c3d4e5f60718293+zz"
@@ -44,8 +45,8 @@ def _texts(fig: Figure) -> list[str]:
 @pytest.fixture(scope="module")
 def walked(demo_incident, tmp_path_factory):
     """{check id: texts of its figure after plots.png}, and the secrets in play."""
-    from rmsops import registry, runbooks
-    from rmsops.context import Context
+    from rmsops.core import registry, runbooks
+    from rmsops.core.context import Context
 
     folder = tmp_path_factory.mktemp("secrets-figures")
     env_file, monkeypatch = with_real_keys(demo_incident.env_file, folder, AWS_SECRET, PGPASSWORD)

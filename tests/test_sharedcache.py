@@ -10,10 +10,10 @@ from pathlib import Path
 import botocore.exceptions
 import pytest
 
-from rmsops import config, failure, sharedcache
-from rmsops.context import Context
-from rmsops.sharedcache import SharedCache
-from rmsops.window import resolve
+from rmsops.core import config, failure, sharedcache
+from rmsops.core.context import Context
+from rmsops.core.sharedcache import SharedCache
+from rmsops.core.window import resolve
 
 
 def _fetch_in_another_process(folder: str, key: str, calls: str) -> None:

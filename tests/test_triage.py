@@ -11,10 +11,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rmsops import bundle, cli, runbooks, triage
-from rmsops.config import load
-from rmsops.findings import Severity, read_document
-from rmsops.window import resolve
+from rmsops import cli
+from rmsops.core import runbooks
+from rmsops.core.config import load
+from rmsops.core.findings import Severity, read_document
+from rmsops.core.window import resolve
+from rmsops.execution import bundle, triage
 
 FAST = ["01", "02"]  # enough to exercise concurrency without the whole catalogue
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rmsops.errors import UserError
-from rmsops.window import parse_duration, resolve
+from rmsops.core.errors import UserError
+from rmsops.core.window import parse_duration, resolve
 
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 

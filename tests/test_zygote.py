@@ -9,9 +9,10 @@ import nbformat
 import papermill
 import pytest
 
-from rmsops import engine, sharedcache
-from rmsops.fastkernel import kernel_manager_class
-from rmsops.zygote import Zygote
+from rmsops.core import sharedcache
+from rmsops.execution import engine
+from rmsops.execution.fastkernel import kernel_manager_class
+from rmsops.execution.zygote import Zygote
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rmsops import failure, secrets
-from rmsops.errors import UserError
-from rmsops.findings import iso
+from rmsops.core import failure, secrets
+from rmsops.core.errors import UserError
+from rmsops.core.findings import iso
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 
 @dataclass(frozen=True)

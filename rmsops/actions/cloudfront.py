@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rmsops.actions.base import ActionPlan, action
-from rmsops.errors import UserError
+from rmsops.core.errors import UserError
 from rmsops.sources import regions
 from rmsops.sources.cloudfront import matching_distributions
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 MAX_PATHS = 3000  # CloudFront's limit of paths per invalidation (wildcards count separately)
 

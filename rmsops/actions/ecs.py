@@ -16,10 +16,10 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from rmsops.actions.base import ActionPlan, action
-from rmsops.errors import UserError
+from rmsops.core.errors import UserError
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 MAX_TASKS_PER_SERVICE = 5000  # the ECS service quota "tasks per service"
 # Fargate task sizes: cpu units -> the memory values (MiB) AWS accepts with it.
@@ -199,7 +199,7 @@ def register_and_update_service(ecs: Any, *, cluster: str, service: str, sourceT
     try:
         answer = ecs.update_service(cluster=cluster, service=service, taskDefinition=registered)
     except Exception as exc:
-        from rmsops import failure
+        from rmsops.core import failure
 
         raise RuntimeError(f"registered {registered.rsplit('/', 1)[-1]}, but pointing {service} at it failed "
                            f"({failure.describe(exc)}); roll forward with rollback-service") from exc

@@ -16,12 +16,12 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rmsops.actions.base import ActionPlan, action
-from rmsops.errors import UserError
-from rmsops.findings import iso
+from rmsops.core.errors import UserError
+from rmsops.core.findings import iso
 
 if TYPE_CHECKING:
 
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 _IDENTIFIER = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}")
 

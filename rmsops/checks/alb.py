@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from rmsops import metrics, plots
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
+from rmsops.sources import metrics
 from rmsops.sources.alb import load_balancer  # noqa: F401 - re-exported for callers of this module
 from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "01-application-not-responding"
 TARGET_COLUMNS = ["group", "target", "port", "state", "reason", "description"]

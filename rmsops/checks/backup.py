@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops.findings import Finding, Severity, iso
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity, iso
+from rmsops.core.registry import CheckResult, check
 from rmsops.render.figures import plot_timeline  # noqa: F401 - re-exported for callers of this module
 from rmsops.sources.rds import (  # noqa: F401 - re-exported for callers of this module
     SNAPSHOT_COLUMNS,
@@ -30,7 +30,7 @@ from rmsops.sources.rds import (  # noqa: F401 - re-exported for callers of this
 )
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "14-backup-recovery"
 

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import cloudtrail, logquery, metrics, plots
-from rmsops.findings import Finding, Severity, iso
-from rmsops.registry import CheckResult, check
-from rmsops.sources import regions
+from rmsops.core.findings import Finding, Severity, iso
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
+from rmsops.sources import cloudtrail, logquery, metrics, regions
 from rmsops.sources.applogs import AUTH_FAILURE, client_of
 from rmsops.sources.regions import cloudtrail_regions
 from rmsops.sources.waf import configured_wafs, parse_waf
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "13-data-breach-response"
 IMMEDIATE_ACTIONS = ("Immediate actions (guide): 1. isolate affected systems; 2. change all credentials; "

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import metrics, plots
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
-from rmsops.sources import regions
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
+from rmsops.sources import metrics, regions
 from rmsops.sources.cloudfront import matching_distributions, primary_distribution
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "05-cdn-static-assets"
 DISTRIBUTION_COLUMNS = ["id", "domain", "status", "enabled", "aliases", "origins", "last_modified"]

@@ -6,14 +6,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from rmsops import metrics, plots
-from rmsops.db import ACCESS_KINDS, ConnectAttempt
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.db import ACCESS_KINDS, ConnectAttempt
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
+from rmsops.sources import metrics
 from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "02-database-connections"
 LIMIT_REACHED = ("Connection limit reached: scale up the RDS instance or optimize connection "

@@ -3,7 +3,7 @@
 The guide's monitoring queries (long-running queries, connections by state, table sizes) and
 the catalogue's checks, with PgHero's thresholds: slow = mean ≥ 20 ms with ≥ 100 calls,
 blocked sessions, table sizes, stale statistics, missing indexes and the cache hit rates. The
-slowest slow SELECT is explained by ``rmsops.explain`` (EXPLAIN ANALYZE in a read-only,
+slowest slow SELECT is explained by ``rmsops.sources.explain`` (EXPLAIN ANALYZE in a read-only,
 rolled-back transaction with a timeout). Every statement runs on the read-only rmsops session.
 
 Each check fetches, judges and returns: the SQL (per server version) is in
@@ -18,18 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import explain
 from rmsops.checks.dbperf_format import capped, clean, instance_resource, qualified, record, size_text
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
 from rmsops.render import db_figures
 from rmsops.render.db_figures import duration_text, one_line
-from rmsops.sources import pg_queries
+from rmsops.sources import explain, pg_queries
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "07-database-performance"
 

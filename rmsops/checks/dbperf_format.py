@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from rmsops.findings import Finding
+from rmsops.core.findings import Finding
 from rmsops.sources.pg_queries import quote_ident
 
 MAX_FINDINGS = 10  # per check; the rest are summarised in one more finding

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import plots
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
 from rmsops.render.figures import (
     TIMELINE_TITLE,  # noqa: F401 - re-exported for callers of this module
     rollout_timeline,  # noqa: F401 - re-exported for callers of this module
@@ -38,7 +38,7 @@ from rmsops.sources.ecs import (  # noqa: F401 - re-exported for callers of this
 )
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "08-failed-deployments"
 ROLLBACK = ("Roll back to the previous working task definition (rmsops action rollback-service "

@@ -3,7 +3,7 @@
 This environment's ECS services are compared with the same services of another environment,
 named by ``drift.compare_with`` in the environment file (a name in ``parameters/`` or a path;
 a relative path is looked up beside this environment's file first). That environment is
-loaded with ``rmsops.config.load`` and gets a Context of its own (its own AWS account,
+loaded with ``rmsops.core.config.load`` and gets a Context of its own (its own AWS account,
 region, credentials and endpoint), opened once per run.
 
 Compared: environment variable and secret **names** (values differ between environments by
@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import config
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core import config
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "09-environment-drift"
 ENV_COLUMNS = ["service", "container", "kind", "name", "in_this", "in_other"]
@@ -49,7 +49,7 @@ def other_context(ctx: Context) -> Context | None:
         return None
 
     def fetch() -> Context:
-        from rmsops.context import Context
+        from rmsops.core.context import Context
 
         env = target
         looks_like_path = os.sep in target or target.endswith((".yaml", ".yml"))

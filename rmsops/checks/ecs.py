@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import plots
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
 from rmsops.sources.ecs import _deployment_markers, deployment_markers, describe_services  # noqa: F401 - re-exported for callers of this module
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "01-application-not-responding"
 FORCE_DEPLOY = ("If tasks are unhealthy: force a new deployment "

@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import cloudtrail
-from rmsops.findings import Finding, Severity, iso
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity, iso
+from rmsops.core.registry import CheckResult, check
+from rmsops.sources import cloudtrail
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
-    from rmsops.registry import CheckSpec
+    from rmsops.core.context import Context
+    from rmsops.core.registry import CheckSpec
 
 RUNBOOK = "18-escalation"
 MANY_WARNING_CHECKS = 5  # distinct checks warning at once: more than self-service
@@ -236,7 +236,7 @@ def decide(findings: Iterable[Finding], unseen: Iterable[str] = (), not_run: Ite
 
 def absent_runbooks(findings: Iterable[Finding]) -> dict[str, list[str]]:
     """The triage's diagnostic runbooks none of whose checks has a finding, with their check ids."""
-    from rmsops import registry, runbooks
+    from rmsops.core import registry, runbooks
 
     seen = {f.check for f in findings}
     absent: dict[str, list[str]] = {}
@@ -370,7 +370,7 @@ def judge_level(escalation: Escalation, environment: str, judged: int, source: s
 
 def quick_checks() -> list[CheckSpec]:
     """The quick checks of every diagnostic runbook, each once: what the daily health check runs."""
-    from rmsops import registry
+    from rmsops.core import registry
 
     return registry.daily_checks()
 
@@ -378,14 +378,14 @@ def quick_checks() -> list[CheckSpec]:
 def findings_to_judge(ctx: Context) -> tuple[list[Finding], str]:
     if ctx.prior_findings:
         return list(ctx.prior_findings), "findings of an earlier triage"
-    from rmsops import registry
+    from rmsops.core import registry
 
     found = [f for spec in quick_checks() for f in registry.run(spec, ctx).findings]
     return found, "quick checks of every runbook, run now"
 
 
 def _level_plot(result: CheckResult, ctx: Context):
-    from rmsops import plots
+    from rmsops.render import plots
 
     # By area (the check id's first part): a bar per check is dozens of bars, slow to draw, hard to read.
     frame = result.data if result.data is not None else pd.DataFrame(columns=["check", "severity"])

@@ -13,13 +13,14 @@ import dns.exception
 import dns.resolver
 import pandas as pd
 
-from rmsops import metrics, plots
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
+from rmsops.sources import metrics
 from rmsops.sources.http import fetch_health
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "16-external-dependencies"
 DNS_COLUMNS = ["kind", "name", "outcome", "records", "error"]

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
 from rmsops.sources.http import COLUMNS, fetch_health, probe  # noqa: F401 - re-exported for callers of this module
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "01-application-not-responding"
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from rmsops import plots, xray
 from rmsops.checks.percentiles import (  # noqa: F401 - re-exported for callers of this module
     PERCENTILES,
     SLOW_RESOLUTION,
@@ -23,11 +22,13 @@ from rmsops.checks.percentiles import (  # noqa: F401 - re-exported for callers 
     percentiles_plot,
     percentiles_result,
 )
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
+from rmsops.sources import xray
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "06-slow-api-responses"
 DOMINANT_SHARE = 0.5  # one subsegment taking more than this share of the slow traces' time

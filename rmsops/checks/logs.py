@@ -3,7 +3,7 @@
 Guide "Slow API Responses" step 2 (the Logs Insights query for ERROR lines) and "Log Analysis"
 (errors in the last hour, requests by status code, connection issues in the database log).
 
-Every query has two forms (``rmsops.logquery``): a Logs Insights query that does the filtering and
+Every query has two forms (``rmsops.sources.logquery``): a Logs Insights query that does the filtering and
 counting on AWS's side (production), and a ``filter_log_events`` fallback whose pandas ``aggregate``
 returns the same rows (``logs_query: filter``, for emulators). Error messages are grouped into
 patterns here in both modes: Insights has no regex replace, so the newest 10 000 ERROR lines are
@@ -20,18 +20,19 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from botocore.exceptions import ClientError
 
-from rmsops import logquery, metrics, plots
-from rmsops.findings import Finding, Severity
-from rmsops.logquery import INSIGHTS_ROW_LIMIT, LogQuery
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
 from rmsops.render.figures import stacked_plot  # noqa: F401 - re-exported for callers of this module
 from rmsops.render.text import labels_for  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources import logquery, metrics
 from rmsops.sources.ecs import deployment_markers
+from rmsops.sources.logquery import INSIGHTS_ROW_LIMIT, LogQuery
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK_SLOW_API = "06-slow-api-responses"
 RUNBOOK = "11-log-analysis"

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import logquery, metrics, plots
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
+from rmsops.sources import logquery, metrics
 from rmsops.sources.ecs import (  # noqa: F401 - re-exported for callers of this module
     NORMAL_STOPS,
     OOM_TEXT,
@@ -31,7 +32,7 @@ from rmsops.sources.ecs import (  # noqa: F401 - re-exported for callers of this
 )
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "03-high-memory"
 RAISE_MEMORY = ("Immediate: increase task memory allocation in the task definition (rmsops action "

@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import metrics, plots
 from rmsops.checks.percentiles import percentiles_plot, percentiles_result
-from rmsops.findings import Finding, Severity, iso
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity, iso
+from rmsops.core.registry import CheckResult, check
+from rmsops.core.window import Window
+from rmsops.render import plots
+from rmsops.sources import metrics
 from rmsops.sources.alb import load_balancer
 from rmsops.sources.ecs import deployment_markers
-from rmsops.window import Window
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "10-monitoring-overview"
 ROLLING_MINUTES = 5  # the error rate is judged on its worst rolling window of this length

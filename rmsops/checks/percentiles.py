@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from rmsops import metrics, plots
-from rmsops.findings import Finding, Severity, iso
-from rmsops.registry import CheckResult
+from rmsops.core.findings import Finding, Severity, iso
+from rmsops.core.registry import CheckResult
+from rmsops.render import plots
+from rmsops.sources import metrics
 from rmsops.sources.alb import load_balancer
 from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 
 PERCENTILES = ("p50", "p90", "p99")

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rmsops import secrets
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core import secrets
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
 from rmsops.render.figures import _history_plot  # noqa: F401 - re-exported for callers of this module
 from rmsops.sources.ecs import (
     current_task_definition,
@@ -39,7 +39,7 @@ from rmsops.sources.rollback import (  # noqa: F401 - re-exported for callers of
 )
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "15-application-recovery"
 

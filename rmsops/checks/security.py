@@ -17,11 +17,12 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from rmsops import cloudtrail, logquery, plots
-from rmsops.findings import Finding, Severity, iso
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity, iso
+from rmsops.core.registry import CheckResult, check
+from rmsops.render import plots
 from rmsops.render.figures import two_bars  # noqa: F401 - re-exported for callers of this module
 from rmsops.render.text import TOP, top  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources import cloudtrail, logquery
 from rmsops.sources.applogs import (  # noqa: F401 - re-exported for callers of this module
     AUTH_FAILURE,
     IPV4,  # noqa: F401 - re-exported for callers of this module
@@ -32,8 +33,8 @@ from rmsops.sources.waf import WAF_LOG_KEYS, Waf, configured_wafs, parse_waf  # 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from rmsops.context import Context
-    from rmsops.window import Window
+    from rmsops.core.context import Context
+    from rmsops.core.window import Window
 
 RUNBOOK = "12-security-suspicious-activity"
 ATTACK_RESOLUTION = ("If the traffic is an attack, implement additional security controls: block the "

@@ -16,8 +16,8 @@ import pandas as pd
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from rmsops.findings import Finding, Severity
-from rmsops.registry import CheckResult, check
+from rmsops.core.findings import Finding, Severity
+from rmsops.core.registry import CheckResult, check
 from rmsops.render.figures import expiry_figure  # noqa: F401 - re-exported for callers of this module
 from rmsops.sources import regions
 from rmsops.sources.alb import load_balancer
@@ -26,7 +26,7 @@ from rmsops.sources.cloudfront import acm_certificates, matching_distributions
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 RUNBOOK = "04-tls-certificates"
 # list_certificates returns only RSA_1024/RSA_2048 certificates unless asked for the other key types.

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rmsops import config, runbooks
+from rmsops.core import config, runbooks
+from rmsops.core.errors import UserError
+from rmsops.core.findings import Severity
 from rmsops.demo import layout
 from rmsops.demo.environment import DemoEnvironment
-from rmsops.errors import UserError
-from rmsops.findings import Severity
-from rmsops.zygote import Zygote
+from rmsops.execution.zygote import Zygote
 
 
 def _say(message: str) -> None:
@@ -74,10 +74,10 @@ def _serve_path(env_file: Path | None) -> Path:
 
 
 def _triage(environment: DemoEnvironment, output: Path, started: float, zygote) -> int:
-    from rmsops import bundle, triage
-    from rmsops.progress import Progress
-    from rmsops.terminal import print_findings, print_tally
-    from rmsops.window import resolve
+    from rmsops.core.window import resolve
+    from rmsops.execution import bundle, triage
+    from rmsops.render.progress import Progress
+    from rmsops.render.terminal import print_findings, print_tally
 
     settings = config.load(environment.env_file)
     print("rmsops demo: triaging it with every runbook…", file=sys.stderr, flush=True)

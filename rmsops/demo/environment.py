@@ -27,11 +27,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rmsops.core.errors import UserError
 from rmsops.demo import areas, envfile, scenarios, seed_db
 from rmsops.demo.health_server import HealthServer
 from rmsops.demo.localpg import LocalPostgres, LocalPostgresError, find_bindir
 from rmsops.demo.scenarios import Scenario
-from rmsops.errors import UserError
 
 if TYPE_CHECKING:  # moto and boto3 are imported by start(), while PostgreSQL boots
     from rmsops.demo.moto_patches import MotoPatches

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from rmsops.errors import UserError
+from rmsops.core.errors import UserError
 
 MINUTES = 60  # every per-minute series covers the last hour
 

@@ -11,16 +11,16 @@ import pandas as pd
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from rmsops import plots
-from rmsops.findings import Severity
-from rmsops.plots import ROLLOUT_COLOURS
+from rmsops.core.findings import Severity
+from rmsops.render import plots
+from rmsops.render.plots import ROLLOUT_COLOURS
 from rmsops.render.text import labels_for, top
 from rmsops.sources.ecs import deployment_end, deployment_markers, split_revision
 from rmsops.sources.rds import SNAPSHOT_COLUMNS, utc
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
-    from rmsops.registry import CheckResult
+    from rmsops.core.context import Context
+    from rmsops.core.registry import CheckResult
 
 TIMELINE_TITLE = "ECS deployments (PRIMARY: until now; older: until replaced), by rollout state"
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rmsops.sources import regions
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 
 def matching_distributions(ctx: Context) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ it by ``server_version_num``: a variant derived from another by text substitutio
 stops differing when the base is reformatted, and nothing notices until an old server fails.
 
 Shapes and thresholds follow PgHero (``lib/pghero/methods``). Every statement is one read-only
-SELECT: ``rmsops.db`` refuses anything else.
+SELECT: ``rmsops.core.db`` refuses anything else.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 
 SNAPSHOT_COLUMNS = ["snapshot", "type", "status", "created", "instance", "engine_version",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 GLOBAL_REGION = "us-east-1"
 

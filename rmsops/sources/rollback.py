@@ -20,7 +20,7 @@ from rmsops.sources.ecs import (
 )
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 
 MAX_REVISIONS = 10  # the newest revisions of a family described for the history

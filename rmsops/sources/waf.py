@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rmsops.sources import regions
 
 if TYPE_CHECKING:
-    from rmsops.context import Context
+    from rmsops.core.context import Context
 
 
 def parse_waf(message: str) -> dict[str, Any] | None:

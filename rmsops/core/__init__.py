@@ -1,0 +1,1 @@
+"""The core: configuration, the run's context, findings, the check registry and catalogue, thresholds."""

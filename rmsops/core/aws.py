@@ -1,0 +1,135 @@
+"""boto3 sessions and clients as every check uses them: one session per run, retries capped per call
+and per run (``rmsops.core.awsretry``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import botocore.loaders
+import botocore.session
+from botocore.config import Config
+
+from rmsops.core import awsretry, failure, secrets
+from rmsops.core.config import AwsSettings
+from rmsops.core.errors import UserError
+
+# Short connect timeout: an unreachable endpoint must fail in seconds, not minutes. botocore itself
+# tries once: rmsops.core.awsretry decides about retries (adaptive mode slowed every later call of a
+# throttled client, and a health check took minutes).
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=3,
+    read_timeout=20,
+    user_agent_extra="rmsops",
+)
+
+
+# The services runbooks call: the kernel zygote parses their models before it forks kernels.
+SERVICES = ("ecs", "elbv2", "rds", "cloudwatch", "logs", "secretsmanager", "acm", "cloudfront", "xray", "wafv2",
+            "cloudtrail", "s3", "sts", "ec2", "iam", "sesv2")
+
+_loader: botocore.loaders.Loader | None = None
+_loader_lock = threading.Lock()
+
+
+def shared_loader() -> botocore.loaders.Loader:
+    """One botocore data loader per process, so each service model is parsed once.
+
+    A new boto3 session otherwise re-reads megabytes of JSON (seconds per kernel); kernels forked
+    from the zygote inherit this loader with its models already parsed.
+    """
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = botocore.loaders.create_loader(botocore.session.get_session().get_config_variable("data_path"))
+        return _loader
+
+
+def preload_models(region: str = "us-east-1") -> None:
+    """Parse every model a runbook's clients need (client creation makes no network call)."""
+    session = boto3.Session(botocore_session=_core_session(), region_name=region,
+                            aws_access_key_id="preload", aws_secret_access_key="preload")
+    for service in SERVICES:
+        session.client(service, config=CLIENT_CONFIG)
+
+
+def _core_session() -> botocore.session.Session:
+    core = botocore.session.get_session()
+    core.register_component("data_loader", shared_loader())
+    return core
+
+
+# Benchmarks count AWS API calls across processes (kernels too): one line per call appended here.
+API_LOG = os.environ.get("RMSOPS_API_LOG", "")
+
+
+def _log_call(model, **_: object) -> None:
+    with open(API_LOG, "a", encoding="utf-8") as log:  # one short O_APPEND write: safe across processes
+        log.write(f"{model.service_model.service_name}.{model.name}\n")
+
+
+class AwsClients:
+    """Lazily created, cached, thread-safe boto3 clients for one environment."""
+
+    def __init__(self, settings: AwsSettings):
+        self._settings = settings
+        self._session: boto3.Session | None = None
+        self._clients: dict[tuple[str, str], Any] = {}  # (service, region) -> client
+        self._lock = threading.Lock()
+        self.retries = awsretry.RetryPolicy()  # shared by this run's clients
+
+    def session(self) -> boto3.Session:
+        with self._lock:
+            if self._session is None:
+                dummy = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+                credentials = dummy if self._settings.local_test_credentials else {}
+                try:
+                    self._session = boto3.Session(botocore_session=_core_session(),
+                                                  profile_name=self._settings.profile,
+                                                  region_name=self._settings.region, **credentials)
+                    _dedupe_search_paths()
+                    if not self._settings.local_test_credentials:  # the emulator's dummies are no secret
+                        _register_credentials(self._session)
+                except botocore.exceptions.ProfileNotFound:
+                    raise UserError(f"AWS profile {self._settings.profile!r} not found in "
+                                    "~/.aws/config; fix aws.profile in the environment file") from None
+            return self._session
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """The client of ``service`` in ``region`` (default: the environment's), made once."""
+        session = self.session()
+        region = region or self._settings.region
+        with self._lock:
+            if (service, region) not in self._clients:
+                kwargs: dict[str, Any] = {"config": CLIENT_CONFIG, "region_name": region}
+                if self._settings.endpoint_url:  # otherwise boto3 honours AWS_ENDPOINT_URL itself
+                    kwargs["endpoint_url"] = self._settings.endpoint_url
+                client = session.client(service, **kwargs)
+                client.meta.events.register("before-parameter-build", failure.remember_call)
+                client.meta.events.register("before-parse", failure.remember_status)
+                self.retries.register(client)
+                if API_LOG:
+                    client.meta.events.register("before-call", _log_call)
+                self._clients[(service, region)] = client
+            return self._clients[(service, region)]
+
+
+def _register_credentials(session: boto3.Session) -> None:
+    """Mask the secret key and token wherever they came from (a profile, SSO, a credentials file)."""
+    try:
+        credentials = session.get_credentials()
+    except Exception:  # noqa: BLE001 - no credentials yet: the first call says so
+        return
+    if credentials is not None:
+        secrets.register(credentials.secret_key)
+        secrets.register(credentials.token)
+
+
+def _dedupe_search_paths() -> None:
+    # boto3 appends its own data folder to the loader's search path on every session it makes.
+    paths = shared_loader().search_paths
+    paths[:] = list(dict.fromkeys(paths))

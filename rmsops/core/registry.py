@@ -1,0 +1,156 @@
+"""The check registry: each check's function, attached to its entry in the catalogue.
+
+What a check is (its id, runbook, guide section, summary, whether the daily health check runs it)
+is declared once, in ``rmsops.core.runbooks.CATALOGUE``; ``@check`` adds what only the code knows: the
+function, its plot and the resource an error is reported against.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from rmsops.core import failure, runbooks
+from rmsops.core.findings import Finding, Severity
+
+
+@dataclass
+class CheckResult:
+    """What a check saw (DataFrames) and what it judged (findings)."""
+
+    findings: list[Finding]
+    data: pd.DataFrame | None = None
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    check: str = ""
+    seconds: float = 0.0
+
+    @property
+    def worst(self) -> Severity:
+        return min((f.severity for f in self.findings), key=lambda s: s.rank, default=Severity.OK)
+
+
+# The context is rmsops.core.context.Context. It is not imported here, not even for type checking:
+# context imports this module, and the import would close a cycle (context → registry → context).
+CheckFn = Callable[[Any], CheckResult]
+PlotFn = Callable[[CheckResult, Any], Any]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    runbook: str
+    section: str
+    fn: CheckFn
+    summary: str
+    plot: PlotFn | None = None
+    quick: bool = True
+    resource: str = ""
+    summary_template: str = ""  # the catalogue's summary, naming thresholds (runbooks.format_summary)
+
+    def summary_with(self, thresholds: Mapping[str, float] | None) -> str:
+        """The summary with the thresholds in force (``summary`` itself has the defaults)."""
+        return runbooks.format_summary(self.summary_template, thresholds) if self.summary_template \
+            else self.summary
+
+
+REGISTRY: dict[str, CheckSpec] = {}
+
+
+def check(check_id: str, *, plot: PlotFn | None = None,
+          resource: str = "") -> Callable[[CheckFn], CheckFn]:
+    """Register a check function under its catalogue id; the runbook, guide section, summary and
+    whether it is quick come from the catalogue (rmsops/core/runbooks.py), which must know the id."""
+    try:
+        runbook, entry = runbooks.entry(check_id)
+    except KeyError as exc:
+        raise ValueError(f"@check({check_id!r}): {exc.args[0]}; declare it in the catalogue first") from None
+
+    def register(fn: CheckFn) -> CheckFn:
+        if check_id in REGISTRY:
+            raise ValueError(f"check {check_id} registered twice")
+        REGISTRY[check_id] = CheckSpec(check_id, runbook.stem, runbook.guide_section, fn, entry.summary_with(None),
+                                       plot, entry.quick, resource, entry.summary)
+        return fn
+
+    return register
+
+
+def get(check_id: str) -> CheckSpec:
+    load_all()
+    try:
+        return REGISTRY[check_id]
+    except KeyError:
+        raise KeyError(f"unknown check {check_id!r}") from None
+
+
+def for_runbook(runbook: str, quick_only: bool = False) -> list[CheckSpec]:
+    """The runbook's checks in catalogue order (the daily health check: every quick check)."""
+    load_all()
+    found = runbooks.find(runbook)
+    if found.stem == runbooks.DAILY:
+        return daily_checks()
+    return [REGISTRY[c.id] for c in found.entries if c.quick or not quick_only]
+
+
+def daily_checks() -> list[CheckSpec]:
+    """The quick checks of every other diagnostic runbook: the guide's 'System Health Check'."""
+    load_all()
+    return [REGISTRY[c.id] for c in runbooks.daily()]
+
+
+_loaded = False
+
+
+def load_all() -> None:
+    """Import every check module, which registers its checks.
+
+    Plugin-style discovery: the modules of the rmsops.checks package are found with pkgutil and
+    imported by name, so this module never imports rmsops.checks statically (the checks import
+    this module: a static import back would be a cycle, registry → checks → registry).
+    """
+    global _loaded
+    if _loaded:
+        return
+    package = importlib.import_module("rmsops.checks")
+    for module in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        importlib.import_module(module.name)
+    _loaded = True  # only once every module imported: a failed import is retried (and raises) next time
+
+
+def run(spec: CheckSpec, ctx: Any) -> CheckResult:
+    """Run one check; it never raises: a failure becomes an ``error`` finding with the reason."""
+    started = time.monotonic()
+    try:
+        result = spec.fn(ctx)
+        if not result.findings:
+            raise RuntimeError("the check produced no finding (a bug in rmsops)")
+    except Exception as exc:  # noqa: BLE001 - the contract: a check never raises into a notebook
+        result = CheckResult(findings=[error_finding(spec, _reason(exc))])
+    result.check = spec.id
+    # Findings name the runbook that ran them: the daily health check reports as itself.
+    runbook = getattr(ctx, "runbook", "") or spec.runbook
+    result.findings = [f.placed(runbook, spec.section) for f in result.findings]
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _reason(exc: Exception) -> str:
+    try:
+        return failure.describe(exc)
+    except Exception:  # noqa: BLE001 - describing must not lose the finding
+        return f"{type(exc).__name__} (rmsops could not describe it further)"
+
+
+def error_finding(spec: CheckSpec, reason: str, resource: str = "") -> Finding:
+    return Finding(
+        check=spec.id, severity=Severity.ERROR, resource=resource or spec.resource or spec.id,
+        title=f"Could not run: {spec.summary}", detail=reason, evidence={"reason": reason},
+        resolution="Fix the cause named in the detail and run the runbook again.",
+        runbook=spec.runbook, guide_section=spec.section,
+    )

@@ -1,0 +1,1 @@
+"""Running runbooks: papermill, kernels, triage, bundles, signatures."""

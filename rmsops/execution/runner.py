@@ -1,0 +1,197 @@
+"""Execute runbook notebooks with papermill and turn them into reports.
+
+A run writes ``<stem>.ipynb`` (executed, the evidence), ``<stem>.html`` (standalone,
+plots embedded, code hidden) and ``findings.json`` into its output folder.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from rmsops.core import registry, thresholds
+from rmsops.core.config import Settings
+from rmsops.core.errors import UserError
+from rmsops.core.findings import MIME_TYPE, Finding, document, write_document
+from rmsops.core.runbooks import Runbook
+from rmsops.core.window import Window
+from rmsops.render.listing import RESERVED_PARAMETERS
+
+DEFAULT_TIMEOUT_SECONDS = 600
+
+
+@dataclass
+class RunOutcome:
+    runbook: Runbook
+    status: str  # done | failed
+    findings: list[Finding]
+    notebook: Path
+    html: Path | None
+    findings_json: Path
+    seconds: float
+    error: str = ""
+    files: list[Path] = field(default_factory=list)
+
+
+@cache
+def notebook_parameters(runbook: Runbook) -> dict[str, Any]:
+    """The notebook's parameters cell as {name: default value}."""
+    nb = nbformat.read(runbook.notebook, as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse(cell.source)
+            return {node.targets[0].id: ast.literal_eval(node.value)
+                    for node in tree.body
+                    if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    raise UserError(f"{runbook.notebook} has no cell tagged 'parameters'")
+
+
+def parse_overrides(runbook: Runbook, pairs: list[str]) -> dict[str, Any]:
+    """``-p NAME=VALUE`` items: notebook parameters (typed like their default) or threshold names."""
+    known = notebook_parameters(runbook)
+    params: dict[str, Any] = {}
+    threshold_overrides: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(f"-p {pair!r}: expected NAME=VALUE")
+        if name in RESERVED_PARAMETERS:
+            raise UserError(f"-p {name}: set it with the command's own option (-e, --window, --start, --end, -o)")
+        if name in thresholds.DEFAULTS:
+            threshold_overrides[name] = _typed(name, text, 0.0)
+        elif name in known:
+            params[name] = _typed(name, text, known[name])
+        else:
+            choices = sorted(set(known) - RESERVED_PARAMETERS | set(thresholds.DEFAULTS))
+            raise UserError(f"-p {name}: runbook {runbook.stem} has no parameter {name!r}; "
+                            f"known: {', '.join(choices)}")
+    if threshold_overrides:
+        params["thresholds"] = {**params.get("thresholds", {}), **threshold_overrides}
+    if "thresholds" in params:
+        thresholds.merge(params["thresholds"], source="-p thresholds")  # unknown names: exit 2 now
+    return params
+
+
+def _typed(name: str, text: str, default: Any) -> Any:
+    kind = type(default)
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if kind in (int, float):
+            return kind(text)
+        if kind in (dict, list):
+            value = ast.literal_eval(text)
+            if not isinstance(value, kind):
+                raise ValueError(text)
+            return value
+        return text
+    except (ValueError, SyntaxError):
+        raise UserError(f"-p {name}={text}: expected {kind.__name__}") from None
+
+
+def collect_findings(nb: nbformat.NotebookNode) -> list[Finding]:
+    """Read back every finding a notebook recorded (see rmsops.notebook)."""
+    found = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            record = output.get("data", {}).get(MIME_TYPE)
+            if record:
+                found += [Finding.from_dict(f) for f in record["findings"]]
+    return found
+
+
+def missing_check_findings(runbook: Runbook, findings: list[Finding], reason: str) -> list[Finding]:
+    """``error`` findings for catalogue checks the notebook never reached."""
+    seen = {f.check for f in findings}
+    return [registry.error_finding(spec, reason).placed(runbook.stem, spec.section)
+            for spec in registry.for_runbook(runbook.stem) if spec.id not in seen]
+
+
+def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: Path,
+                params: dict[str, Any] | None = None,
+                timeout: int = DEFAULT_TIMEOUT_SECONDS, **engine_options: Any) -> RunOutcome:
+    """Execute one notebook; never raises for a failing notebook — its checks become errors.
+
+    ``engine_options`` go to papermill's engine (e.g. ``kernel_manager_class`` for forked kernels,
+    ``on_cell_executed`` to see findings as they arrive).
+    """
+    import papermill
+
+    from rmsops.execution import engine
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    out_dir = out_dir.resolve()  # papermill chdirs while it runs: relative paths would move under us
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebook = out_dir / f"{runbook.stem}.ipynb"
+    parameters = {"env": str(settings.path), "window": "", "start": window.start.isoformat(),
+                  "end": window.end.isoformat(), "output_dir": str(out_dir.resolve()),
+                  **(params or {})}
+    started = time.monotonic()
+    error = ""
+    executed = None
+    try:
+        executed = papermill.execute_notebook(
+            str(runbook.notebook), str(notebook), parameters=parameters, kernel_name="python3",
+            engine_name=engine.NAME,
+            progress_bar=False, log_output=False, execution_timeout=timeout,
+            cwd=str(runbook.notebook.parent),
+            # The kernel talks over loopback only: its TCP-without-encryption warning is noise. No
+            # input history: concurrent kernels would contend for one SQLite file, for nothing.
+            extra_arguments=["--IPKernelApp.log_level=ERROR", "--HistoryManager.enabled=False"], **engine_options)
+    except Exception as exc:  # noqa: BLE001 - papermill's errors (cell error, dead kernel, timeout)
+        error = _papermill_error(exc)
+    if executed is None and notebook.exists():  # it failed: the file shows how far it got
+        executed = nbformat.read(notebook, as_version=4)
+    findings = collect_findings(executed) if executed is not None else []
+    if error:
+        findings += missing_check_findings(runbook, findings, f"the runbook stopped: {error}")
+    findings_json = out_dir / "findings.json"
+    write_document(findings_json, document(findings, settings.name, window.start, window.end))
+    html = export_html(executed, out_dir / f"{runbook.stem}.html") if executed is not None else None
+    return RunOutcome(runbook, "failed" if error else "done", findings, notebook, html, findings_json,
+                      time.monotonic() - started, error,
+                      [p for p in (notebook, html, findings_json) if p and p.exists()])
+
+
+def _papermill_error(exc: Exception) -> str:
+    name = getattr(exc, "ename", "") or type(exc).__name__
+    value = getattr(exc, "evalue", "") or str(exc)
+    first = value.strip().splitlines()[0] if value.strip() else ""
+    return f"{name}: {first[:300]}"
+
+
+_exporter_lock = threading.Lock()
+_exporter: Any = None
+
+
+def warm_exporter() -> None:
+    """Import nbconvert and load its templates now (seconds), e.g. while the first kernels start."""
+    global _exporter
+    with _exporter_lock:
+        if _exporter is None:
+            from nbconvert import HTMLExporter
+
+            _exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+            # an empty export loads and compiles the templates
+            _exporter.from_notebook_node(nbformat.v4.new_notebook(), resources={"metadata": {"name": "warm-up"}})
+
+
+def export_html(notebook: Path | nbformat.NotebookNode, target: Path) -> Path:
+    """A standalone HTML report: outputs and narrative, code hidden, images embedded."""
+    warm_exporter()
+    nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, Path) else notebook
+    with _exporter_lock:  # one exporter (its templates load once); exports are short
+        body, _ = _exporter.from_notebook_node(nb, resources={"metadata": {"name": target.stem}})
+    target.write_text(body, encoding="utf-8")
+    return target

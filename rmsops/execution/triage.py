@@ -1,0 +1,450 @@
+"""Triage: every diagnostic runbook at once, escalation last, one tamper-evident incident bundle.
+
+Runbooks run concurrently in kernels forked from a warm zygote (``rmsops.execution.zygote``): each has its
+own process, so no state leaks between them, but none pays the seconds of Python imports. A
+runbook that fails, hangs past its timeout or loses its kernel only turns its own checks into
+``error`` findings. The bundle is written into a hidden staging folder and moved into place when
+complete; Ctrl-C leaves a bundle marked incomplete, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rmsops import __version__
+from rmsops.core import budget, failure, registry, runbooks
+from rmsops.core.config import Settings
+from rmsops.core.errors import UserError
+from rmsops.core.findings import (
+    MIME_TYPE,
+    Finding,
+    Severity,
+    document,
+    exit_code,
+    iso,
+    sort_by_urgency,
+    write_document,
+)
+from rmsops.core.runbooks import Runbook
+from rmsops.core.window import Window
+from rmsops.execution import bundle, interrupts
+from rmsops.execution.runner import RunOutcome, missing_check_findings, run_runbook, warm_exporter
+from rmsops.execution.zygote import Zygote
+from rmsops.render.progress import Progress
+
+DEFAULT_JOBS = 4  # kernels mostly wait on AWS and the database: more than the cores pays
+DEFAULT_TIMEOUT_SECONDS = 300
+ESCALATION = runbooks.ESCALATION
+LIBRARIES = ("boto3", "botocore", "pandas", "matplotlib", "papermill", "nbclient", "nbconvert", "ipykernel",
+             "psycopg")
+
+
+@dataclass
+class TriageResult:
+    outcomes: list[RunOutcome]
+    findings: list[Finding]
+    folder: Path
+    index: Path
+    findings_json: Path
+    zip: Path | None
+    status: str  # complete | incomplete
+    first_finding_seconds: float | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        failed = any(o.status != "done" for o in self.outcomes) or self.status != "complete"
+        return 3 if failed else exit_code(self.findings)
+
+
+def default_selection() -> list[Runbook]:
+    """01–16: the daily health check (17) is their quick subset, and escalation (18) runs last."""
+    return [rb for rb in runbooks.triage_selection() if rb.stem != ESCALATION]
+
+
+def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runbook] | None = None,
+        jobs: int = DEFAULT_JOBS, timeout: int = DEFAULT_TIMEOUT_SECONDS, force: bool = False,
+        zygote: Zygote | None = None, progress: Progress | None = None, staging: Path | None = None,
+        sign: str = "", interrupted: bool = False) -> TriageResult:
+    """Run the triage and write the bundle to ``out_dir`` (and ``out_dir``.zip).
+
+    Whatever happens once it has started (Ctrl-C, SIGTERM, the run's time budget running out),
+    a bundle is written: finished runbooks keep their findings, the others say why they did not
+    finish, and the bundle is marked ``incomplete``. ``interrupted``: a signal arrived before the
+    triage could start (the command line); only the bundle is written.
+    """
+    started_at, started = datetime.now(UTC), time.monotonic()
+    outcomes: dict[str, RunOutcome] = {}
+    stopped = _stop_reason() if interrupted else ""
+    own_zygote = zygote is None
+    identity: dict[str, str] = {}
+    installed = False
+    try:
+        installed = interrupts.install()
+        # Absolute from here on: papermill changes the process's working directory while a notebook
+        # runs, and runbooks run in concurrent threads.
+        out_dir = out_dir.resolve()
+        selected = selected if selected is not None else default_selection()
+        diagnostics = [rb for rb in selected if rb.stem != ESCALATION]
+        if out_dir.exists() and not force:
+            raise UserError(f"{out_dir} exists; choose another -o or pass --force to replace it")
+        if staging is None:
+            bundle.prepare_folder(out_dir)
+            staging = bundle.make_staging(out_dir)
+        shown_by_caller = progress is not None  # the command line draws it from before the imports
+        progress = progress or Progress([rb.stem for rb in selected], live=False)
+        who = threading.Thread(target=_caller_identity, args=(settings, identity), daemon=True)
+        who.start()
+        if not interrupted:
+            zygote = zygote or Zygote().start()
+            threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True,
+                             name="rmsops-warm-exporter").start()
+            with contextlib.nullcontext() if shown_by_caller else progress:
+                stopped = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress, outcomes)
+                if not stopped and any(rb.stem == ESCALATION for rb in selected):
+                    merged = [f for o in outcomes.values() for f in o.findings]
+                    write_document(staging / "findings.json", document(merged, settings.name, window.start,
+                                                                       window.end))
+                    escalation = runbooks.find(ESCALATION)
+                    outcomes[ESCALATION] = _run_one(
+                        escalation, settings, window, staging, timeout, zygote, progress,
+                        {"findings": str((staging / "findings.json").resolve())})
+        who.join(timeout=10)
+    except KeyboardInterrupt:
+        interrupts.hold()
+        stopped = _stop_reason()
+        _kill_running_kernels()
+    except BaseException:  # bad input or a bug: nothing is presented as a bundle
+        _kill_running_kernels()
+        if own_zygote and zygote is not None:
+            zygote.stop()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if installed:
+            interrupts.restore()
+        raise
+    interrupts.hold()  # from here on the bundle is written, whatever signal comes
+    try:
+        if own_zygote and zygote is not None:
+            zygote.stop()
+        assert staging is not None and selected is not None
+        finished, findings = _final_findings(settings, selected, outcomes, stopped)
+        write_document(staging / "findings.json", document(findings, settings.name, window.start, window.end))
+        details = _details(settings, window, selected, finished, identity, started_at, stopped, jobs, timeout,
+                           progress.first_finding_seconds if progress else None)
+        (staging / "index.html").write_text(index_html(details, finished, findings), encoding="utf-8")
+        bundle.write_manifest(staging, details)
+        unsigned = _sign(staging, sign, settings) if sign else ""
+        bundle.move_into_place(staging, out_dir, force=True)
+        finished = [_rebased(o, staging, out_dir) for o in finished]
+        archive = bundle.make_zip(out_dir, out_dir.with_name(out_dir.name + ".zip"))
+    except BaseException:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)  # never a half-written bundle left behind
+        raise
+    finally:
+        if installed:
+            interrupts.restore()
+    return TriageResult(finished, findings, out_dir, out_dir / "index.html", out_dir / "findings.json", archive,
+                        "incomplete" if stopped else "complete",
+                        progress.first_finding_seconds if progress else None, time.monotonic() - started,
+                        {"stopped": stopped, "unsigned": unsigned})
+
+
+def _final_findings(settings: Settings, selected: list[Runbook], outcomes: dict[str, RunOutcome],
+                    stopped: str) -> tuple[list[RunOutcome], list[Finding]]:
+    """The outcomes that count and the merged findings: a stopped triage keeps what finished, says
+    why the rest did not, and still judges the escalation level on what it has (a lower bound)."""
+    finished = [outcomes[rb.stem] for rb in selected if rb.stem in outcomes]
+    if stopped:
+        finished = [_stopped_outcome(o, stopped) if o.status != "done" else o for o in finished]
+    findings = [f for o in finished for f in o.findings]
+    for rb in selected:
+        if rb.stem not in outcomes:
+            findings += _not_run_findings(rb, stopped or "ended")
+    if stopped and any(rb.stem == ESCALATION for rb in selected) and ESCALATION not in outcomes:
+        findings = [f for f in findings if f.check != "escalation.level"] + [_escalation_of(findings, settings)]
+    return finished, findings
+
+
+def _escalation_of(findings: list[Finding], settings: Settings) -> Finding:
+    """``escalation.level`` judged here, on the findings a stopped triage has (its runbook did not run)."""
+    from rmsops.checks import escalation
+
+    judged = [f for f in findings if not f.check.startswith("escalation.")]
+    absent = escalation.absent_runbooks(judged)
+    decision = escalation.decide(judged, unseen=[c for ids in absent.values() for c in ids], not_run=absent)
+    finding = escalation.judge_level(decision, settings.name, len(judged), "the findings of this stopped triage")
+    spec = registry.get("escalation.level")
+    return finding.placed(ESCALATION, spec.section)
+
+
+def _sign(staging: Path, spec: str, settings: Settings) -> str:
+    """Sign the manifest; a signing failure leaves the bundle unsigned (and says why), never lost."""
+    from rmsops.core.aws import AwsClients
+    from rmsops.execution import signing
+
+    try:
+        signing.sign_manifest(staging, spec, lambda: AwsClients(settings.aws).client("kms"))
+    except UserError as exc:
+        return str(exc)
+    return ""
+
+
+def _stop_reason() -> str:
+    signal_name = interrupts.received()
+    return f"interrupted by {signal_name}" if signal_name else "interrupted (Ctrl-C)"
+
+
+def _stopped_outcome(outcome: RunOutcome, reason: str) -> RunOutcome:
+    """A runbook the stop cut short: its finished checks stand, the others say why they did not run."""
+    outcome.status = "interrupted"
+    outcome.error = f"the triage was {reason} while this runbook ran"
+    kept = [f for f in outcome.findings if f.severity != Severity.ERROR or "runbook stopped" not in f.detail]
+    outcome.findings = kept + missing_check_findings(outcome.runbook, kept, outcome.error)
+    return outcome
+
+
+def _not_run_findings(runbook: Runbook, reason: str) -> list[Finding]:
+    return missing_check_findings(runbook, [], f"not run: the triage was {reason} before this runbook started")
+
+
+def _warm_exporter_after(zygote: Zygote) -> None:
+    """Load nbconvert once the kernels can start: until then the cores are busy warming them up."""
+    with contextlib.suppress(Exception):  # an export that finds it cold loads it (and reports) itself
+        zygote.wait_ready()
+        warm_exporter()
+
+
+def slowest_first(selected: list[Runbook]) -> list[Runbook]:
+    """The order to start runbooks in: the last to finish are then quick ones, and no core idles long."""
+    return sorted(selected, key=lambda rb: -rb.cost)
+
+
+def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, staging: Path, jobs: int,
+             timeout: int, zygote: Zygote, progress: Progress, outcomes: dict[str, RunOutcome]) -> str:
+    """Run the runbooks into ``outcomes`` (filled as each finishes, so a stop keeps them).
+
+    Returns why it stopped early (a signal, the time budget), or ``""`` when every runbook ran.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="rmsops-runbook")
+    futures: dict[Future, Runbook] = {
+        pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress): rb
+        for rb in slowest_first(diagnostics)}
+    stopped = ""
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcomes[futures[future].stem] = future.result()
+            if pending and budget.exhausted():
+                stopped = f"stopped when its time budget ran out ({budget.describe()})"
+                break
+    except KeyboardInterrupt:
+        interrupts.hold()
+        stopped = _stop_reason()
+    if stopped:
+        for name in ("papermill", "traitlets", "nbclient"):  # "kernel died": we killed it, on purpose
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        for future, rb in futures.items():
+            if future.cancel():
+                progress.state(rb.stem, "cancelled")
+        _kill_running_kernels()
+        pool.shutdown(wait=True)  # the killed runbooks write what they had
+        for future, rb in futures.items():
+            if not future.cancelled() and future.done() and rb.stem not in outcomes:
+                outcomes[rb.stem] = future.result()
+    pool.shutdown(wait=False)
+    return stopped
+
+
+def _kill_running_kernels() -> None:
+    from rmsops.execution.fastkernel import running_kernel
+
+    for thread in threading.enumerate():
+        kernel = running_kernel(thread.ident or 0)
+        if kernel is not None and kernel.poll() is None:
+            kernel.kill()
+
+
+def _run_one(runbook: Runbook, settings: Settings, window: Window, staging: Path, timeout: int,
+             zygote: Zygote, progress: Progress, params: dict[str, Any] | None = None) -> RunOutcome:
+    """One runbook in a forked kernel, with a watchdog for its whole-run timeout."""
+    from rmsops.execution.fastkernel import kernel_manager_class, running_kernel
+
+    progress.state(runbook.stem, "running")
+    worker = threading.get_ident()
+    timed_out = threading.Event()
+
+    def overdue() -> None:
+        kernel = running_kernel(worker)
+        if kernel is not None and kernel.poll() is None:
+            timed_out.set()
+            kernel.kill()
+
+    watchdog = threading.Timer(timeout, overdue)
+    watchdog.daemon = True
+    watchdog.start()
+
+    def on_cell_executed(cell, **_: Any) -> None:
+        for output in cell.get("outputs", []):
+            record = output.get("data", {}).get(MIME_TYPE)
+            if record:
+                progress.findings(runbook.stem, [Finding.from_dict(f) for f in record["findings"]])
+
+    try:
+        outcome = run_runbook(runbook, settings, window, staging / runbook.stem, params, timeout=timeout,
+                              kernel_manager_class=kernel_manager_class(zygote),
+                              on_cell_executed=on_cell_executed)
+    except Exception as exc:  # noqa: BLE001 - a runbook's failure never stops the others
+        outcome = _failed_outcome(runbook, settings, window, staging, failure.describe(exc))
+    finally:
+        watchdog.cancel()
+    if timed_out.is_set():
+        reason = f"the runbook ran longer than its timeout ({timeout} s) and was stopped"
+        outcome.error = reason
+        outcome.status = "timeout"
+        kept = [f for f in outcome.findings if f.severity != Severity.ERROR or "runbook stopped" not in f.detail]
+        outcome.findings = kept + missing_check_findings(runbook, kept, reason)
+    progress.state(runbook.stem, outcome.status)
+    return outcome
+
+
+def _rebased(outcome: RunOutcome, staging: Path, folder: Path) -> RunOutcome:
+    """The outcome's paths after the staging folder became the bundle."""
+    def moved(path: Path | None) -> Path | None:
+        return None if path is None else folder / path.relative_to(staging)
+
+    outcome.notebook, outcome.html = moved(outcome.notebook), moved(outcome.html)
+    outcome.findings_json = moved(outcome.findings_json)
+    outcome.files = [moved(p) for p in outcome.files]
+    return outcome
+
+
+def _failed_outcome(runbook: Runbook, settings: Settings, window: Window, staging: Path, reason: str) -> RunOutcome:
+    folder = staging / runbook.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    findings = missing_check_findings(runbook, [], f"the runbook could not run: {reason}")
+    path = folder / "findings.json"
+    write_document(path, document(findings, settings.name, window.start, window.end))
+    return RunOutcome(runbook, "failed", findings, folder / f"{runbook.stem}.ipynb", None, path, 0.0, reason)
+
+
+def _caller_identity(settings: Settings, into: dict[str, str]) -> None:
+    """Who ran the triage, as AWS sees it (for the bundle header). Never raises."""
+    from rmsops.core.aws import AwsClients
+
+    try:
+        answer = AwsClients(settings.aws).client("sts").get_caller_identity()
+        into.update(arn=answer.get("Arn", ""), account=answer.get("Account", ""))
+    except Exception as exc:  # noqa: BLE001 - the header says why it is unknown
+        into.update(arn="unknown", error=failure.describe(exc))
+
+
+def _versions() -> dict[str, str]:
+    versions = {"rmsops": __version__, "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def _details(settings: Settings, window: Window, selected: list[Runbook], outcomes: list[RunOutcome],
+             identity: dict[str, str], started_at: datetime, stopped: str, jobs: int, timeout: int,
+             first_finding: float | None) -> dict[str, Any]:
+    ran = {o.runbook.stem: o for o in outcomes}
+    return {
+        "status": "incomplete" if stopped else "complete",
+        "stopped": stopped,
+        "environment": settings.name,
+        "window": {"start": iso(window.start), "end": iso(window.end)},
+        "started_at": iso(started_at),
+        "ended_at": iso(datetime.now(UTC)),
+        "run_by": {"aws": identity, "user": _local_user(), "host": platform.node()},
+        "versions": _versions(),
+        "parameters": {"jobs": jobs, "timeout_seconds": timeout, "runbooks": [rb.stem for rb in selected]},
+        "first_finding_seconds": None if first_finding is None else round(first_finding, 3),
+        "runbooks": {rb.stem: ({"status": ran[rb.stem].status, "seconds": round(ran[rb.stem].seconds, 3),
+                                "error": ran[rb.stem].error} if rb.stem in ran
+                               else {"status": "not run", "error": stopped or "the triage ended before it"})
+                     for rb in selected},
+    }
+
+
+def _local_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: list[Finding]) -> str:
+    from rmsops.render.report import STYLE, badge, counts_html, esc
+
+    escalation = next((f for f in findings if f.check == "escalation.level"), None)
+    level = (f"<p><b>Escalation:</b> {badge(escalation.severity)} {esc(escalation.title)}<br>"
+             f"{esc(escalation.detail, 1200)}<br><i>{esc(escalation.resolution, 1200)}</i></p>"
+             if escalation else "")
+    reports = {o.runbook.stem: o for o in outcomes}
+    rows = []
+    for f in sort_by_urgency(findings):
+        if f.severity == Severity.OK:
+            continue
+        outcome = reports.get(f.runbook)
+        link = (f'<a href="{esc(f.runbook)}/{esc(outcome.html.name)}#check-{esc(f.check)}">{esc(f.check)}</a>'
+                if outcome and outcome.html else esc(f.check))
+        rows.append(f"<tr><td>{badge(f.severity)}</td><td>{link}</td><td>{esc(f.resource)}</td>"
+                    f"<td><b>{esc(f.title)}</b><br>{esc(f.detail, 400)}</td></tr>")
+    runbook_rows = "".join(
+        f"<tr><td>{esc(stem)}</td><td>{esc(info['status'])}</td><td>{info.get('seconds', '')}</td>"
+        f"<td>{esc(info.get('error', ''))}</td></tr>" for stem, info in details["runbooks"].items())
+    plots = _key_plots(outcomes, findings)
+    who = details["run_by"]
+    aws = who["aws"].get("arn", "unknown")
+    incomplete = (f"<p style='color:#c62828'><b>INCOMPLETE:</b> the triage was {esc(details.get('stopped', ''))}; "
+                  "the runbooks that finished keep their findings, the others say why they did not run.</p>"
+                  if details["status"] != "complete" else "")
+    versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in details["versions"].items())
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>rmsops triage — "
+            f"{esc(details['environment'])}</title>{STYLE}</head><body style='font-family:sans-serif;margin:2em'>"
+            f"<div class='rmsops'><h1>Triage of {esc(details['environment'])}</h1>{incomplete}"
+            f"<p><b>Window</b> {esc(details['window']['start'])} → {esc(details['window']['end'])}<br>"
+            f"<b>Run by</b> {esc(aws)} ({esc(who['user'])} on {esc(who['host'])}) at {esc(details['started_at'])}<br>"
+            f"<b>Versions</b> {versions}</p>{level}{counts_html(findings)}"
+            f"<h2>Findings that need attention</h2><table><tr><th>severity</th><th>check</th><th>resource</th>"
+            f"<th>finding</th></tr>{''.join(rows) or '<tr><td colspan=4>none</td></tr>'}</table>"
+            f"{plots}<h2>Runbooks</h2><table><tr><th>runbook</th><th>status</th><th>seconds</th><th>error</th></tr>"
+            f"{runbook_rows}</table><p>Every file of this bundle is listed with its SHA-256 in manifest.json; "
+            f"<code>rmsops verify</code> checks them.</p></div></body></html>")
+
+
+def _key_plots(outcomes: list[RunOutcome], findings: list[Finding], most: int = 6) -> str:
+    """The plots of the most urgent checks, from the bundle's own PNG files."""
+    from rmsops.render.report import esc
+
+    available = {png.stem: f"{o.runbook.stem}/plots/{png.name}"
+                 for o in outcomes for png in sorted((o.notebook.parent / "plots").glob("*.png"))}
+    chosen: list[str] = []
+    for f in sort_by_urgency(findings):
+        if f.severity in (Severity.CRITICAL, Severity.WARNING) and f.check in available and f.check not in chosen:
+            chosen.append(f.check)
+    images = "".join(f"<figure><img src='{esc(available[check])}' style='max-width:900px'>"
+                     f"<figcaption>{esc(check)}</figcaption></figure>" for check in chosen[:most])
+    return f"<h2>Key plots</h2>{images}" if images else ""

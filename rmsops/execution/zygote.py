@@ -1,0 +1,248 @@
+"""A warm process that forks Jupyter kernels: a runbook's kernel starts in milliseconds.
+
+A stock Jupyter kernel starts a new Python, which then imports IPython, pandas, matplotlib,
+boto3 and rmsops: seconds on a small machine, paid again for every notebook. Here one *zygote*
+process pays it once and forks a fresh kernel per notebook. Each notebook still gets its own
+process (no state leaks between runbooks); the imports are shared copy-on-write.
+
+The zygote is single-threaded (forking a threaded process is unsafe) and listens on a Unix socket
+in a private temp folder. This module is stdlib-only so the command line can start the zygote
+before it imports anything heavy itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from rmsops.core import sharedcache
+
+# What every runbook imports: loaded once in the zygote, inherited by every forked kernel.
+WARM_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython",
+                "matplotlib_inline.backend_inline", "pandas", "numpy", "matplotlib", "matplotlib.figure",
+                "boto3", "botocore.session", "psycopg", "yaml", "rmsops", "rmsops.notebook", "rmsops.checks",
+                "rmsops.core.context", "rmsops.actions", "rmsops.render.plots", "rmsops.render.report",
+                # what IPython imports as a kernel starts
+                "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.logger", "IPython.core.oinspect",
+                "IPython.extensions.storemagic", "IPython.utils.wildcard", "sqlite3", "pdb", "faulthandler",
+                "tornado.platform.asyncio")
+FIRST_LOOK_MODULES = ("rmsops.core.context", "rmsops.checks", "rmsops.execution.firstlook")  # imported first
+READY = b"ready\n"
+# --- the zygote process -------------------------------------------------------------------------
+
+def zygote_main(socket_path: str, first_look: str = "") -> None:
+    """Import everything, then fork a kernel for each request until the socket is closed.
+
+    ``first_look``: a JSON order (``rmsops.execution.firstlook``) to fork a first-look process as soon as
+    the checks are imported, before the kernel warm-up goes on.
+    """
+    import importlib
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
+    for name in FIRST_LOOK_MODULES:
+        importlib.import_module(name)
+    children: list[int] = []  # killed when the zygote stops: no kernel or first look outlives a run
+    if first_look:
+        children.append(_fork_first_look(json.loads(first_look), Path(socket_path).parent / "shared"))
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    from rmsops.core import aws
+
+    with contextlib.suppress(Exception):  # a model that fails to load only means a colder kernel
+        aws.preload_models()  # forked kernels find every service model parsed, in memory
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle, not ours
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(16)
+    server.settimeout(1.0)
+    parent = os.getppid()
+    sys.stdout.buffer.write(READY)
+    sys.stdout.flush()
+    while True:
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the command that started us is gone: so are we
+                _kill(children)
+                os._exit(0)
+            continue
+        conn.settimeout(None)
+        with conn:
+            request = _read_line(conn)
+            if not request:
+                continue
+            order = json.loads(request)
+            if order.get("stop"):
+                server.close()
+                _kill(children)
+                os._exit(0)  # nothing to flush or clean: skip tearing down the warm imports
+            pid = os.fork()
+            if pid == 0:
+                server.close()
+                conn.close()
+                _become_kernel(order)  # never returns
+            children.append(pid)
+            conn.sendall(f"{pid}\n".encode())
+
+
+_CHILDREN: list[int] = []  # killed when the zygote stops: no kernel or first look outlives a run
+
+
+def _stop_now(*_: object) -> None:
+    _kill(_CHILDREN)
+    os._exit(0)
+
+
+def _kill(pids: list[int]) -> None:
+    """Kill those of ``pids`` that are still our children (an ended child's pid may be reused)."""
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):  # most have ended and were reaped
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                os.kill(pid, signal.SIGKILL)
+
+
+def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> int:
+    out_fd = look.pop("fd")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.environ[sharedcache.ENV] = str(shared_cache)  # the runbooks reuse what it fetches
+            from rmsops.execution import firstlook
+
+            firstlook.take(look, out_fd)
+        finally:
+            os._exit(0)
+    os.close(out_fd)  # the command sees the end of the pipe when the first look is done
+    return pid
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.strip()
+
+
+def _become_kernel(order: dict) -> None:
+    """In the forked child: a fresh session, the notebook's cwd and env, then the kernel loop."""
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the kernel's interrupt
+        os.chdir(order.get("cwd") or os.getcwd())
+        os.environ.clear()
+        os.environ.update(order.get("env") or {})
+        devnull = os.open(os.devnull, os.O_RDWR)
+        log = os.open(order["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # why a kernel died
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.dup2(log, 2)
+        from ipykernel.kernelapp import IPKernelApp
+
+        app = IPKernelApp.instance()
+        app.initialize(["-f", order["connection_file"], *order.get("args", [])])
+        app.start()
+    finally:
+        os._exit(0)
+
+
+class Zygote:
+    """The warm process: started once (in the background), asked to fork kernels."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="rmsops-zygote-"))  # private (0700): sockets, logs
+        self.socket_path = str(self.folder / "zygote.sock")
+        self.shared_cache = self.folder / "shared"
+        self.first_look_fd: int | None = None
+        self._process: subprocess.Popen | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._error = ""
+
+    def start(self, first_look: dict[str, Any] | None = None) -> Zygote:
+        """Start warming up; with ``first_look`` (``rmsops.execution.firstlook.order``) also take a first look,
+        whose findings ``first_look_fd`` then delivers (``rmsops.execution.firstlook.read``)."""
+        fds: tuple[int, ...] = ()
+        order = ""
+        if first_look is not None:
+            self.first_look_fd, write_fd = os.pipe()
+            fds = (write_fd,)
+            order = json.dumps({**first_look, "fd": write_fd})
+        self._process = subprocess.Popen(
+            [sys.executable, "-c",
+             f"from rmsops.execution.zygote import zygote_main; zygote_main({self.socket_path!r}, {order!r})"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=fds)
+        for fd in fds:
+            os.close(fd)  # the zygote has its own copy
+        threading.Thread(target=self._wait_ready, daemon=True, name="rmsops-zygote-ready").start()
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._process and self._process.stdout
+        line = self._process.stdout.readline()
+        if line != READY:
+            self._error = (self._process.stderr.read().decode(errors="replace") if self._process.stderr else "")
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        if not self._ready.wait(timeout) or self._error:
+            raise RuntimeError(f"the kernel zygote did not start: {self._error.strip()[-500:]}")
+
+    def fork(self, connection_file: str, cwd: str | None, env: dict[str, str], args: list[str] | None = None) -> int:
+        """A new kernel process; ``args`` are the kernel's ``--Name.trait=value`` options."""
+        self.wait_ready()
+        log = str(self.folder / f"kernel-{Path(connection_file).stem}.log")
+        env = {**env, sharedcache.ENV: str(self.shared_cache)}  # the kernels of one triage share fetches
+        order = json.dumps({"connection_file": connection_file, "cwd": cwd, "env": env, "log": log,
+                            "args": args or []}) + "\n"
+        with self._lock, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.socket_path)
+            conn.sendall(order.encode())
+            answer = _read_line(conn)
+        return int(answer)
+
+    def take_first_look(self) -> int | None:
+        """The read end of the first-look pipe, now the caller's to read and close."""
+        fd, self.first_look_fd = self.first_look_fd, None
+        return fd
+
+    def stop(self) -> None:
+        unread = self.take_first_look()
+        if unread is not None:
+            os.close(unread)
+        if self._process and self._process.poll() is None and not self._ready.is_set():
+            self._process.terminate()  # still importing: no socket to ask on yet
+        if self._process and self._process.poll() is None:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                    conn.settimeout(2)
+                    conn.connect(self.socket_path)
+                    conn.sendall(b'{"stop": true}\n')
+            except OSError:
+                pass
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        for stream in (self._process.stdout, self._process.stderr) if self._process else ():
+            if stream:
+                stream.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
