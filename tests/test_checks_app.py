@@ -768,3 +768,24 @@ def test_check_that_raises_never_escapes_ctx_run(make_context):
     [finding] = result.findings
     assert finding.severity is ERROR
     assert "no-such-profile-rmsops" in finding.detail
+
+
+def test_the_5xx_figure_marks_deployments_taken_when_the_check_ran(aws, make_context, monkeypatch):
+    """The deployments are fetched with the check (registry ``marks=``); drawing the figure calls no AWS."""
+    from rmsops.core.registry import get
+    from rmsops.render import plots
+
+    seed.create_alb(ALB_TARGETS)
+    seed.create_service("rms-backend", 2, 2, setenv=monkeypatch.setenv)  # moto: a deployment created now
+    ctx = make_context()
+    result = ctx.run("app.alb.5xx")
+    assert [label for _, label in result.markers] == ["deploy rms-backend"]
+
+    def no_aws(*_, **__):
+        raise AssertionError("a figure called AWS")
+
+    monkeypatch.setattr(ctx, "client", no_aws)
+    monkeypatch.setattr(ctx, "memo", no_aws)  # not even a cached fetch
+    figure = get("app.alb.5xx").plot(result, ctx)
+    assert "deploy rms-backend" in [t.get_text() for t in figure.axes[0].texts]
+    assert plots.png(figure, dpi=30).startswith(b"\x89PNG")

@@ -250,9 +250,6 @@ def test_percentile_plot_draws_the_thresholds(make_context, monkeypatch):
     from rmsops.render import plots
 
     ctx = make_context()
-    from rmsops.checks import percentiles
-
-    monkeypatch.setattr(percentiles, "deployment_markers", lambda ctx: [])
     frame = percentile_frame([0.3, 1.5])
     frame["timestamp"] = [ctx.window.start + timedelta(minutes=m) for m in (0, 0, 1, 1, 2, 2)][:len(frame)]
     result = latency.CheckResult(findings=latency.judge_percentiles("x", frame, 60, ctx.thresholds, "a"), data=frame)

@@ -385,10 +385,10 @@ def test_plots_render_for_data_and_for_nothing(moto_env, make_context, monkeypat
     from rmsops.render import plots
 
     moment = datetime.now(UTC) - timedelta(minutes=10)
-    monkeypatch.setattr(L, "deployment_markers", lambda ctx: [(moment, "deploy rms-backend")])  # no ECS here
     ctx = make_context(logs_query="filter", logs={**APP_LOGS, "rds": RDS})
     for cid in ("logs.errors.recent", "logs.status_codes", "logs.rds.connection_errors", "api.logs.errors"):
         result = ctx.run(cid)
+        result.markers = [(moment, "deploy rms-backend")]  # no ECS here
         assert plots.png(get(cid).plot(result, ctx), dpi=30).startswith(b"\x89PNG")
     empty = make_context(logs_query="filter", logs={"backend": "/ecs/nope"}, window="5m")
     for cid in ("logs.errors.recent", "logs.status_codes"):

@@ -315,7 +315,6 @@ def test_overview_plots_render(moto, make_context, monkeypatch):
     from rmsops.render import plots
 
     ctx = make_context()
-    monkeypatch.setattr(O, "deployment_markers", lambda ctx: [])
     stamps = [ctx.window.start + timedelta(minutes=m) for m in range(3)]
     rates = O.rates_frame(long({"RequestCount": [100, 100, 100], "HTTPCode_ELB_5XX_Count": [0, 9, 2]}, stamps[0]))
     cases = {

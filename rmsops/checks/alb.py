@@ -161,11 +161,11 @@ def _5xx_plot(result: CheckResult, ctx: Context):
     frame = metrics.fill_missing(result.data, ctx.window.start, ctx.window.end, period)
     return plots.timeseries(frame, f"ALB 5xx responses per {period // 60} min",
                             "responses", lines={"spike threshold": limit},
-                            markers=deployment_markers(ctx),
+                            markers=result.markers,
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("app.alb.5xx", plot=_5xx_plot)
+@check("app.alb.5xx", plot=_5xx_plot, marks=deployment_markers)
 def alb_5xx(ctx: Context) -> CheckResult:
     """ALB and target 5xx counts over the window (CloudWatch)."""
     df, period = fetch_5xx(ctx)

@@ -273,11 +273,11 @@ def _trend_plot(result: CheckResult, ctx: Context):
                  f"{ctx.thresholds['db_connections_trend_pct']:g}%":
                      limit * ctx.thresholds["db_connections_trend_pct"] / 100}
     return plots.timeseries(result.data, "RDS DatabaseConnections (maximum)", "connections",
-                            lines=lines, markers=deployment_markers(ctx),
+                            lines=lines, markers=result.markers,
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("db.connections.trend", plot=_trend_plot)
+@check("db.connections.trend", plot=_trend_plot, marks=deployment_markers)
 def trend(ctx: Context) -> CheckResult:
     """CloudWatch DatabaseConnections over the window against the limit."""
     instance = ctx.settings.database.instance

@@ -26,6 +26,7 @@ from rmsops.core.findings import Finding, Severity
 from rmsops.core.registry import CheckResult, check
 from rmsops.render import plots
 from rmsops.sources import xray
+from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
     from rmsops.core.context import Context
@@ -46,7 +47,7 @@ KIND_RESOLUTIONS = {
 # --- percentiles ----------------------------------------------------------------------------
 
 
-@check("api.latency.percentiles", plot=percentiles_plot)
+@check("api.latency.percentiles", plot=percentiles_plot, marks=deployment_markers)
 def api_latency(ctx: Context) -> CheckResult:
     """ALB TargetResponseTime p50 / p90 / p99 over the window (CloudWatch percentiles)."""
     return percentiles_result(ctx, "api.latency.percentiles")

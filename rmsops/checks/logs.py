@@ -279,10 +279,10 @@ def _errors_over_time_plot(result: CheckResult, ctx: Context) -> Figure:
     period = metrics.period_for(ctx.window.seconds)
     return stacked_plot(frame, "pattern", "lines", f"ERROR lines per {period // 60} min by pattern "
                         f"(top {TOP_PATTERNS}, stacked)", "lines", ctx, period // 60,
-                        empty="no ERROR lines in the window")
+                        empty="no ERROR lines in the window", markers=result.markers)
 
 
-@check("logs.errors.recent", plot=_errors_over_time_plot)
+@check("logs.errors.recent", plot=_errors_over_time_plot, marks=deployment_markers)
 def errors_recent(ctx: Context) -> CheckResult:
     """Errors in the window, grouped by message pattern."""
     errors = fetch_errors(ctx)
@@ -391,10 +391,10 @@ def _status_plot(result: CheckResult, ctx: Context) -> Figure:
     frame = result.frames.get("requests per bin by class", pd.DataFrame())
     return stacked_plot(frame, "class", "requests", "Logged requests by status class (stacked)", "requests",
                         ctx, status_bin_minutes(ctx.window.seconds), colours=CLASS_COLOURS,
-                        empty="no request lines in the window")
+                        empty="no request lines in the window", markers=result.markers)
 
 
-@check("logs.status_codes", plot=_status_plot)  # scans every line
+@check("logs.status_codes", plot=_status_plot, marks=deployment_markers)  # scans every line
 def status_codes(ctx: Context) -> CheckResult:
     """Logged requests by status code class (access-log lines of the application logs)."""
     groups = app_groups(ctx)
@@ -512,10 +512,10 @@ def _rds_plot(result: CheckResult, ctx: Context):
         label=lambda d: d["label"].map(KIND_LABELS)) if len(frame)
         else pd.DataFrame(columns=["timestamp", "label", "value"]))
     return plots.timeseries(series, "RDS connection errors by kind", "log lines",
-                            markers=deployment_markers(ctx), window=(ctx.window.start, ctx.window.end))
+                            markers=result.markers, window=(ctx.window.start, ctx.window.end))
 
 
-@check("logs.rds.connection_errors", plot=_rds_plot)
+@check("logs.rds.connection_errors", plot=_rds_plot, marks=deployment_markers)
 def rds_connection_errors(ctx: Context) -> CheckResult:
     """Connection errors in the RDS PostgreSQL log group."""
     group = rds_group(ctx)

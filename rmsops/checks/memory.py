@@ -129,11 +129,12 @@ def _utilization_plot(result: CheckResult, ctx: Context):
     return plots.timeseries(result.data, "ECS memory utilisation per service (dotted: OOM kills, deployments)",
                             "% of task memory",
                             lines={"critical": crit, "warning": warn},
-                            markers=oom_markers(ctx) + deployment_markers(ctx),
+                            markers=result.markers,
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("memory.ecs.utilization", plot=_utilization_plot)
+@check("memory.ecs.utilization", plot=_utilization_plot,
+       marks=lambda ctx: oom_markers(ctx) + deployment_markers(ctx))
 def utilization(ctx: Context) -> CheckResult:
     """ECS MemoryUtilization (Average and Maximum) per service (CloudWatch)."""
     df, period = fetch_utilization(ctx)

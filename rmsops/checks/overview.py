@@ -38,7 +38,7 @@ def fetch_over(ctx: Context, window: Window, queries: list[metrics.MetricQuery],
 
 # --- latency --------------------------------------------------------------------------------
 
-@check("metrics.latency", plot=percentiles_plot)
+@check("metrics.latency", plot=percentiles_plot, marks=deployment_markers)
 def request_latency(ctx: Context) -> CheckResult:
     """Request latency p50 / p90 / p99 (ALB TargetResponseTime)."""
     return percentiles_result(ctx, "metrics.latency")
@@ -133,10 +133,10 @@ def _error_rate_plot(result: CheckResult, ctx: Context):
     lines = {"5xx warning": ctx.thresholds["error_rate_warning_pct"],
              "5xx critical": ctx.thresholds["error_rate_critical_pct"]}
     return plots.timeseries(frame, "Error rate per period (% of requests)", "%", lines=lines,
-                            markers=deployment_markers(ctx), window=(ctx.window.start, ctx.window.end))
+                            markers=result.markers, window=(ctx.window.start, ctx.window.end))
 
 
-@check("metrics.error_rate", plot=_error_rate_plot)
+@check("metrics.error_rate", plot=_error_rate_plot, marks=deployment_markers)
 def error_rate(ctx: Context) -> CheckResult:
     """4xx and 5xx responses per request (ALB counts)."""
     df, period = fetch_alb_counts(ctx)
@@ -191,10 +191,10 @@ def judge_throughput(frame: pd.DataFrame, window: Window, thresholds: dict[str, 
 def _throughput_plot(result: CheckResult, ctx: Context):
     period = metrics.period_for(ctx.window.seconds)
     return plots.timeseries(result.data, f"Requests per {period // 60} min (RequestCount)", "requests",
-                            markers=deployment_markers(ctx), window=(ctx.window.start, ctx.window.end))
+                            markers=result.markers, window=(ctx.window.start, ctx.window.end))
 
 
-@check("metrics.throughput", plot=_throughput_plot)
+@check("metrics.throughput", plot=_throughput_plot, marks=deployment_markers)
 def throughput(ctx: Context) -> CheckResult:
     """Requests per minute against the previous window (ALB RequestCount)."""
     df, _ = fetch_alb_counts(ctx)
@@ -294,12 +294,12 @@ def _ecs_plot(result: CheckResult, ctx: Context):
     lines = {"memory warning": ctx.thresholds["memory_warning_pct"],
              "CPU warning": ctx.thresholds["cpu_warning_pct"]}
     figure = plots.timeseries(frame, "ECS utilization per service (%)", "%", lines=lines,
-                              markers=deployment_markers(ctx), window=(ctx.window.start, ctx.window.end))
+                              markers=result.markers, window=(ctx.window.start, ctx.window.end))
     figure.axes[0].set_ylim(0, max(105.0, float(frame["value"].max()) + 5 if len(frame) else 0.0))
     return figure
 
 
-@check("metrics.ecs.utilization", plot=_ecs_plot)
+@check("metrics.ecs.utilization", plot=_ecs_plot, marks=deployment_markers)
 def ecs_utilization(ctx: Context) -> CheckResult:
     """ECS CPU and memory utilization per service (AWS/ECS)."""
     df = fetch_ecs(ctx)
@@ -390,13 +390,13 @@ def _rds_plot(result: CheckResult, ctx: Context):
     lines = {"CPU warning": ctx.thresholds["rds_cpu_warning_pct"],
              "free storage warning": ctx.thresholds["rds_free_storage_pct"]}
     figure = plots.timeseries(frame, f"RDS {ctx.settings.database.instance}: CPU and free storage (%)", "%",
-                              lines=lines, markers=deployment_markers(ctx),
+                              lines=lines, markers=result.markers,
                               window=(ctx.window.start, ctx.window.end))
     figure.axes[0].set_ylim(0, 105)
     return figure
 
 
-@check("metrics.rds", plot=_rds_plot)
+@check("metrics.rds", plot=_rds_plot, marks=deployment_markers)
 def rds_metrics(ctx: Context) -> CheckResult:
     """RDS CPU, connections and free storage (AWS/RDS)."""
     df, info = fetch_rds(ctx)

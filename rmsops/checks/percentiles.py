@@ -12,7 +12,6 @@ from rmsops.core.registry import CheckResult
 from rmsops.render import plots
 from rmsops.sources import metrics
 from rmsops.sources.alb import load_balancer
-from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
     from rmsops.core.context import Context
@@ -81,7 +80,7 @@ def percentiles_plot(result: CheckResult, ctx: Context):
     lines = {"p99 warning": ctx.thresholds["latency_p99_warning_seconds"],
              "p99 critical": ctx.thresholds["latency_p99_critical_seconds"]}
     return plots.timeseries(result.data, f"ALB TargetResponseTime per {period // 60} min (p50 / p90 / p99)",
-                            "seconds", lines=lines, markers=deployment_markers(ctx),
+                            "seconds", lines=lines, markers=result.markers,
                             window=(ctx.window.start, ctx.window.end))
 
 

@@ -12,6 +12,7 @@ import pkgutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -29,6 +30,9 @@ class CheckResult:
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     check: str = ""
     seconds: float = 0.0
+    # Moments to mark on the check's figures (deployments, OOM kills), taken when the check ran, so
+    # that drawing a figure never calls AWS.
+    markers: list[tuple[datetime, str]] = field(default_factory=list)
 
     @property
     def worst(self) -> Severity:
@@ -39,6 +43,7 @@ class CheckResult:
 # context imports this module, and the import would close a cycle (context → registry → context).
 CheckFn = Callable[[Any], CheckResult]
 PlotFn = Callable[[CheckResult, Any], Any]
+MarksFn = Callable[[Any], list[tuple[datetime, str]]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class CheckSpec:
     quick: bool = True
     resource: str = ""
     summary_template: str = ""  # the catalogue's summary, naming thresholds (runbooks.format_summary)
+    marks: MarksFn | None = None  # fetches the markers its figure shows
 
     def summary_with(self, thresholds: Mapping[str, float] | None) -> str:
         """The summary with the thresholds in force (``summary`` itself has the defaults)."""
@@ -62,7 +68,7 @@ class CheckSpec:
 REGISTRY: dict[str, CheckSpec] = {}
 
 
-def check(check_id: str, *, plot: PlotFn | None = None,
+def check(check_id: str, *, plot: PlotFn | None = None, marks: MarksFn | None = None,
           resource: str = "") -> Callable[[CheckFn], CheckFn]:
     """Register a check function under its catalogue id; the runbook, guide section, summary and
     whether it is quick come from the catalogue (rmsops/core/runbooks.py), which must know the id."""
@@ -75,7 +81,7 @@ def check(check_id: str, *, plot: PlotFn | None = None,
         if check_id in REGISTRY:
             raise ValueError(f"check {check_id} registered twice")
         REGISTRY[check_id] = CheckSpec(check_id, runbook.stem, runbook.guide_section, fn, entry.summary_with(None),
-                                       plot, entry.quick, resource, entry.summary)
+                                       plot, entry.quick, resource, entry.summary, marks)
         return fn
 
     return register
@@ -133,11 +139,20 @@ def run(spec: CheckSpec, ctx: Any) -> CheckResult:
     except Exception as exc:  # noqa: BLE001 - the contract: a check never raises into a notebook
         result = CheckResult(findings=[error_finding(spec, _reason(exc))])
     result.check = spec.id
+    if spec.marks is not None and spec.plot is not None:
+        result.markers = _markers(spec, ctx)
     # Findings name the runbook that ran them: the daily health check reports as itself.
     runbook = getattr(ctx, "runbook", "") or spec.runbook
     result.findings = [f.placed(runbook, spec.section) for f in result.findings]
     result.seconds = time.monotonic() - started
     return result
+
+
+def _markers(spec: CheckSpec, ctx: Any) -> list[tuple[datetime, str]]:
+    try:
+        return list(spec.marks(ctx)) if spec.marks else []
+    except Exception:  # noqa: BLE001 - markers are decoration; the checks report a failing source
+        return []
 
 
 def _reason(exc: Exception) -> str:

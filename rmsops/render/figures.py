@@ -15,7 +15,7 @@ from rmsops.core.findings import Severity
 from rmsops.render import plots
 from rmsops.render.plots import ROLLOUT_COLOURS
 from rmsops.render.text import labels_for, top
-from rmsops.sources.ecs import deployment_end, deployment_markers, split_revision
+from rmsops.sources.ecs import deployment_end, split_revision
 from rmsops.sources.rds import SNAPSHOT_COLUMNS, utc
 
 if TYPE_CHECKING:
@@ -100,9 +100,10 @@ def rollout_timeline(df: pd.DataFrame, now: datetime, window: tuple[datetime, da
 
 
 def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabel: str, ctx: Context,
-                 minutes: int, colours: dict[str, str] | None = None, empty: str = "nothing to show") -> Figure:
+                 minutes: int, colours: dict[str, str] | None = None, empty: str = "nothing to show",
+                 markers: list[tuple[datetime, str]] = ()) -> Figure:
     """Counts per bin stacked by *column* (largest total at the bottom, "other" on top), silent bins as zero,
-    the legend under the chart, deployments as dotted lines."""
+    the legend under the chart, *markers* (deployments) as dotted lines."""
     wide = pd.DataFrame()
     if not frame.empty:
         step = f"{minutes}min"
@@ -125,7 +126,7 @@ def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabe
                      colors=[colours.get(str(c), "#777") for c in wide.columns] if colours else None)
         fig.legend(loc="lower left", bbox_to_anchor=(0.01, 0.0), fontsize=7, frameon=False,
                    ncols=1 if colours is None else len(labels))
-    for moment, text in deployment_markers(ctx):
+    for moment, text in markers:
         ax.axvline(moment, color="#455a64", linestyle=":", linewidth=1)
         ax.annotate(text, (moment, 1), xycoords=("data", "axes fraction"), rotation=90, va="top",
                     ha="right", fontsize=7, color="#455a64")
