@@ -4,6 +4,7 @@ order, every registered check is in it and every check in it is registered."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,21 @@ def test_the_registry_does_not_import_the_checks_or_the_context_statically():
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {"rmsops.checks", "rmsops.core.context"} & imported
     assert "TYPE_CHECKING" not in source
+
+
+def test_every_check_id_written_in_the_code_is_in_the_catalogue():
+    """Ids are written once per module (a constant the decorator and the judges share) and in the
+    escalation rules that read other checks' findings: a typo there would silently match nothing."""
+    known = {cid for rb in runbooks.CATALOGUE for cid in rb.checks}
+    prefixes = tuple({cid.split(".", 1)[0] + "." for cid in known})
+    written = set()
+    for path in (ROOT / "rmsops").rglob("*.py"):
+        if path.name == "runbooks.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(prefixes)
+                    and re.fullmatch(r"[a-z]+(\.[a-z0-9_]+){2,}", node.value)  # one-dot ids look like config keys
+                    and not re.fullmatch(r"db\.[a-z]\d+\w*\.\w+", node.value)):  # an RDS class: db.t3.medium
+                written.add((path.name, node.value))
+    assert {cid for cid in known if cid.count(".") >= 2} <= {value for _, value in written}  # it sees them all
+    assert sorted((name, value) for name, value in written if value not in known) == []

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "01-application-not-responding"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+ALB_5XX = "app.alb.5xx"
+ALB_TARGET_HEALTH = "app.alb.target_health"
 TARGET_COLUMNS = ["group", "target", "port", "state", "reason", "description"]
 METRICS_5XX = ("HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_502_Count", "HTTPCode_ELB_503_Count",
                "HTTPCode_Target_5XX_Count")
@@ -50,8 +53,7 @@ def target_health_frame(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TARGET_COLUMNS)
 
 
-def judge_target_health(df: pd.DataFrame) -> list[Finding]:
-    cid = "app.alb.target_health"
+def judge_target_health(df: pd.DataFrame, cid: str = ALB_TARGET_HEALTH) -> list[Finding]:
     findings = []
     for group, rows in df.groupby("group", sort=False):
         resource = f"targetgroup:{group}"
@@ -92,7 +94,7 @@ def _target_plot(result: CheckResult, ctx: Context):
     return plots.bars(counts, "group", "targets", "ALB targets by group and state", stack="state")
 
 
-@check("app.alb.target_health", plot=_target_plot)
+@check(ALB_TARGET_HEALTH, plot=_target_plot)
 def target_health(ctx: Context) -> CheckResult:
     """ALB target health per target group."""
     df = target_health_frame(ctx)
@@ -120,8 +122,8 @@ def longest_run(timestamps: pd.Series, period: int) -> int:
     return best
 
 
-def judge_5xx(df: pd.DataFrame, period: int, thresholds: dict[str, float], alb: str) -> list[Finding]:
-    cid = "app.alb.5xx"
+def judge_5xx(df: pd.DataFrame, period: int, thresholds: dict[str, float], alb: str,
+              cid: str = ALB_5XX) -> list[Finding]:
     resource = f"alb:{alb}"
     per_period = thresholds["alb_5xx_per_minute"] * period / 60
     sustained = max(1, math.ceil(thresholds["alb_5xx_sustained_minutes"] * 60 / period))
@@ -165,7 +167,7 @@ def _5xx_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("app.alb.5xx", plot=_5xx_plot, marks=deployment_markers)
+@check(ALB_5XX, plot=_5xx_plot, marks=deployment_markers)
 def alb_5xx(ctx: Context) -> CheckResult:
     """ALB and target 5xx counts over the window (CloudWatch)."""
     df, period = fetch_5xx(ctx)

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "14-backup-recovery"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+RDS_PITR = "backup.rds.pitr"
+RDS_RETENTION = "backup.rds.retention"
+RDS_SNAPSHOTS = "backup.rds.snapshots"
 
 
 # --- fetch -------------------------------------------------------------------------------------
@@ -62,8 +66,7 @@ def _not_found(cid: str, name: str) -> Finding:
 # --- backup.rds.retention ----------------------------------------------------------------------
 
 
-def judge_retention(df: pd.DataFrame) -> list[Finding]:
-    cid = "backup.rds.retention"
+def judge_retention(df: pd.DataFrame, cid: str = RDS_RETENTION) -> list[Finding]:
     row = df.iloc[0]
     name = str(row["instance"])
     if row["status"] == "not found":
@@ -83,7 +86,7 @@ def judge_retention(df: pd.DataFrame) -> list[Finding]:
                     f"BackupRetentionPeriod {days} days; daily backups{window}.", evidence)]
 
 
-@check("backup.rds.retention")
+@check(RDS_RETENTION)
 def retention(ctx: Context) -> CheckResult:
     """Automated backup retention (BackupRetentionPeriod; 0 means no backups)."""
     df = instance_frame(ctx)
@@ -94,8 +97,7 @@ def retention(ctx: Context) -> CheckResult:
 
 
 def judge_pitr(name: str, found: bool, window: RestoreWindow, retention_days: int | None, now: datetime,
-               thresholds: dict[str, float]) -> list[Finding]:
-    cid = "backup.rds.pitr"
+               thresholds: dict[str, float], cid: str = RDS_PITR) -> list[Finding]:
     if not found:
         return [_not_found(cid, name)]
     limit = thresholds["pitr_lag_minutes"]
@@ -123,7 +125,7 @@ def judge_pitr(name: str, found: bool, window: RestoreWindow, retention_days: in
                     detail, evidence)]
 
 
-@check("backup.rds.pitr", plot=lambda result, ctx: plot_timeline(result, ctx))
+@check(RDS_PITR, plot=lambda result, ctx: plot_timeline(result, ctx))
 def pitr(ctx: Context) -> CheckResult:
     """Point-in-time recovery lag (LatestRestorableTime) and the restorable window."""
     name = ctx.settings.database.instance
@@ -143,8 +145,7 @@ def pitr(ctx: Context) -> CheckResult:
 
 
 def judge_snapshots(name: str, found: bool, df: pd.DataFrame, retention_days: int | None, now: datetime,
-                    thresholds: dict[str, float]) -> list[Finding]:
-    cid = "backup.rds.snapshots"
+                    thresholds: dict[str, float], cid: str = RDS_SNAPSHOTS) -> list[Finding]:
     if not found:
         return [_not_found(cid, name)]
     limit = thresholds["snapshot_max_age_hours"]
@@ -191,7 +192,7 @@ def judge_snapshots(name: str, found: bool, df: pd.DataFrame, retention_days: in
     return findings
 
 
-@check("backup.rds.snapshots")
+@check(RDS_SNAPSHOTS)
 def snapshots(ctx: Context) -> CheckResult:
     """Newest automated and manual snapshots of the instance, and their age."""
     name = ctx.settings.database.instance

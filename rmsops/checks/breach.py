@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "13-data-breach-response"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+TIMELINE = "breach.timeline"
+CREDENTIALS = "breach.credentials"
 IMMEDIATE_ACTIONS = ("Immediate actions (guide): 1. isolate affected systems; 2. change all credentials; "
                      "3. enable additional monitoring; 4. document the incident timeline. "
                      "Contact security@company.com.")
@@ -151,7 +154,7 @@ def judge_timeline(timeline: pd.DataFrame, condensed: pd.DataFrame, sources: dic
                  f"{counts['waf']} WAF blocks, {counts['app']} application lines)")
         detail = (f"From {iso(timeline['time'].iloc[0])} to {iso(timeline['time'].iloc[-1])}; "
                   f"{len(condensed)} entries after folding repeats within {RUN_GAP_SECONDS // 60} minutes.")
-    return [Finding("breach.timeline", Severity.INFO, "timeline", title, detail, evidence,
+    return [Finding(TIMELINE, Severity.INFO, "timeline", title, detail, evidence,
                     IMMEDIATE_ACTIONS + " Attach this timeline to the incident ticket and extend it by hand.")]
 
 
@@ -170,7 +173,7 @@ def _timeline_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("breach.timeline", plot=_timeline_plot)
+@check(TIMELINE, plot=_timeline_plot)
 def timeline(ctx: Context) -> CheckResult:
     """One merged timeline of CloudTrail, WAF blocks and application error/auth lines in the window."""
     entries = cloudtrail_entries(cloudtrail.events(ctx))
@@ -264,8 +267,7 @@ def key_problems(row: Any, max_age: float, regions: set[str]) -> list[str]:
 
 
 def judge_credentials(keys: pd.DataFrame, secrets: pd.DataFrame, thresholds: dict[str, float],
-                      home_region: str) -> list[Finding]:
-    cid = "breach.credentials"
+                      home_region: str, cid: str = CREDENTIALS) -> list[Finding]:
     max_age = thresholds["access_key_max_age_days"]
     regions = set(cloudtrail_regions(home_region))  # IAM, STS and CloudFront record their use in us-east-1
     findings = []
@@ -299,11 +301,11 @@ def judge_secrets(secrets: pd.DataFrame) -> Finding:
                 "rotation_enabled": bool(r.rotation_enabled), "days_since_change": r.days_since_change}
                for r in secrets.itertuples(index=False)]
     if not records:
-        return Finding("breach.credentials", Severity.INFO, "secretsmanager", "No Secrets Manager secrets",
+        return Finding(CREDENTIALS, Severity.INFO, "secretsmanager", "No Secrets Manager secrets",
                        "list_secrets returned none.", {"secrets": []})
     rotating = sum(r["rotation_enabled"] for r in records)
     oldest = max(records, key=lambda r: r["days_since_change"] or 0)
-    return Finding("breach.credentials", Severity.INFO, "secretsmanager",
+    return Finding(CREDENTIALS, Severity.INFO, "secretsmanager",
                    f"{len(records)} secret(s) in scope, {rotating} rotated automatically",
                    f"Oldest change: {oldest['secret']}, {oldest['days_since_change']} days ago. After a breach, "
                    "change every secret the compromised systems could read.", {"secrets": records},
@@ -321,7 +323,7 @@ def _credentials_plot(result: CheckResult, ctx: Context):
     return plots.bars(shown, "key", "age_days", "Access key age (days)", xlabel="days")
 
 
-@check("breach.credentials", plot=_credentials_plot)
+@check(CREDENTIALS, plot=_credentials_plot)
 def credentials(ctx: Context) -> CheckResult:
     """IAM users' access keys (age, last use) and Secrets Manager secrets in scope."""
     now = ctx.window.end

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "05-cdn-static-assets"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+ASSETS_REACHABLE = "cdn.assets.reachable"
+CLOUDFRONT_CACHE_HIT = "cdn.cloudfront.cache_hit"
+CLOUDFRONT_DISTRIBUTION = "cdn.cloudfront.distribution"
+CLOUDFRONT_ERROR_RATE = "cdn.cloudfront.error_rate"
 DISTRIBUTION_COLUMNS = ["id", "domain", "status", "enabled", "aliases", "origins", "last_modified"]
 ASSET_COLUMNS = ["path", "url", "status", "seconds", "error", "x_cache", "content_type", "content_length"]
 RATE_METRICS = ("4xxErrorRate", "5xxErrorRate")
@@ -42,8 +47,7 @@ def distribution_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DISTRIBUTION_COLUMNS)
 
 
-def judge_distribution(df: pd.DataFrame, comment: str) -> list[Finding]:
-    cid = "cdn.cloudfront.distribution"
+def judge_distribution(df: pd.DataFrame, comment: str, cid: str = CLOUDFRONT_DISTRIBUTION) -> list[Finding]:
     if df.empty:
         return [Finding(cid, Severity.CRITICAL, f"cloudfront:{comment}",
                         f"No CloudFront distribution with comment {comment!r}",
@@ -79,7 +83,7 @@ def judge_distribution(df: pd.DataFrame, comment: str) -> list[Finding]:
     return findings
 
 
-@check("cdn.cloudfront.distribution")
+@check(CLOUDFRONT_DISTRIBUTION)
 def distribution(ctx: Context) -> CheckResult:
     """The CloudFront distribution found by its comment: enabled and Deployed."""
     df = distribution_frame(matching_distributions(ctx))
@@ -131,8 +135,8 @@ def fetch_assets(base: str | None, paths: tuple[str, ...], timeout: float) -> pd
     return pd.DataFrame(rows, columns=ASSET_COLUMNS)
 
 
-def judge_assets(df: pd.DataFrame, base: str | None, paths: tuple[str, ...]) -> list[Finding]:
-    cid = "cdn.assets.reachable"
+def judge_assets(df: pd.DataFrame, base: str | None, paths: tuple[str, ...],
+                 cid: str = ASSETS_REACHABLE) -> list[Finding]:
     if not paths:
         return [Finding(cid, Severity.INFO, "cloudfront.asset_paths", "No asset paths configured",
                         "Add cloudfront.asset_paths (e.g. /assets/logo.png) to the environment file to test "
@@ -174,7 +178,7 @@ def judge_assets(df: pd.DataFrame, base: str | None, paths: tuple[str, ...]) -> 
     return findings
 
 
-@check("cdn.assets.reachable", resource="cloudfront.asset_paths")
+@check(ASSETS_REACHABLE, resource="cloudfront.asset_paths")
 def assets_reachable(ctx: Context) -> CheckResult:
     """HEAD of each configured asset path through the distribution."""
     paths = ctx.settings.asset_paths
@@ -221,10 +225,10 @@ def summarise(df: pd.DataFrame, names: tuple[str, ...]) -> dict[str, dict[str, f
 
 
 def judge_error_rate(df: pd.DataFrame, thresholds: dict[str, float], distribution_id: str | None,
-                     region: str = "us-east-1", requests: float | None = None) -> list[Finding]:
+                     region: str = "us-east-1", requests: float | None = None,
+                     cid: str = CLOUDFRONT_ERROR_RATE) -> list[Finding]:
     """``region``: where the metrics were read; ``requests``: the distribution's Requests in the
     window (None: no Requests datapoints either)."""
-    cid = "cdn.cloudfront.error_rate"
     limit = thresholds["cdn_error_rate_pct"]
     if distribution_id is None:
         return [Finding(cid, Severity.INFO, "cloudfront", "No distribution to read error rates of",
@@ -260,8 +264,7 @@ def judge_error_rate(df: pd.DataFrame, thresholds: dict[str, float], distributio
 
 
 def judge_cache_hit(df: pd.DataFrame, thresholds: dict[str, float], distribution_id: str | None,
-                    region: str = "us-east-1") -> list[Finding]:
-    cid = "cdn.cloudfront.cache_hit"
+                    region: str = "us-east-1", cid: str = CLOUDFRONT_CACHE_HIT) -> list[Finding]:
     info_pct, warning_pct = thresholds["cdn_cache_hit_info_pct"], thresholds["cdn_cache_hit_warning_pct"]
     if distribution_id is None:
         return [Finding(cid, Severity.INFO, "cloudfront", "No distribution to read the cache hit rate of",
@@ -312,7 +315,7 @@ def _cache_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("cdn.cloudfront.error_rate", plot=_rate_plot)
+@check(CLOUDFRONT_ERROR_RATE, plot=_rate_plot)
 def error_rate(ctx: Context) -> CheckResult:
     """CloudFront 4xx and 5xx error rates over the window (CloudWatch)."""
     df, dist_id, requests = _metric_check(ctx, RATE_METRICS)
@@ -320,7 +323,7 @@ def error_rate(ctx: Context) -> CheckResult:
     return CheckResult(findings=judge_error_rate(df, ctx.thresholds, dist_id, region, requests), data=df)
 
 
-@check("cdn.cloudfront.cache_hit", plot=_cache_plot)
+@check(CLOUDFRONT_CACHE_HIT, plot=_cache_plot)
 def cache_hit(ctx: Context) -> CheckResult:
     """CloudFront cache hit rate over the window (CloudWatch)."""
     df, dist_id, _ = _metric_check(ctx, (CACHE_METRIC,))

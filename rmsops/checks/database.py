@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "02-database-connections"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+CONNECTIONS_BY_STATE = "db.connections.by_state"
+CONNECTIONS_SATURATION = "db.connections.saturation"
+CONNECTIONS_TREND = "db.connections.trend"
+CONNECTIVITY = "db.connectivity"
+RDS_STATUS = "db.rds.status"
 LIMIT_REACHED = ("Connection limit reached: scale up the RDS instance or optimize connection "
                  "pooling (guide §2).")
 NETWORK = "Network issues: verify security group rules and VPC routing (guide §2)."
@@ -98,8 +104,7 @@ def rds_instance_frame(ctx: Context) -> pd.DataFrame:
     }])
 
 
-def judge_rds_status(df: pd.DataFrame) -> list[Finding]:
-    cid = "db.rds.status"
+def judge_rds_status(df: pd.DataFrame, cid: str = RDS_STATUS) -> list[Finding]:
     row = df.iloc[0]
     resource = f"db:{row['instance']}"
     status = str(row["status"])
@@ -118,14 +123,14 @@ def judge_rds_status(df: pd.DataFrame) -> list[Finding]:
                     evidence)]
 
 
-@check("db.rds.status")
+@check(RDS_STATUS)
 def rds_status(ctx: Context) -> CheckResult:
     """RDS instance status (describe_db_instances)."""
     df = rds_instance_frame(ctx)
     return CheckResult(findings=judge_rds_status(df), data=df)
 
 
-@check("db.connectivity")
+@check(CONNECTIVITY)
 def connectivity(ctx: Context) -> CheckResult:
     """Connect to PostgreSQL with a short timeout."""
     attempt = ctx.db.probe()
@@ -139,9 +144,8 @@ def connectivity(ctx: Context) -> CheckResult:
     return CheckResult(findings=[judge_connectivity(attempt, resource, evidence)], data=df)
 
 
-def judge_connectivity(attempt: ConnectAttempt, resource: str, evidence: dict) -> Finding:
+def judge_connectivity(attempt: ConnectAttempt, resource: str, evidence: dict, cid: str = CONNECTIVITY) -> Finding:
     """The database is down (critical) or rmsops could not get in (error: the check could not run)."""
-    cid = "db.connectivity"
     kind = attempt.kind
     if attempt.ok:
         return Finding(cid, Severity.OK, resource, "PostgreSQL accepts connections",
@@ -161,8 +165,7 @@ def judge_connectivity(attempt: ConnectAttempt, resource: str, evidence: dict) -
 
 
 def judge_saturation(used: int, max_connections: int, reserved: int, thresholds: dict[str, float],
-                     instance: str) -> list[Finding]:
-    cid = "db.connections.saturation"
+                     instance: str, cid: str = CONNECTIONS_SATURATION) -> list[Finding]:
     available = max(1, max_connections - reserved)
     pct = 100.0 * used / available
     evidence = {"used": used, "max_connections": max_connections, "reserved": reserved,
@@ -181,7 +184,7 @@ def judge_saturation(used: int, max_connections: int, reserved: int, thresholds:
     return [Finding(cid, severity, f"db:{instance}", title, detail, evidence, resolution)]
 
 
-@check("db.connections.saturation")
+@check(CONNECTIONS_SATURATION)
 def saturation(ctx: Context) -> CheckResult:
     """Client connections against max_connections minus reserved slots."""
     df = ctx.db.frame(SATURATION_SQL)
@@ -192,8 +195,7 @@ def saturation(ctx: Context) -> CheckResult:
 
 
 def judge_by_state(states: pd.DataFrame, idle_tx: pd.DataFrame, thresholds: dict[str, float],
-                   instance: str) -> list[Finding]:
-    cid = "db.connections.by_state"
+                   instance: str, cid: str = CONNECTIONS_BY_STATE) -> list[Finding]:
     resource = f"db:{instance}"
     limit = int(thresholds["db_idle_in_transaction_max"])
     max_age = thresholds["db_idle_in_transaction_age_seconds"]
@@ -223,7 +225,7 @@ def _by_state_plot(result: CheckResult, ctx: Context):
     return plots.bars(result.data, "state", "connections", "Client connections by state")
 
 
-@check("db.connections.by_state", plot=_by_state_plot)
+@check(CONNECTIONS_BY_STATE, plot=_by_state_plot)
 def by_state(ctx: Context) -> CheckResult:
     """Client backends grouped by state; sessions idle in transaction."""
     states = ctx.db.frame(BY_STATE_SQL)
@@ -241,8 +243,7 @@ def max_connections(ctx: Context) -> int | None:
 
 
 def judge_trend(df: pd.DataFrame, limit: int | None, thresholds: dict[str, float],
-                instance: str) -> list[Finding]:
-    cid = "db.connections.trend"
+                instance: str, cid: str = CONNECTIONS_TREND) -> list[Finding]:
     resource = f"db:{instance}"
     pct = thresholds["db_connections_trend_pct"]
     if df.empty:
@@ -277,7 +278,7 @@ def _trend_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("db.connections.trend", plot=_trend_plot, marks=deployment_markers)
+@check(CONNECTIONS_TREND, plot=_trend_plot, marks=deployment_markers)
 def trend(ctx: Context) -> CheckResult:
     """CloudWatch DatabaseConnections over the window against the limit."""
     instance = ctx.settings.database.instance

@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "07-database-performance"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+CACHE_HIT_RATE = "db.cache.hit_rate"
+INDEXES_MISSING = "db.indexes.missing"
+LOCKS_BLOCKED = "db.locks.blocked"
+QUERIES_LONG_RUNNING = "db.queries.long_running"
+QUERIES_SLOW = "db.queries.slow"
+STATS_STALE = "db.stats.stale"
+TABLES_SIZE = "db.tables.size"
 
 STEP_EXPLAIN = "Analyze slow queries with EXPLAIN ANALYZE (guide: Database Performance, step 1)"
 STEP_INDEXES = "Add missing indexes (step 2)"
@@ -58,8 +66,8 @@ def is_autovacuum(df: pd.DataFrame) -> pd.Series:
             | df["query"].fillna("").str.startswith("autovacuum:"))
 
 
-def judge_long_running(df: pd.DataFrame, thresholds: dict[str, float], instance: str) -> list[Finding]:
-    cid = "db.queries.long_running"
+def judge_long_running(df: pd.DataFrame, thresholds: dict[str, float], instance: str,
+                       cid: str = QUERIES_LONG_RUNNING) -> list[Finding]:
     warn, crit = thresholds["long_query_warning_seconds"], thresholds["long_query_critical_seconds"]
     limits = {"threshold_warning_seconds": warn, "threshold_critical_seconds": crit}
     if df.empty:
@@ -104,7 +112,7 @@ def judge_long_running(df: pd.DataFrame, thresholds: dict[str, float], instance:
     return findings
 
 
-@check("db.queries.long_running")
+@check(QUERIES_LONG_RUNNING)
 def long_running(ctx: Context) -> CheckResult:
     """Queries and transactions running longer than the threshold (pg_stat_activity)."""
     df = ctx.db.frame(pg_queries.RUNNING_SQL)
@@ -151,8 +159,7 @@ def slow_statements(df: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFr
 
 def judge_slow(status: dict[str, Any], df: pd.DataFrame, thresholds: dict[str, float], instance: str,
                explanation: explain.Explanation | None = None, explained_queryid: str | None = None
-               ) -> list[Finding]:
-    cid = "db.queries.slow"
+               , cid: str = QUERIES_SLOW) -> list[Finding]:
     resource = instance_resource(instance)
     limits = {"threshold_mean_ms": thresholds["slow_query_mean_ms"],
               "threshold_min_calls": thresholds["slow_query_min_calls"]}
@@ -247,7 +254,7 @@ def plot_statements(result: CheckResult, ctx: Context) -> Figure:
                                         ctx.thresholds["slow_query_min_calls"])
 
 
-@check("db.queries.slow",  # EXPLAIN ANALYZE: not for the daily check
+@check(QUERIES_SLOW,  # EXPLAIN ANALYZE: not for the daily check
        plot=plot_statements)
 def slow_queries(ctx: Context) -> CheckResult:
     """Slow statements from pg_stat_statements (PgHero: mean ≥ 20 ms, ≥ 100 calls), the slowest explained."""
@@ -276,8 +283,8 @@ def blocked_frame(ctx: Context) -> pd.DataFrame:
     return ctx.db.frame(pg_queries.blocked_sql(server_version(ctx)))
 
 
-def judge_blocked(df: pd.DataFrame, thresholds: dict[str, float], instance: str) -> list[Finding]:
-    cid = "db.locks.blocked"
+def judge_blocked(df: pd.DataFrame, thresholds: dict[str, float], instance: str,
+                  cid: str = LOCKS_BLOCKED) -> list[Finding]:
     resource = instance_resource(instance)
     limit = thresholds["blocked_warning_seconds"]
     if df.empty:
@@ -330,7 +337,7 @@ def plot_locks(result: CheckResult, ctx: Context) -> Figure:
     return db_figures.locks_figure(_data(result), states)
 
 
-@check("db.locks.blocked", plot=plot_locks)
+@check(LOCKS_BLOCKED, plot=plot_locks)
 def blocked(ctx: Context) -> CheckResult:
     """Sessions blocked by another session's lock (pg_blocking_pids), with their blockers."""
     df = blocked_frame(ctx)
@@ -342,8 +349,8 @@ def blocked(ctx: Context) -> CheckResult:
 # --- db.tables.size ----------------------------------------------------------------------------
 
 
-def judge_table_sizes(df: pd.DataFrame, database_bytes: int | None, instance: str) -> list[Finding]:
-    cid = "db.tables.size"
+def judge_table_sizes(df: pd.DataFrame, database_bytes: int | None, instance: str,
+                      cid: str = TABLES_SIZE) -> list[Finding]:
     resource = instance_resource(instance)
     evidence: dict[str, Any] = {"database_bytes": database_bytes, "tables": len(df)}
     db_text = f"Database {size_text(database_bytes)}" if database_bytes is not None else "Database size unknown"
@@ -366,7 +373,7 @@ def plot_table_sizes(result: CheckResult, ctx: Context) -> Figure:
     return db_figures.table_sizes_figure(_data(result))
 
 
-@check("db.tables.size", plot=plot_table_sizes)
+@check(TABLES_SIZE, plot=plot_table_sizes)
 def table_sizes(ctx: Context) -> CheckResult:
     """Table sizes with indexes and TOAST (the guide's table-size query, PgHero's shape)."""
     df = ctx.db.frame(pg_queries.TABLE_SIZES_SQL)
@@ -398,8 +405,7 @@ def stale_tables(df: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame
     return out[mask].sort_values("n_mod_since_analyze", ascending=False)
 
 
-def judge_stale(df: pd.DataFrame, thresholds: dict[str, float], instance: str) -> list[Finding]:
-    cid = "db.stats.stale"
+def judge_stale(df: pd.DataFrame, thresholds: dict[str, float], instance: str, cid: str = STATS_STALE) -> list[Finding]:
     limits = {"threshold_modified_pct": thresholds["stale_stats_modified_pct"],
               "threshold_min_rows": thresholds["stale_stats_min_rows"]}
     stale = stale_tables(df, thresholds)
@@ -434,7 +440,7 @@ def judge_stale(df: pd.DataFrame, thresholds: dict[str, float], instance: str) -
     return findings
 
 
-@check("db.stats.stale")
+@check(STATS_STALE)
 def stale_stats(ctx: Context) -> CheckResult:
     """Tables modified a lot since their last ANALYZE (n_mod_since_analyze against live rows)."""
     df = ctx.db.frame(pg_queries.STALE_SQL)
@@ -445,8 +451,8 @@ def stale_stats(ctx: Context) -> CheckResult:
 # --- db.indexes.missing ------------------------------------------------------------------------
 
 
-def judge_missing_indexes(df: pd.DataFrame, thresholds: dict[str, float], instance: str) -> list[Finding]:
-    cid = "db.indexes.missing"
+def judge_missing_indexes(df: pd.DataFrame, thresholds: dict[str, float], instance: str,
+                          cid: str = INDEXES_MISSING) -> list[Finding]:
     min_rows, use_pct = thresholds["missing_index_min_rows"], thresholds["missing_index_use_pct"]
     limits = {"threshold_min_rows": min_rows, "threshold_index_use_pct": use_pct}
     big = df[df["estimated_rows"] >= min_rows] if not df.empty else df
@@ -477,7 +483,7 @@ def judge_missing_indexes(df: pd.DataFrame, thresholds: dict[str, float], instan
     return findings
 
 
-@check("db.indexes.missing")
+@check(INDEXES_MISSING)
 def missing_indexes(ctx: Context) -> CheckResult:
     """Large tables mostly read by sequential scans (PgHero: ≥ 10 000 rows, < 95% index use)."""
     df = ctx.db.frame(pg_queries.SCANS_SQL)
@@ -488,8 +494,8 @@ def missing_indexes(ctx: Context) -> CheckResult:
 # --- db.cache.hit_rate -------------------------------------------------------------------------
 
 
-def judge_hit_rate(df: pd.DataFrame, thresholds: dict[str, float], instance: str) -> list[Finding]:
-    cid = "db.cache.hit_rate"
+def judge_hit_rate(df: pd.DataFrame, thresholds: dict[str, float], instance: str,
+                   cid: str = CACHE_HIT_RATE) -> list[Finding]:
     limit = thresholds["cache_hit_rate_pct"]
     findings = []
     for row in df.itertuples(index=False):
@@ -516,7 +522,7 @@ def judge_hit_rate(df: pd.DataFrame, thresholds: dict[str, float], instance: str
     return findings
 
 
-@check("db.cache.hit_rate")
+@check(CACHE_HIT_RATE)
 def cache_hit_rate(ctx: Context) -> CheckResult:
     """Table and index cache hit rate (PgHero: ≥ 99%)."""
     df = ctx.db.frame(pg_queries.HIT_RATE_SQL)

@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "08-failed-deployments"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+ECS_EVENTS = "deploy.ecs.events"
+ECS_FAILED_TASKS = "deploy.ecs.failed_tasks"
+ECS_ROLLOUT = "deploy.ecs.rollout"
+TASKDEF_DIFF = "deploy.taskdef.diff"
 ROLLBACK = ("Roll back to the previous working task definition (rmsops action rollback-service "
             "--service {service} --revision {revision}).")
 INVESTIGATE = ("Check the ECS service events (deploy.ecs.events), review the task definition change "
@@ -55,8 +60,7 @@ INVESTIGATE = ("Check the ECS service events (deploy.ecs.events), review the tas
 
 def judge_rollout(df: pd.DataFrame, answer: dict[str, Any], services: tuple[str, ...], cluster: str,
                   thresholds: dict[str, float], now: datetime,
-                  previous: dict[str, str | None]) -> list[Finding]:
-    cid = "deploy.ecs.rollout"
+                  previous: dict[str, str | None], cid: str = ECS_ROLLOUT) -> list[Finding]:
     limit = thresholds["rollout_in_progress_minutes"]
     findings = []
     for service in services:
@@ -128,7 +132,7 @@ def previous_by_service(ctx: Context, answer: dict[str, Any]) -> dict[str, str |
     return out
 
 
-@check("deploy.ecs.rollout", plot=_rollout_plot)
+@check(ECS_ROLLOUT, plot=_rollout_plot)
 def rollout(ctx: Context) -> CheckResult:
     """ECS deployments' rollout state, and how long an IN_PROGRESS rollout has been running."""
     answer = describe_services(ctx)
@@ -151,8 +155,7 @@ def _recent(row: Any, since: datetime | None) -> bool:
 
 def judge_failed_tasks(deployments: pd.DataFrame, stopped: pd.DataFrame, services: tuple[str, ...],
                        cluster: str, previous: dict[str, str | None], since: datetime | None = None
-                       ) -> list[Finding]:
-    cid = "deploy.ecs.failed_tasks"
+                       , cid: str = ECS_FAILED_TASKS) -> list[Finding]:
     findings = []
     for service in services:
         resource = f"ecs:{cluster}/{service}"
@@ -193,7 +196,7 @@ def _failed_plot(result: CheckResult, ctx: Context):
                       stack="category", xlabel="tasks")
 
 
-@check("deploy.ecs.failed_tasks", plot=_failed_plot)
+@check(ECS_FAILED_TASKS, plot=_failed_plot)
 def failed_tasks(ctx: Context) -> CheckResult:
     """Failed tasks of the deployments and stopped tasks' reasons (health checks, image pull, resources)."""
     answer = describe_services(ctx)
@@ -240,8 +243,7 @@ def events_frame(answer: dict[str, Any], services: tuple[str, ...], start: datet
     return pd.DataFrame(rows, columns=EVENT_COLUMNS)
 
 
-def judge_events(df: pd.DataFrame, services: tuple[str, ...], cluster: str) -> list[Finding]:
-    cid = "deploy.ecs.events"
+def judge_events(df: pd.DataFrame, services: tuple[str, ...], cluster: str, cid: str = ECS_EVENTS) -> list[Finding]:
     findings = []
     for service in services:
         resource = f"ecs:{cluster}/{service}"
@@ -263,7 +265,7 @@ def judge_events(df: pd.DataFrame, services: tuple[str, ...], cluster: str) -> l
     return findings
 
 
-@check("deploy.ecs.events")
+@check(ECS_EVENTS)
 def events(ctx: Context) -> CheckResult:
     """The ECS service events in the window that mean trouble (placement, health checks)."""
     answer = describe_services(ctx)
@@ -325,8 +327,7 @@ def diff_task_definitions(before: dict[str, Any], after: dict[str, Any]) -> list
 
 
 def judge_taskdef_diff(service: str, cluster: str, current: str, previous: str | None, how: str,
-                       changes: list[dict[str, Any]] | None) -> Finding:
-    cid = "deploy.taskdef.diff"
+                       changes: list[dict[str, Any]] | None, cid: str = TASKDEF_DIFF) -> Finding:
     resource = f"ecs:{cluster}/{service}"
     evidence = {"current": current, "previous": previous, "previous_found_by": how, "changes": changes or []}
     if previous is None or changes is None:
@@ -344,7 +345,7 @@ def judge_taskdef_diff(service: str, cluster: str, current: str, previous: str |
                    f"--service {service} --revision {split_revision(previous)[1]}).")
 
 
-@check("deploy.taskdef.diff")
+@check(TASKDEF_DIFF)
 def taskdef_diff(ctx: Context) -> CheckResult:
     """Current vs previous task definition revision: image, environment names, memory, health check."""
     answer = describe_services(ctx)
@@ -352,7 +353,7 @@ def taskdef_diff(ctx: Context) -> CheckResult:
     for service in ctx.settings.services:
         svc = service_answer(answer, service)
         if svc is None:
-            findings.append(Finding("deploy.taskdef.diff", Severity.INFO, f"ecs:{ctx.settings.cluster}/{service}",
+            findings.append(Finding(TASKDEF_DIFF, Severity.INFO, f"ecs:{ctx.settings.cluster}/{service}",
                                     f"{service}: service not found", "Nothing to compare.", {}))
             continue
         current = current_task_definition(svc)

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "09-environment-drift"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+NETWORK_SECURITY_GROUPS = "drift.network.security_groups"
+TASKDEF_ENVIRONMENT = "drift.taskdef.environment"
+TASKDEF_RESOURCES = "drift.taskdef.resources"
 ENV_COLUMNS = ["service", "container", "kind", "name", "in_this", "in_other"]
 RESOURCE_COLUMNS = ["service", "container", "attribute", "this", "other", "differs"]
 RULE_COLUMNS = ["service", "rule", "protocol", "ports", "source", "in_this", "in_other", "open_to_world"]
@@ -184,8 +188,7 @@ def environment_frame(this: dict, other: dict, matched: list[tuple[str, str | No
 
 
 def judge_environment(df: pd.DataFrame, matched: list[tuple[str, str | None]], this_env: str,
-                      other_env: str, cluster: str) -> list[Finding]:
-    cid = "drift.taskdef.environment"
+                      other_env: str, cluster: str, cid: str = TASKDEF_ENVIRONMENT) -> list[Finding]:
     findings = []
     for name, twin in matched:
         resource = f"ecs:{cluster}/{name}"
@@ -254,8 +257,7 @@ def _text(value: Any) -> str:
 
 
 def judge_resources(df: pd.DataFrame, matched: list[tuple[str, str | None]], this_env: str, other_env: str,
-                    cluster: str) -> list[Finding]:
-    cid = "drift.taskdef.resources"
+                    cluster: str, cid: str = TASKDEF_RESOURCES) -> list[Finding]:
     findings = []
     for name, twin in matched:
         if twin is None:
@@ -334,10 +336,9 @@ def rules_frame(this: pd.DataFrame, other: pd.DataFrame, matched: list[tuple[str
 
 
 def judge_security_groups(df: pd.DataFrame, matched: list[tuple[str, str | None]], this_env: str,
-                          other_env: str, cluster: str) -> list[Finding]:
+                          other_env: str, cluster: str, cid: str = NETWORK_SECURITY_GROUPS) -> list[Finding]:
     """Rules the other environment has and this one lacks, or rules here open to the world: warning;
     other rules only here: info."""
-    cid = "drift.network.security_groups"
     findings = []
     for name, twin in matched:
         if twin is None:
@@ -392,10 +393,10 @@ def _missing_services(cid: str, ctx: Context, profiles: dict) -> list[Finding]:
             for name in ctx.settings.services if name not in profiles]
 
 
-@check("drift.taskdef.environment")
+@check(TASKDEF_ENVIRONMENT)
 def taskdef_environment(ctx: Context) -> CheckResult:
     """Environment variable and secret names of each service against the other environment."""
-    cid = "drift.taskdef.environment"
+    cid = TASKDEF_ENVIRONMENT
     compared = _compare(ctx)
     if compared is None:
         return _not_configured(cid)
@@ -405,10 +406,10 @@ def taskdef_environment(ctx: Context) -> CheckResult:
     return CheckResult(findings=findings + _missing_services(cid, ctx, mine), data=df)
 
 
-@check("drift.taskdef.resources")
+@check(TASKDEF_RESOURCES)
 def taskdef_resources(ctx: Context) -> CheckResult:
     """CPU, memory, images, health checks and roles of each service against the other environment."""
-    cid = "drift.taskdef.resources"
+    cid = TASKDEF_RESOURCES
     compared = _compare(ctx)
     if compared is None:
         return _not_configured(cid)
@@ -419,10 +420,10 @@ def taskdef_resources(ctx: Context) -> CheckResult:
     return CheckResult(findings=findings + _missing_services(cid, ctx, mine), data=df)
 
 
-@check("drift.network.security_groups")
+@check(NETWORK_SECURITY_GROUPS)
 def network_security_groups(ctx: Context) -> CheckResult:
     """Ingress rules of the services' security groups against the other environment."""
-    cid = "drift.network.security_groups"
+    cid = NETWORK_SECURITY_GROUPS
     compared = _compare(ctx)
     if compared is None:
         return _not_configured(cid)

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "01-application-not-responding"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+ECS_CAPACITY = "app.ecs.capacity"
+ECS_UNHEALTHY_TASKS = "app.ecs.unhealthy_tasks"
 FORCE_DEPLOY = ("If tasks are unhealthy: force a new deployment "
                 "(rmsops action force-new-deployment --service {service}); "
                 "if persistent: scale up service capacity.")
@@ -45,8 +48,7 @@ def services_frame(answer: dict[str, Any], wanted: tuple[str, ...]) -> pd.DataFr
     return pd.DataFrame(rows, columns=SERVICE_COLUMNS)
 
 
-def judge_capacity(df: pd.DataFrame, cluster: str) -> list[Finding]:
-    cid = "app.ecs.capacity"
+def judge_capacity(df: pd.DataFrame, cluster: str, cid: str = ECS_CAPACITY) -> list[Finding]:
     findings = []
     for row in df.itertuples(index=False):
         resource = f"ecs:{cluster}/{row.service}"
@@ -80,7 +82,7 @@ def _capacity_plot(result: CheckResult, ctx: Context):
                       stack="state", xlabel="tasks")
 
 
-@check("app.ecs.capacity", plot=_capacity_plot)
+@check(ECS_CAPACITY, plot=_capacity_plot)
 def capacity(ctx: Context) -> CheckResult:
     """ECS running vs desired vs pending tasks per service."""
     df = services_frame(describe_services(ctx), ctx.settings.services)
@@ -114,8 +116,8 @@ def tasks_frame(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TASK_COLUMNS)
 
 
-def judge_unhealthy_tasks(df: pd.DataFrame, cluster: str, services: tuple[str, ...]) -> list[Finding]:
-    cid = "app.ecs.unhealthy_tasks"
+def judge_unhealthy_tasks(df: pd.DataFrame, cluster: str, services: tuple[str, ...],
+                          cid: str = ECS_UNHEALTHY_TASKS) -> list[Finding]:
     findings = []
     for service in services:
         tasks = df[df["service"] == service]
@@ -135,7 +137,7 @@ def judge_unhealthy_tasks(df: pd.DataFrame, cluster: str, services: tuple[str, .
     return findings
 
 
-@check("app.ecs.unhealthy_tasks")
+@check(ECS_UNHEALTHY_TASKS)
 def unhealthy_tasks(ctx: Context) -> CheckResult:
     """Running ECS tasks whose container health status is UNHEALTHY."""
     df = tasks_frame(ctx)

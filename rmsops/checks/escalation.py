@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from rmsops.core.registry import CheckSpec
 
 RUNBOOK = "18-escalation"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+LEVEL = "escalation.level"
+RECENT_CHANGES = "escalation.recent_changes"
 MANY_WARNING_CHECKS = 5  # distinct checks warning at once: more than self-service
 PRECEDENCE = (0, 3, 2, 1)  # the most serious level first
 DEVOPS = "DevOps Team: slack://rms-devops or +1-800-RMS-HELP"
@@ -158,7 +161,7 @@ def _area(check_id: str) -> str:
 
 def reasons_for(findings: Iterable[Finding]) -> list[Reason]:
     """Every finding that moves the level, with the rule that moved it."""
-    findings = [f for f in findings if f.check != "escalation.level"]
+    findings = [f for f in findings if f.check != LEVEL]
     critical, warning, error = Severity.CRITICAL, Severity.WARNING, Severity.ERROR
     reasons: list[Reason] = []
     used: set[int] = set()
@@ -364,7 +367,7 @@ def judge_level(escalation: Escalation, environment: str, judged: int, source: s
             rerun += (" Until then, look at what could not be seen by hand (" +
                       ", ".join(b.what for b in missing.blind if b.level == 0) + "): level 0 cannot be ruled out.")
         resolution = f"{resolution} {rerun}".strip()
-    return Finding("escalation.level", escalation.severity, f"env:{environment}", title, detail, evidence,
+    return Finding(LEVEL, escalation.severity, f"env:{environment}", title, detail, evidence,
                    resolution)
 
 
@@ -395,7 +398,7 @@ def _level_plot(result: CheckResult, ctx: Context):
     return plots.bars(counts, "area", "findings", "Findings behind the escalation level, by area", stack="severity")
 
 
-@check("escalation.level", plot=_level_plot)
+@check(LEVEL, plot=_level_plot)
 def level(ctx: Context) -> CheckResult:
     """The guide's escalation level for the findings, the reasons, who to contact."""
     findings, source = findings_to_judge(ctx)
@@ -482,8 +485,7 @@ def changes_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values("time", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def judge_changes(df: pd.DataFrame, window: tuple[datetime, datetime]) -> list[Finding]:
-    cid = "escalation.recent_changes"
+def judge_changes(df: pd.DataFrame, window: tuple[datetime, datetime], cid: str = RECENT_CHANGES) -> list[Finding]:
     records = [{"time": iso(r.time), "kind": r.kind, "what": r.what, "who": r.who, "detail": r.detail}
                for r in df.head(50).itertuples(index=False)]
     evidence = {"window": {"start": iso(window[0]), "end": iso(window[1])}, "changes": len(df),
@@ -499,7 +501,7 @@ def judge_changes(df: pd.DataFrame, window: tuple[datetime, datetime]) -> list[F
                     "roll it back (runbook 15-application-recovery) and tell the DevOps team.")]
 
 
-@check("escalation.recent_changes")
+@check(RECENT_CHANGES)
 def recent_changes(ctx: Context) -> CheckResult:
     """ECS deployments, task definition registrations and infrastructure API changes in the window."""
     rows = deployment_changes(ctx) + task_definition_changes(ctx) + cloudtrail_changes(cloudtrail.events(ctx))

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "16-external-dependencies"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+HTTP_HEALTH = "external.http.health"
+ID_EMAIL_DNS = "external.email.dns"
+ID_EMAIL_REPUTATION = "external.email.reputation"
 DNS_COLUMNS = ["kind", "name", "outcome", "records", "error"]
 SES_METRICS = {"Reputation.BounceRate": "ses_bounce_pct", "Reputation.ComplaintRate": "ses_complaint_pct"}
 SES_LOOKBACK = timedelta(hours=24)  # SES publishes reputation rarely: look back at least a day
@@ -40,8 +44,7 @@ EMAIL_REPUTATION = ("Email service: monitor bounce rates and check sender reputa
 
 # --- external.http.health ------------------------------------------------------------------------
 
-def judge_external_health(df: pd.DataFrame, thresholds: dict[str, float]) -> list[Finding]:
-    cid = "external.http.health"
+def judge_external_health(df: pd.DataFrame, thresholds: dict[str, float], cid: str = HTTP_HEALTH) -> list[Finding]:
     if df.empty:
         return [Finding(cid, Severity.INFO, "external.health_urls", "No third-party health URLs configured",
                         "Add external.health_urls (payment gateway, email provider status) to the environment "
@@ -68,7 +71,7 @@ def judge_external_health(df: pd.DataFrame, thresholds: dict[str, float]) -> lis
     return findings
 
 
-@check("external.http.health", resource="external.health_urls")
+@check(HTTP_HEALTH, resource="external.health_urls")
 def http_health(ctx: Context) -> CheckResult:
     """HTTP GET of each configured third-party health or status URL."""
     df = fetch_health(ctx.settings.external_health_urls, ctx.thresholds["health_timeout_seconds"])
@@ -214,8 +217,8 @@ def dmarc_problems(records: list[str]) -> tuple[list[str], str, str]:
     return problems, record, policy
 
 
-def judge_email_dns(df: pd.DataFrame, domain: str | None, selectors: tuple[str, ...]) -> list[Finding]:
-    cid = "external.email.dns"
+def judge_email_dns(df: pd.DataFrame, domain: str | None, selectors: tuple[str, ...],
+                    cid: str = ID_EMAIL_DNS) -> list[Finding]:
     if not domain:
         return [Finding(cid, Severity.INFO, "external.email_domain", "No sending domain configured",
                         "Add external.email_domain (and external.dkim_selectors) to the environment file to "
@@ -263,7 +266,7 @@ def judge_email_dns(df: pd.DataFrame, domain: str | None, selectors: tuple[str, 
     return findings
 
 
-@check("external.email.dns", resource="external.email_domain")
+@check(ID_EMAIL_DNS, resource="external.email_domain")
 def email_dns(ctx: Context) -> CheckResult:
     """SPF, DKIM and DMARC records of the sending domain."""
     domain, selectors = ctx.settings.email_domain, ctx.settings.dkim_selectors
@@ -298,8 +301,7 @@ def fetch_reputation(ctx: Context) -> pd.DataFrame:
     return frame
 
 
-def judge_reputation(df: pd.DataFrame, thresholds: dict[str, float]) -> list[Finding]:
-    cid = "external.email.reputation"
+def judge_reputation(df: pd.DataFrame, thresholds: dict[str, float], cid: str = ID_EMAIL_REPUTATION) -> list[Finding]:
     findings = []
     for metric, threshold_name in SES_METRICS.items():
         limit = thresholds[threshold_name]
@@ -337,7 +339,7 @@ def _reputation_plot(result: CheckResult, ctx: Context):
                                    "bounce threshold": ctx.thresholds["ses_bounce_pct"]})
 
 
-@check("external.email.reputation", plot=_reputation_plot)
+@check(ID_EMAIL_REPUTATION, plot=_reputation_plot)
 def email_reputation(ctx: Context) -> CheckResult:
     """SES bounce and complaint rates against SES's review thresholds."""
     df = fetch_reputation(ctx)

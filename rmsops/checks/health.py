@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "01-application-not-responding"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+HEALTH_ENDPOINT = "app.health.endpoint"
 
 
-def judge_health(df: pd.DataFrame, thresholds: dict[str, float]) -> list[Finding]:
-    cid = "app.health.endpoint"
+def judge_health(df: pd.DataFrame, thresholds: dict[str, float], cid: str = HEALTH_ENDPOINT) -> list[Finding]:
     if df.empty:
         return [Finding(cid, Severity.INFO, "health_urls", "No health URLs configured",
                         "Add health_urls to the environment file to probe the API and frontend.")]
@@ -50,7 +51,7 @@ def judge_health(df: pd.DataFrame, thresholds: dict[str, float]) -> list[Finding
     return findings
 
 
-@check("app.health.endpoint", resource="health_urls")
+@check(HEALTH_ENDPOINT, resource="health_urls")
 def health_endpoint(ctx: Context) -> CheckResult:
     """HTTP GET of each configured health URL."""
     df = fetch_health(ctx.settings.health_urls, ctx.thresholds["health_timeout_seconds"])

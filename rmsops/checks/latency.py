@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "06-slow-api-responses"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+LATENCY_PERCENTILES = "api.latency.percentiles"
+XRAY_SLOW_SEGMENTS = "api.xray.slow_segments"
 DOMINANT_SHARE = 0.5  # one subsegment taking more than this share of the slow traces' time
 TOP_SUBSEGMENTS = 10
 KIND_RESOLUTIONS = {
@@ -47,10 +50,10 @@ KIND_RESOLUTIONS = {
 # --- percentiles ----------------------------------------------------------------------------
 
 
-@check("api.latency.percentiles", plot=percentiles_plot, marks=deployment_markers)
+@check(LATENCY_PERCENTILES, plot=percentiles_plot, marks=deployment_markers)
 def api_latency(ctx: Context) -> CheckResult:
     """ALB TargetResponseTime p50 / p90 / p99 over the window (CloudWatch percentiles)."""
-    return percentiles_result(ctx, "api.latency.percentiles")
+    return percentiles_result(ctx, LATENCY_PERCENTILES)
 
 
 # --- X-Ray ----------------------------------------------------------------------------------
@@ -66,14 +69,13 @@ def fetch_traces(ctx: Context) -> dict:
 
 
 def judge_slow_segments(fetched: dict, times: pd.DataFrame, services: tuple[str, ...],
-                        slow_seconds: float) -> list[Finding]:
+                        slow_seconds: float, cid: str = XRAY_SLOW_SEGMENTS) -> list[Finding]:
     """Per service: warning when one subsegment takes most (> DOMINANT_SHARE) of its slow traces' time.
 
     Slow traces are the service's segments longer than ``slow_seconds`` (the p99 latency warning
     threshold). With slow traces but no dominant subsegment: info naming the slowest. No slow
     traces: ok, naming the slowest subsegment all the same.
     """
-    cid = "api.xray.slow_segments"
     segments = fetched["segments"]
     base = {"trace_summaries": fetched["summaries"], "traces_fetched": fetched["fetched"],
             "max_traces": xray.MAX_TRACES, "max_summaries": xray.MAX_SUMMARIES, "slow_seconds": slow_seconds,
@@ -147,7 +149,7 @@ def _slow_segments_plot(result: CheckResult, ctx: Context):
                       stack="traces", xlabel="seconds (summed over traces)")
 
 
-@check("api.xray.slow_segments", plot=_slow_segments_plot)  # up to 20+ calls
+@check(XRAY_SLOW_SEGMENTS, plot=_slow_segments_plot)  # up to 20+ calls
 def slow_segments(ctx: Context) -> CheckResult:
     """X-Ray traces: the slowest subsegments by total time, with their share of the time."""
     fetched = fetch_traces(ctx)

@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 RUNBOOK_SLOW_API = "06-slow-api-responses"
 RUNBOOK = "11-log-analysis"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+ERRORS_RECENT = "logs.errors.recent"
+LOGS_ERRORS = "api.logs.errors"
+RDS_CONNECTION_ERRORS = "logs.rds.connection_errors"
+STATUS_CODES = "logs.status_codes"
 APP_LOGS = ("backend", "frontend")  # the environment file's logs.* keys searched for ERROR lines
 TOP_PATTERNS = 5  # patterns named in a finding and drawn in the plot (the rest are "other")
 LINE_COLUMNS = ["timestamp", "log_group", "stream", "message", "pattern"]
@@ -254,12 +259,12 @@ def _patterns_plot(result: CheckResult, ctx: Context):
     return plots.bars(top, "label", "count", "ERROR lines by message pattern", xlabel="lines")
 
 
-@check("api.logs.errors", plot=_patterns_plot)
+@check(LOGS_ERRORS, plot=_patterns_plot)
 def api_errors(ctx: Context) -> CheckResult:
     """ERROR lines in the service logs (the guide's Logs Insights query), top messages."""
     errors = fetch_errors(ctx)
     patterns = patterns_frame(errors.lines)
-    return CheckResult(findings=judge_errors("api.logs.errors", errors, patterns, ctx.thresholds,
+    return CheckResult(findings=judge_errors(LOGS_ERRORS, errors, patterns, ctx.thresholds,
                                              ERRORS_RESOLUTION), data=patterns)
 
 
@@ -282,13 +287,13 @@ def _errors_over_time_plot(result: CheckResult, ctx: Context) -> Figure:
                         empty="no ERROR lines in the window", markers=result.markers)
 
 
-@check("logs.errors.recent", plot=_errors_over_time_plot, marks=deployment_markers)
+@check(ERRORS_RECENT, plot=_errors_over_time_plot, marks=deployment_markers)
 def errors_recent(ctx: Context) -> CheckResult:
     """Errors in the window, grouped by message pattern."""
     errors = fetch_errors(ctx)
     patterns = patterns_frame(errors.lines)
     over_time = errors_over_time(errors.lines, metrics.period_for(ctx.window.seconds))
-    return CheckResult(findings=judge_errors("logs.errors.recent", errors, patterns, ctx.thresholds,
+    return CheckResult(findings=judge_errors(ERRORS_RECENT, errors, patterns, ctx.thresholds,
                                              ERRORS_RESOLUTION),
                        data=patterns, frames={"errors per period by pattern": over_time})
 
@@ -353,8 +358,8 @@ def status_summary(frame: pd.DataFrame) -> pd.DataFrame:
     return summary[columns].sort_values("status").reset_index(drop=True)
 
 
-def judge_status(summary: pd.DataFrame, groups: Groups, thresholds: dict[str, float]) -> list[Finding]:
-    cid = "logs.status_codes"
+def judge_status(summary: pd.DataFrame, groups: Groups, thresholds: dict[str, float],
+                 cid: str = STATUS_CODES) -> list[Finding]:
     if not groups.configured:
         return [not_configured(cid, "logs.backend / logs.frontend")]
     findings = missing_group_findings(cid, groups, "request lines")
@@ -394,7 +399,7 @@ def _status_plot(result: CheckResult, ctx: Context) -> Figure:
                         empty="no request lines in the window", markers=result.markers)
 
 
-@check("logs.status_codes", plot=_status_plot, marks=deployment_markers)  # scans every line
+@check(STATUS_CODES, plot=_status_plot, marks=deployment_markers)  # scans every line
 def status_codes(ctx: Context) -> CheckResult:
     """Logged requests by status code class (access-log lines of the application logs)."""
     groups = app_groups(ctx)
@@ -484,8 +489,7 @@ def rds_summary(frame: pd.DataFrame) -> pd.DataFrame:
     return summary[columns].sort_values("errors", ascending=False).reset_index(drop=True)
 
 
-def judge_rds(frame: pd.DataFrame, group: str, present: bool) -> list[Finding]:
-    cid = "logs.rds.connection_errors"
+def judge_rds(frame: pd.DataFrame, group: str, present: bool, cid: str = RDS_CONNECTION_ERRORS) -> list[Finding]:
     resource = f"logs:{group}"
     if not present:
         return [Finding(cid, Severity.INFO, resource, f"RDS log group {group} not found",
@@ -515,7 +519,7 @@ def _rds_plot(result: CheckResult, ctx: Context):
                             markers=result.markers, window=(ctx.window.start, ctx.window.end))
 
 
-@check("logs.rds.connection_errors", plot=_rds_plot, marks=deployment_markers)
+@check(RDS_CONNECTION_ERRORS, plot=_rds_plot, marks=deployment_markers)
 def rds_connection_errors(ctx: Context) -> CheckResult:
     """Connection errors in the RDS PostgreSQL log group."""
     group = rds_group(ctx)

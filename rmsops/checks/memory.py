@@ -35,6 +35,11 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "03-high-memory"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+ECS_OOM_KILLS = "memory.ecs.oom_kills"
+ECS_TASK_CHURN = "memory.ecs.task_churn"
+ECS_UTILIZATION = "memory.ecs.utilization"
+LOGS_OOM_ERRORS = "memory.logs.oom_errors"
 RAISE_MEMORY = ("Immediate: increase task memory allocation in the task definition (rmsops action "
                 "raise-task-memory --service {service} --memory <MiB>). Long-term: profile the "
                 "application for memory leaks and optimise.")
@@ -66,8 +71,7 @@ def fetch_utilization(ctx: Context) -> tuple[pd.DataFrame, int]:
 
 
 def judge_utilization(df: pd.DataFrame, services: tuple[str, ...], cluster: str, period: int,
-                      thresholds: dict[str, float]) -> list[Finding]:
-    cid = "memory.ecs.utilization"
+                      thresholds: dict[str, float], cid: str = ECS_UTILIZATION) -> list[Finding]:
     warn, crit = thresholds["memory_warning_pct"], thresholds["memory_critical_pct"]
     findings = []
     for service in services:
@@ -133,7 +137,7 @@ def _utilization_plot(result: CheckResult, ctx: Context):
                             window=(ctx.window.start, ctx.window.end))
 
 
-@check("memory.ecs.utilization", plot=_utilization_plot,
+@check(ECS_UTILIZATION, plot=_utilization_plot,
        marks=lambda ctx: oom_markers(ctx) + deployment_markers(ctx))
 def utilization(ctx: Context) -> CheckResult:
     """ECS MemoryUtilization (Average and Maximum) per service (CloudWatch)."""
@@ -144,8 +148,8 @@ def utilization(ctx: Context) -> CheckResult:
 
 # --- memory.ecs.oom_kills -------------------------------------------------------------------------
 
-def judge_oom_kills(df: pd.DataFrame, services: tuple[str, ...], cluster: str) -> list[Finding]:
-    cid = "memory.ecs.oom_kills"
+def judge_oom_kills(df: pd.DataFrame, services: tuple[str, ...], cluster: str,
+                    cid: str = ECS_OOM_KILLS) -> list[Finding]:
     findings = []
     for service in services:
         resource = f"ecs:{cluster}/{service}"
@@ -184,7 +188,7 @@ def _stopped_plot(result: CheckResult, ctx: Context):
                       stack="category", xlabel="stopped tasks")
 
 
-@check("memory.ecs.oom_kills")
+@check(ECS_OOM_KILLS)
 def oom_kills(ctx: Context) -> CheckResult:
     """Stopped ECS tasks killed for memory (exit code 137, OutOfMemoryError) in the window."""
     df = stopped_tasks(ctx)
@@ -194,8 +198,7 @@ def oom_kills(ctx: Context) -> CheckResult:
 # --- memory.ecs.task_churn ------------------------------------------------------------------------
 
 def judge_task_churn(df: pd.DataFrame, services: tuple[str, ...], cluster: str,
-                     thresholds: dict[str, float]) -> list[Finding]:
-    cid = "memory.ecs.task_churn"
+                     thresholds: dict[str, float], cid: str = ECS_TASK_CHURN) -> list[Finding]:
     limit = thresholds["task_churn_max"]
     findings = []
     for service in services:
@@ -220,7 +223,7 @@ def judge_task_churn(df: pd.DataFrame, services: tuple[str, ...], cluster: str,
     return findings
 
 
-@check("memory.ecs.task_churn", plot=_stopped_plot)
+@check(ECS_TASK_CHURN, plot=_stopped_plot)
 def task_churn(ctx: Context) -> CheckResult:
     """Number of ECS tasks per service that stopped in the window."""
     df = stopped_tasks(ctx)
@@ -272,8 +275,7 @@ def fetch_oom_lines(ctx: Context, groups: list[str]) -> pd.DataFrame:
     return frame[OOM_COLUMNS]
 
 
-def judge_oom_lines(df: pd.DataFrame, groups: list[str]) -> list[Finding]:
-    cid = "memory.logs.oom_errors"
+def judge_oom_lines(df: pd.DataFrame, groups: list[str], cid: str = LOGS_OOM_ERRORS) -> list[Finding]:
     if not groups:
         return [Finding(cid, Severity.INFO, "logs", "No service log group configured",
                         "Set logs.backend / logs.frontend in the environment file to search them.", {},
@@ -304,7 +306,7 @@ def _hhmm(value: Any) -> str:
     return "?" if pd.isna(moment) else f"{moment:%H:%M}"
 
 
-@check("memory.logs.oom_errors")
+@check(LOGS_OOM_ERRORS)
 def oom_errors(ctx: Context) -> CheckResult:
     """OutOfMemory lines in the services' log groups (Logs Insights, or filter_log_events)."""
     groups = service_log_groups(ctx)

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "10-monitoring-overview"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+LATENCY = "metrics.latency"
+ALARMS = "metrics.alarms"
+ECS_UTILIZATION = "metrics.ecs.utilization"
+ERROR_RATE = "metrics.error_rate"
+RDS = "metrics.rds"
+THROUGHPUT = "metrics.throughput"
 ROLLING_MINUTES = 5  # the error rate is judged on its worst rolling window of this length
 ALB_COUNTS = ("RequestCount", "HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count",
               "HTTPCode_Target_4XX_Count", "HTTPCode_ELB_4XX_Count")
@@ -38,10 +45,10 @@ def fetch_over(ctx: Context, window: Window, queries: list[metrics.MetricQuery],
 
 # --- latency --------------------------------------------------------------------------------
 
-@check("metrics.latency", plot=percentiles_plot, marks=deployment_markers)
+@check(LATENCY, plot=percentiles_plot, marks=deployment_markers)
 def request_latency(ctx: Context) -> CheckResult:
     """Request latency p50 / p90 / p99 (ALB TargetResponseTime)."""
-    return percentiles_result(ctx, "metrics.latency")
+    return percentiles_result(ctx, LATENCY)
 
 
 # --- ALB counts: error rate and throughput --------------------------------------------------
@@ -86,8 +93,8 @@ def rates_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(names="timestamp")[columns]
 
 
-def judge_error_rate(rates: pd.DataFrame, period: int, thresholds: dict[str, float], alb: str) -> list[Finding]:
-    cid = "metrics.error_rate"
+def judge_error_rate(rates: pd.DataFrame, period: int, thresholds: dict[str, float], alb: str,
+                     cid: str = ERROR_RATE) -> list[Finding]:
     resource = f"alb:{alb}"
     warn, crit = thresholds["error_rate_warning_pct"], thresholds["error_rate_critical_pct"]
     requests, e5, e4 = (float(rates[c].sum()) if len(rates) else 0.0 for c in ("requests", "5xx", "4xx"))
@@ -136,7 +143,7 @@ def _error_rate_plot(result: CheckResult, ctx: Context):
                             markers=result.markers, window=(ctx.window.start, ctx.window.end))
 
 
-@check("metrics.error_rate", plot=_error_rate_plot, marks=deployment_markers)
+@check(ERROR_RATE, plot=_error_rate_plot, marks=deployment_markers)
 def error_rate(ctx: Context) -> CheckResult:
     """4xx and 5xx responses per request (ALB counts)."""
     df, period = fetch_alb_counts(ctx)
@@ -158,8 +165,8 @@ def throughput_frame(df: pd.DataFrame, window: Window) -> pd.DataFrame:
     return pd.concat([now, before], ignore_index=True)[columns]
 
 
-def judge_throughput(frame: pd.DataFrame, window: Window, thresholds: dict[str, float], alb: str) -> list[Finding]:
-    cid = "metrics.throughput"
+def judge_throughput(frame: pd.DataFrame, window: Window, thresholds: dict[str, float], alb: str,
+                     cid: str = THROUGHPUT) -> list[Finding]:
     resource = f"alb:{alb}"
     minutes = window.seconds / 60
     now = float(frame.loc[frame["label"] == "this window", "value"].sum()) if len(frame) else 0.0
@@ -194,7 +201,7 @@ def _throughput_plot(result: CheckResult, ctx: Context):
                             markers=result.markers, window=(ctx.window.start, ctx.window.end))
 
 
-@check("metrics.throughput", plot=_throughput_plot, marks=deployment_markers)
+@check(THROUGHPUT, plot=_throughput_plot, marks=deployment_markers)
 def throughput(ctx: Context) -> CheckResult:
     """Requests per minute against the previous window (ALB RequestCount)."""
     df, _ = fetch_alb_counts(ctx)
@@ -225,10 +232,9 @@ def fetch_ecs(ctx: Context) -> pd.DataFrame:
 
 
 def judge_ecs(df: pd.DataFrame, services: tuple[str, ...], cluster: str, thresholds: dict[str, float]
-              ) -> list[Finding]:
+              , cid: str = ECS_UTILIZATION) -> list[Finding]:
     """Memory as memory.ecs.utilization (peak of Maximum: ≥ warning %, ≥ critical %); CPU: peak of the
     per-period Average ≥ cpu_warning_pct (short CPU spikes on one task are normal; sustained load is not)."""
-    cid = "metrics.ecs.utilization"
     mem_warn, mem_crit, cpu_warn = (thresholds["memory_warning_pct"], thresholds["memory_critical_pct"],
                                     thresholds["cpu_warning_pct"])
     findings = []
@@ -299,7 +305,7 @@ def _ecs_plot(result: CheckResult, ctx: Context):
     return figure
 
 
-@check("metrics.ecs.utilization", plot=_ecs_plot, marks=deployment_markers)
+@check(ECS_UTILIZATION, plot=_ecs_plot, marks=deployment_markers)
 def ecs_utilization(ctx: Context) -> CheckResult:
     """ECS CPU and memory utilization per service (AWS/ECS)."""
     df = fetch_ecs(ctx)
@@ -328,8 +334,8 @@ def fetch_rds(ctx: Context) -> tuple[pd.DataFrame, dict[str, Any]]:
     return metrics.fetch(ctx, queries), info
 
 
-def judge_rds(df: pd.DataFrame, info: dict[str, Any], instance: str, thresholds: dict[str, float]) -> list[Finding]:
-    cid = "metrics.rds"
+def judge_rds(df: pd.DataFrame, info: dict[str, Any], instance: str, thresholds: dict[str, float],
+              cid: str = RDS) -> list[Finding]:
     resource = f"db:{instance}"
     cpu_limit, free_limit = thresholds["rds_cpu_warning_pct"], thresholds["rds_free_storage_pct"]
 
@@ -396,7 +402,7 @@ def _rds_plot(result: CheckResult, ctx: Context):
     return figure
 
 
-@check("metrics.rds", plot=_rds_plot, marks=deployment_markers)
+@check(RDS, plot=_rds_plot, marks=deployment_markers)
 def rds_metrics(ctx: Context) -> CheckResult:
     """RDS CPU, connections and free storage (AWS/RDS)."""
     df, info = fetch_rds(ctx)
@@ -424,8 +430,7 @@ def alarms_frame(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ALARM_COLUMNS).sort_values("since", ascending=False, ignore_index=True)
 
 
-def judge_alarms(df: pd.DataFrame) -> list[Finding]:
-    cid = "metrics.alarms"
+def judge_alarms(df: pd.DataFrame, cid: str = ALARMS) -> list[Finding]:
     if df.empty:
         return [Finding(cid, Severity.OK, "cloudwatch:alarms", "No CloudWatch alarm in ALARM", "", {"alarms": 0})]
     findings = []
@@ -442,7 +447,7 @@ def judge_alarms(df: pd.DataFrame) -> list[Finding]:
     return findings
 
 
-@check("metrics.alarms")
+@check(ALARMS)
 def alarms(ctx: Context) -> CheckResult:
     """CloudWatch alarms in state ALARM."""
     df = alarms_frame(ctx)

@@ -42,13 +42,15 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "15-application-recovery"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+CONFIG_DRIFT = "recovery.config.drift"
+ECS_LAST_GOOD_TASKDEF = "recovery.ecs.last_good_taskdef"
 
 # --- recovery.ecs.last_good_taskdef ---------------------------------------------------------------
 
 
 def judge_last_good(service: str, cluster: str, current: str, choice: RollbackChoice,
-                    revisions: pd.DataFrame) -> Finding:
-    cid = "recovery.ecs.last_good_taskdef"
+                    revisions: pd.DataFrame, cid: str = ECS_LAST_GOOD_TASKDEF) -> Finding:
     resource = f"ecs:{cluster}/{service}"
     target_row = revisions[revisions["task_definition"] == choice.target] if choice.target else revisions.iloc[0:0]
     evidence = {"current": current, "rollback_to": choice.target, "evidence": choice.evidence, "why": choice.why,
@@ -71,7 +73,7 @@ def judge_last_good(service: str, cluster: str, current: str, choice: RollbackCh
                    f"--task-definition {choice.target}).")
 
 
-@check("recovery.ecs.last_good_taskdef", plot=_history_plot)
+@check(ECS_LAST_GOOD_TASKDEF, plot=_history_plot)
 def last_good_taskdef(ctx: Context) -> CheckResult:
     """The task definition revision to roll back to, and why (revisions against deployments)."""
     answer = describe_services(ctx)
@@ -79,7 +81,7 @@ def last_good_taskdef(ctx: Context) -> CheckResult:
     for service in ctx.settings.services:
         svc = service_answer(answer, service)
         if svc is None:
-            findings.append(Finding("recovery.ecs.last_good_taskdef", Severity.INFO,
+            findings.append(Finding(ECS_LAST_GOOD_TASKDEF, Severity.INFO,
                                     f"ecs:{ctx.settings.cluster}/{service}", f"{service}: service not found",
                                     "Nothing to roll back.", {}))
             continue
@@ -165,9 +167,8 @@ def _first_error(stderr: str, stdout: str) -> str:
     return secrets.redact(" ".join(lines[start:start + 3])[:400] or "no message")
 
 
-def judge_drift(directory: str | None, run: PlanRun | None, problem: str = "") -> Finding:
+def judge_drift(directory: str | None, run: PlanRun | None, problem: str = "", cid: str = CONFIG_DRIFT) -> Finding:
     """``run`` is None when nothing ran: not configured, or ``problem`` says why it could not."""
-    cid = "recovery.config.drift"
     commands = " && ".join(f"`{c}`" for c in GUIDE_COMMANDS[:2])
     if not directory:
         return Finding(
@@ -207,7 +208,7 @@ def judge_drift(directory: str | None, run: PlanRun | None, problem: str = "") -
                    "Run `terraform init` in the workspace if it was never initialised; otherwise fix the error shown.")
 
 
-@check("recovery.config.drift")
+@check(CONFIG_DRIFT)
 def config_drift(ctx: Context) -> CheckResult:
     """Infrastructure code vs what runs: `terraform plan` in the configured workspace (never apply)."""
     directory = ctx.settings.terraform_dir

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from rmsops.core.window import Window
 
 RUNBOOK = "12-security-suspicious-activity"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+ALB_ACCESS_LOGS = "security.alb.access_logs"
+AUTH_FAILURES = "security.auth.failures"
+CLOUDTRAIL_SENSITIVE = "security.cloudtrail.sensitive"
+WAF_BLOCKS = "security.waf.blocks"
 ATTACK_RESOLUTION = ("If the traffic is an attack, implement additional security controls: block the "
                      "client IPs in a WAF IP set or add a rate-based rule; if real users are blocked, "
                      "review the terminating rule. Then review the ALB access logs in S3 and CloudTrail "
@@ -83,8 +88,7 @@ def waf_blocks_frame(ctx: Context, group: str, window: Window, region: str | Non
 
 
 def judge_waf_blocks(current: pd.DataFrame, baseline: int, thresholds: dict[str, float],
-                     group: str, guards: str = "", region: str = "") -> list[Finding]:
-    cid = "security.waf.blocks"
+                     group: str, guards: str = "", region: str = "", cid: str = WAF_BLOCKS) -> list[Finding]:
     resource = f"waf:{group}"
     waf = f"{guards} WAF" if guards else "WAF"
     blocks = int(current["blocks"].sum()) if len(current) else 0
@@ -110,13 +114,13 @@ def _waf_plot(result: CheckResult, ctx: Context) -> Figure:
     return two_bars(frame, "blocks", ("client", "WAF blocks by client IP"), ("rule", "WAF blocks by rule"))
 
 
-@check("security.waf.blocks", plot=_waf_plot)
+@check(WAF_BLOCKS, plot=_waf_plot)
 def waf_blocks(ctx: Context) -> CheckResult:
     """WAF BLOCK actions in the window against the window before: top client IPs and rules."""
     wafs = configured_wafs(ctx)
     if not wafs:
         return CheckResult(findings=[Finding(
-            "security.waf.blocks", Severity.INFO, "waf", "No WAF log group configured",
+            WAF_BLOCKS, Severity.INFO, "waf", "No WAF log group configured",
             "Set logs.waf (the ALB's web ACL, logging in the environment's region) and/or "
             "logs.waf_cloudfront (CloudFront's, logging in us-east-1) in the environment file: the WAF "
             "logging destinations, aws-waf-logs-....")])
@@ -128,7 +132,7 @@ def waf_blocks(ctx: Context) -> CheckResult:
             previous = waf_blocks_frame(ctx, waf.group, ctx.window.previous(), waf.region)
         except logs.exceptions.ResourceNotFoundException:
             findings.append(Finding(
-                "security.waf.blocks", Severity.WARNING, f"waf:{waf.group}",
+                WAF_BLOCKS, Severity.WARNING, f"waf:{waf.group}",
                 f"{waf.guards} WAF log group {waf.group} not found in {waf.region}",
                 f"Without WAF logs blocked attacks cannot be seen. The {waf.guards} web ACL logs in "
                 f"{waf.region}.", {"log_group": waf.group, "region": waf.region, "guards": waf.guards},
@@ -179,8 +183,8 @@ def auth_failures_frame(ctx: Context, groups: list[str]) -> pd.DataFrame:
     return frame.sort_values("failures", ascending=False, kind="stable").reset_index(drop=True)[AUTH_COLUMNS]
 
 
-def judge_auth_failures(df: pd.DataFrame, thresholds: dict[str, float], groups: list[str]) -> list[Finding]:
-    cid = "security.auth.failures"
+def judge_auth_failures(df: pd.DataFrame, thresholds: dict[str, float], groups: list[str],
+                        cid: str = AUTH_FAILURES) -> list[Finding]:
     limit = thresholds["auth_failures_per_source"]
     total = int(df["failures"].sum()) if len(df) else 0
     findings = []
@@ -211,13 +215,13 @@ def _auth_plot(result: CheckResult, ctx: Context) -> Figure:
     return plots.bars(frame, "client", "failures", "Failed authentications by source IP", xlabel="failures")
 
 
-@check("security.auth.failures", plot=_auth_plot)
+@check(AUTH_FAILURES, plot=_auth_plot)
 def auth_failures(ctx: Context) -> CheckResult:
     """Failed authentication lines in the application logs, by source IP."""
     groups = [g for k in ("backend", "frontend") if (g := ctx.settings.log_groups.get(k))]
     if not groups:
         return CheckResult(findings=[Finding(
-            "security.auth.failures", Severity.INFO, "app-logs", "No application log groups configured",
+            AUTH_FAILURES, Severity.INFO, "app-logs", "No application log groups configured",
             "Set logs.backend (and logs.frontend) in the environment file.")])
     df = auth_failures_frame(ctx, groups)
     return CheckResult(findings=judge_auth_failures(df, ctx.thresholds, groups), data=df)
@@ -296,8 +300,7 @@ def _resource(event: Any, default: str) -> str:
 
 
 def judge_cloudtrail(df: pd.DataFrame, truncated: bool = False,
-                     regions_read: tuple[str, ...] = ()) -> list[Finding]:
-    cid = "security.cloudtrail.sensitive"
+                     regions_read: tuple[str, ...] = (), cid: str = CLOUDTRAIL_SENSITIVE) -> list[Finding]:
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for event in df.itertuples(index=False):
         for category, severity, resource in classify(event):
@@ -348,7 +351,7 @@ def _cloudtrail_plot(result: CheckResult, ctx: Context) -> Figure:
     return plots.bars(counts, "event_name", "events", "CloudTrail events in the window (write, root, sign-in)")
 
 
-@check("security.cloudtrail.sensitive", plot=_cloudtrail_plot)
+@check(CLOUDTRAIL_SENSITIVE, plot=_cloudtrail_plot)
 def cloudtrail_sensitive(ctx: Context) -> CheckResult:
     """CloudTrail: root use, disabled logging, failed console sign-ins, IAM and security group changes."""
     df = cloudtrail.events(ctx)
@@ -461,8 +464,8 @@ def alb_log_frame(ctx: Context, lb: dict[str, Any], bucket: str, prefix: str) ->
     return aggregate_alb(entries), read
 
 
-def judge_alb_clients(df: pd.DataFrame, thresholds: dict[str, float], alb: str, read: dict) -> list[Finding]:
-    cid = "security.alb.access_logs"
+def judge_alb_clients(df: pd.DataFrame, thresholds: dict[str, float], alb: str, read: dict,
+                      cid: str = ALB_ACCESS_LOGS) -> list[Finding]:
     limit = thresholds["alb_client_requests_max"]
     findings = []
     for row in df.itertuples(index=False):
@@ -494,7 +497,7 @@ def _alb_plot(result: CheckResult, ctx: Context) -> Figure:
     return plots.bars(frame, "client", "requests", "ALB requests by client (access logs)", xlabel="requests")
 
 
-@check("security.alb.access_logs", plot=_alb_plot)
+@check(ALB_ACCESS_LOGS, plot=_alb_plot)
 def alb_access_logs(ctx: Context) -> CheckResult:
     """ALB access logs in S3: requests per client in the window, top clients."""
     from rmsops.sources.alb import load_balancer
@@ -506,7 +509,7 @@ def alb_access_logs(ctx: Context) -> CheckResult:
     alb = ctx.settings.alb_name
     if not enabled or not bucket:
         return CheckResult(findings=[Finding(
-            "security.alb.access_logs", Severity.INFO, f"alb:{alb}", "ALB access logs are not enabled",
+            ALB_ACCESS_LOGS, Severity.INFO, f"alb:{alb}", "ALB access logs are not enabled",
             "access_logs.s3.enabled is false: there are no per-request logs to review.",
             {"enabled": enabled, "bucket": bucket},
             "Enable access logs on the ALB (access_logs.s3.enabled, .bucket, .prefix) so the next "

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from rmsops.core.context import Context
 
 RUNBOOK = "04-tls-certificates"
+# Check ids, declared in the catalogue (rmsops/core/runbooks.py); the judges take theirs as `cid`.
+ACM_EXPIRY = "tls.acm.expiry"
+ALB_LISTENER_CERTIFICATE = "tls.alb.listener_certificate"
+ENDPOINT_HANDSHAKE = "tls.endpoint.handshake"
 # list_certificates returns only RSA_1024/RSA_2048 certificates unless asked for the other key types.
 KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1",
              "EC_secp521r1"]
@@ -148,8 +152,8 @@ def with_days_left(frame: pd.DataFrame, now: datetime) -> pd.DataFrame:
     return out
 
 
-def judge_acm_expiry(df: pd.DataFrame, thresholds: dict[str, float], region: str) -> list[Finding]:
-    cid = "tls.acm.expiry"
+def judge_acm_expiry(df: pd.DataFrame, thresholds: dict[str, float], region: str,
+                     cid: str = ACM_EXPIRY) -> list[Finding]:
     if df.empty:
         return [Finding(cid, Severity.INFO, f"acm:{region}", f"No ACM certificates in {region}",
                         "list_certificates returned nothing: the endpoints may use certificates "
@@ -211,7 +215,7 @@ def _expiry_plot(result: CheckResult, ctx: Context) -> Figure:
                          ctx.thresholds, severity_of(ctx.thresholds))
 
 
-@check("tls.acm.expiry", plot=_expiry_plot)
+@check(ACM_EXPIRY, plot=_expiry_plot)
 def acm_expiry(ctx: Context) -> CheckResult:
     """ACM certificates: status and days until NotAfter."""
     df = with_days_left(acm_frame(ctx), datetime.now(UTC))
@@ -276,8 +280,8 @@ def _certificate_state(ctx: Context, arn: str, known: dict[str, Any]) -> dict[st
             "not_after": cert.get("NotAfter")}
 
 
-def judge_listener_certificates(df: pd.DataFrame, thresholds: dict[str, float], alb: str) -> list[Finding]:
-    cid = "tls.alb.listener_certificate"
+def judge_listener_certificates(df: pd.DataFrame, thresholds: dict[str, float], alb: str,
+                                cid: str = ALB_LISTENER_CERTIFICATE) -> list[Finding]:
     if df.empty:
         return [Finding(cid, Severity.INFO, f"alb:{alb}", f"{alb} has no HTTPS listener",
                         "describe_listeners found no HTTPS or TLS listener: TLS is terminated elsewhere "
@@ -323,7 +327,7 @@ def judge_listener_certificates(df: pd.DataFrame, thresholds: dict[str, float], 
     return findings
 
 
-@check("tls.alb.listener_certificate")
+@check(ALB_LISTENER_CERTIFICATE)
 def listener_certificate(ctx: Context) -> CheckResult:
     """The certificates the ALB's HTTPS listeners serve."""
     df = with_days_left(listener_frame(ctx), datetime.now(UTC))
@@ -445,8 +449,7 @@ def fetch_handshakes(urls: tuple[str, ...], timeout: float, cafile: str | None, 
     return frame[HANDSHAKE_COLUMNS]
 
 
-def judge_handshakes(df: pd.DataFrame, thresholds: dict[str, float]) -> list[Finding]:
-    cid = "tls.endpoint.handshake"
+def judge_handshakes(df: pd.DataFrame, thresholds: dict[str, float], cid: str = ENDPOINT_HANDSHAKE) -> list[Finding]:
     if df.empty:
         return [Finding(cid, Severity.INFO, "tls.endpoints", "No TLS endpoints configured",
                         "Add tls.endpoints (https URLs) to the environment file to check the certificates "
@@ -497,7 +500,7 @@ def judge_handshakes(df: pd.DataFrame, thresholds: dict[str, float]) -> list[Fin
     return findings
 
 
-@check("tls.endpoint.handshake", plot=_expiry_plot, resource="tls.endpoints")
+@check(ENDPOINT_HANDSHAKE, plot=_expiry_plot, resource="tls.endpoints")
 def endpoint_handshake(ctx: Context) -> CheckResult:
     """A live TLS handshake with each configured HTTPS endpoint."""
     cafile = ctx.settings.tls_ca_bundle  # a private CA, instead of the system store
