@@ -16,7 +16,7 @@ from rmsops.core import budget, config, runbooks, secrets, thresholds
 from rmsops.core.errors import UserError
 from rmsops.core.findings import document, exit_code
 from rmsops.render.report import clean
-from rmsops.render.terminal import print_findings, print_tally
+from rmsops.render.terminal import print_findings, print_tally, print_verdict, show_ok
 
 EXIT_BAD_INPUT = 2
 EXIT_COULD_NOT_RUN = 3
@@ -100,8 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"running {runbook.stem} against {settings.name} ({window.start:%H:%M}–{window.end:%H:%M} UTC)…",
           file=sys.stderr)
     outcome = run_runbook(runbook, settings, window, out, params, timeout=args.timeout)
-    print_findings(outcome.findings)
+    print_findings(outcome.findings, show_ok=show_ok(args.all), most_urgent_last=True)
     print_tally(outcome.findings)
+    print_verdict(outcome.findings)
     if outcome.error:
         print(f"rmsops: runbook {runbook.stem} failed: {clean(outcome.error)}", file=sys.stderr)
     print(f"report: {outcome.html or outcome.notebook}")
@@ -119,8 +120,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     window = _window(args)
     _positive(args.budget, "--budget")
     _positive(args.jobs, "--jobs")
+    overrides = thresholds.parse_pairs(args.param)
     budget.start(args.budget)
-    ctx = Context(settings, window)
+    ctx = Context(settings, window, overrides)
     specs = [spec for rb in selected for spec in registry.for_runbook(rb.stem)]
     results = checkpool.run_checks(ctx, specs, jobs=args.jobs, budget_seconds=args.budget)
     if not checkpool.overran(results):  # else a check may still hold the session: the exit closes it
@@ -130,8 +132,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         json.dump(document(findings, settings.name, window.start, window.end), sys.stdout, indent=2)
         print()
     else:
-        print_findings(findings, show_ok=not args.problems_only)
+        print_findings(findings, show_ok=show_ok(args.all) and not args.problems_only, most_urgent_last=True)
         print_tally(findings)
+        print_verdict(findings)
     return exit_code(findings)
 
 
@@ -174,8 +177,9 @@ def cmd_triage(args: argparse.Namespace) -> int:
     title = f"rmsops triage {settings.name} {window.start:%H:%M}–{window.end:%H:%M} UTC"
     progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
     zygote = Zygote()
+    overrides = thresholds.parse_pairs(args.param)
     options = dict(jobs=args.jobs, timeout=args.timeout, force=args.force, zygote=zygote, progress=progress,
-                   sign=args.sign or "")
+                   sign=args.sign or "", params={"thresholds": overrides} if overrides else None)
     # Input is valid: from here on a signal (Ctrl-C, SIGTERM) leaves a bundle marked incomplete.
     interrupts.install()
     try:
@@ -206,7 +210,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
     finally:
         zygote.stop()
         interrupts.restore()
-    print_findings(result.findings, show_ok=False)
+    print_findings(result.findings, show_ok=show_ok(args.all), most_urgent_last=True)
     print_tally(result.findings)
     if result.status != "complete":
         print(f"rmsops: the triage was {clean(result.extra.get('stopped', 'interrupted'))}: the bundle is marked "
@@ -214,10 +218,12 @@ def cmd_triage(args: argparse.Namespace) -> int:
     for outcome in result.outcomes:
         if outcome.status != "done":
             print(f"rmsops: {outcome.runbook.stem} {outcome.status}: {clean(outcome.error)}", file=sys.stderr)
+    print_verdict(result.findings)
     print(f"report:   {result.index}")
     print(f"bundle:   {result.folder}  ({result.zip})")
     first = result.first_finding_seconds
-    print(f"took {result.seconds:.1f} s; " + (f"first finding after {first:.1f} s" if first else "no finding shown"))
+    took = time.monotonic() - STARTED  # from the command's start, as the person waiting counts it
+    print(f"took {took:.1f} s; " + (f"first finding after {first:.1f} s" if first else "no finding shown"))
     print(f"manifest sha256: {bundle.manifest_digest(result.folder)}")
     if result.extra.get("unsigned"):
         print(f"rmsops: error: the bundle is complete but NOT signed: {clean(result.extra['unsigned'])}",
@@ -393,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="a notebook parameter or a threshold override")
     run.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    run.add_argument("--all", action="store_true", help="on a terminal, show ok findings too (a pipe gets them all)")
     _add_window(run)
     run.set_defaults(fn=cmd_run)
 
@@ -401,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="runbooks to check, all their checks (default: the daily health check, "
                           "i.e. every quick check)")
     chk.add_argument("-e", "--env", required=True)
+    chk.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="a threshold override, e.g. -p slow_query_mean_ms=50 (repeatable; see "
+                          "`rmsops list --thresholds`)")
+    chk.add_argument("--all", action="store_true", help="on a terminal, show ok findings too (a pipe gets them all)")
     chk.add_argument("--json", action="store_true", help="print findings.json to stdout")
     chk.add_argument("--problems-only", action="store_true", help="hide ok findings")
     chk.add_argument("--jobs", type=int, default=8, help="checks at once (default 8)")
@@ -414,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     tri.add_argument("-e", "--env", required=True)
     tri.add_argument("-o", "--output", required=True, help="the bundle folder")
     tri.add_argument("--runbook", action="append", help="limit to these runbooks (repeatable)")
+    tri.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="a threshold override for every runbook (repeatable; `rmsops list --thresholds`)")
+    tri.add_argument("--all", action="store_true", help="on a terminal, show ok findings too (a pipe gets them all)")
     tri.add_argument("--jobs", type=int, default=4, help="runbooks at once (default 4)")
     tri.add_argument("--timeout", type=int, default=300, help="seconds a runbook may take (default 300)")
     tri.add_argument("--force", action="store_true", help="replace an existing bundle folder")
@@ -440,7 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     dif.set_defaults(fn=cmd_diff)
 
     demo = sub.add_parser("demo", help="an embedded demo environment with a seeded incident, triaged")
-    demo.add_argument("--scenario", default="incident", help="incident (default) or healthy")
+    from rmsops.demo.scenarios import DEFAULT_SCENARIO, SCENARIOS
+
+    demo.add_argument("--scenario", default=DEFAULT_SCENARIO, choices=list(SCENARIOS), metavar="SCENARIO",
+                      help="what the runbooks will find: " + "; ".join(
+                          f"{name}{' (default)' if name == DEFAULT_SCENARIO else ''}: {spec.summary}".replace("%", "%%")
+                          for name, spec in SCENARIOS.items()))
     demo.add_argument("--serve", action="store_true",
                       help="keep it running for `make lab` and papermill; writes parameters/demo.yaml")
     demo.add_argument("-o", "--output", default="reports/demo", help="where the triage report goes")

@@ -7,11 +7,13 @@ so the notebook alone is the evidence and the runner can read the findings back.
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from IPython.display import HTML, Image, display
+from IPython.display import HTML, display
 
 from rmsops import actions
 from rmsops.core.context import Context
@@ -34,11 +36,21 @@ class RunbookSession:
 
     def header(self) -> None:
         s, w = self.ctx.settings, self.ctx.window
+        back = ('<p><a href="../index.html">\N{LEFTWARDS ARROW} back to the incident bundle (index.html): '
+                "the escalation level and every runbook</a></p>" if self._in_bundle() else "")
         # HTML, escaped: Markdown would pass any HTML in these names straight through to the report.
         display(HTML(
-            f"<p><b>Environment</b> <code>{report.esc(s.name)}</code> · <b>window</b> {iso(w.start)} → "
+            f"{back}<p><b>Environment</b> <code>{report.esc(s.name)}</code> · <b>window</b> {iso(w.start)} → "
             f"{iso(w.end)} · <b>cluster</b> <code>{report.esc(s.cluster)}</code> · <b>database</b> "
-            f"<code>{report.esc(s.database.instance)}</code></p>"))
+            f"<code>{report.esc(s.database.instance)}</code> · times in UTC</p>"))
+
+    def _in_bundle(self) -> bool:
+        """Whether this report is one runbook of a triage bundle (``index.html`` one folder up):
+        the bundle's folder itself, or the hidden folder it is written into (``.NAME.partial-PID``)."""
+        if not self.ctx.output_dir:
+            return False
+        parent = Path(self.ctx.output_dir).resolve().parent
+        return (parent / "index.html").exists() or _STAGING.fullmatch(parent.name) is not None
 
     def __getitem__(self, check_id: str) -> CheckResult:
         """The result of a check run earlier, for interactive digging: ``rb["app.alb.5xx"].data``."""
@@ -61,11 +73,16 @@ class RunbookSession:
         if spec.plot is not None and result.data is not None:
             self._plot(spec, result)
         if show_data and result.data is not None and not result.data.empty:
-            display(HTML(report.table_html(result.data)))
+            display(HTML(report.table_html(result.data, csv=self._csv(f"{check_id}.csv"))))
         for name, frame in result.frames.items():
             if show_data and not frame.empty:
-                display(HTML(report.table_html(frame, caption=name.replace("_", " "))))
+                display(HTML(report.table_html(frame, caption=name.replace("_", " "),
+                                               csv=self._csv(f"{check_id}.{name}.csv"))))
         self._save_tables(check_id, result)
+
+    def _csv(self, name: str) -> str:
+        """Where the whole table is, relative to the report (``_save_tables`` writes it), if anywhere."""
+        return f"tables/{name}" if self.ctx.output_dir else ""
 
     def _save_tables(self, check_id: str, result: CheckResult) -> None:
         """With an output folder (a report run): every table as CSV beside the report."""
@@ -91,8 +108,13 @@ class RunbookSession:
         except Exception as exc:  # noqa: BLE001 - a failed chart must not hide the findings
             display(HTML(f"<p><i>(plot unavailable: {report.esc(type(exc).__name__)})</i></p>"))
             return
-        image = plots.png(figure)
-        display(Image(data=image))
+        image = plots.png(figure)  # texts made safe first: the title below is the cleaned one
+        alt = _figure_title(figure) or f"plot of {spec.id}"
+        # An <img> with the figure's title as alt text (the HTML export gives a bare image none);
+        # image/png stays for Jupyter and for whatever reads the notebook's images.
+        encoded = base64.b64encode(image).decode("ascii")
+        display({"text/html": f'<img alt="{report.esc(alt)}" src="data:image/png;base64,{encoded}">',
+                 "image/png": encoded, "text/plain": f"<figure: {report.clean(alt)}>"}, raw=True)
         if self.ctx.output_dir:
             folder = Path(self.ctx.output_dir) / "plots"
             folder.mkdir(parents=True, exist_ok=True)
@@ -140,6 +162,18 @@ class RunbookSession:
         display(HTML(report.counts_html(findings)))
         display({"text/html": report.findings_html(findings, "All findings"),
                  "text/plain": report.findings_text(findings)}, raw=True)
+
+
+_STAGING = re.compile(r"\..+\.partial-\d+")  # bundle.make_staging's hidden folder
+
+
+def _figure_title(figure: Any) -> str:
+    """The figure's title (its suptitle, else the titles of its axes), for alt text."""
+    suptitle = getattr(figure, "_suptitle", None)
+    titles = [suptitle.get_text()] if suptitle is not None and suptitle.get_text() else []
+    for ax in figure.axes:
+        titles += [t for t in (ax.get_title(loc) for loc in ("left", "center", "right")) if t]
+    return " · ".join(dict.fromkeys(titles)).replace("\\$", "$")  # plots.shown_text escaped dollars
 
 
 def open_runbook(env: str | Path, runbook: str, window: str = "1h", start: str = "", end: str = "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -258,3 +259,83 @@ def test_action_arguments_are_written_as_the_command_line_takes_them():
 def test_the_listed_notebook_parameters_are_the_runners():
     for rb in runbooks.CATALOGUE:
         assert listing.notebook_parameter_names(rb) == list(notebook_parameters(rb)), rb.stem
+
+
+# --- one command line: -p everywhere, the verdict last ---------------------------------------------
+
+def _check_json(env_file, *extra: str) -> dict[str, set[str]]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli.main(["check", "07", "-e", str(env_file), "--json", *extra])
+    severities: dict[str, set[str]] = {}
+    for f in json.loads(out.getvalue())["findings"]:
+        severities.setdefault(f["check"], set()).add(f["severity"])
+    return severities
+
+
+def test_check_takes_threshold_overrides(demo_incident):
+    assert _check_json(demo_incident.env_file)["db.stats.stale"] == {"warning"}  # the demo's unanalysed table
+    relaxed = _check_json(demo_incident.env_file, "-p", "stale_stats_modified_pct=1e9")
+    assert relaxed["db.stats.stale"] == {"ok"}
+
+
+@pytest.mark.parametrize("command", [["check"], ["triage", "-o", "never-written"]])
+def test_an_unknown_threshold_override_is_one_line_and_exit_2(command, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main([*command, "-e", str(ROOT / "parameters" / "production.yaml"), "-p", "slow_query_mean=5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "slow_query_mean" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "never-written").exists()
+
+
+def test_the_terminal_ends_with_the_criticals_and_the_verdict(capsys, monkeypatch):
+    from rmsops.core.findings import Finding, Severity
+    from rmsops.render import terminal
+
+    findings = [Finding("a.b.ok", Severity.OK, "r", "fine"), Finding("a.b.crit", Severity.CRITICAL, "r", "down"),
+                Finding("a.b.warn", Severity.WARNING, "r", "slow"),
+                Finding("escalation.level", Severity.CRITICAL, "env:x", "Level 2: page the on-call lead", "why")]
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("NO_COLOR", "1")
+    terminal.print_findings(findings, show_ok=terminal.show_ok(False), most_urgent_last=True)
+    terminal.print_verdict(findings)
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [words[1] for words in lines[:2]] == ["a.b.warn", "a.b.crit"]  # no OK line on a terminal
+    assert lines[-2][:2] == ["ESCALATE", "Level"] and lines[-1] == ["why"]
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert terminal.show_ok(False) and terminal.show_ok(True)  # a pipe gets every finding
+
+
+def test_without_an_escalation_the_verdict_names_the_worst(capsys):
+    from rmsops.core.findings import Finding, Severity
+    from rmsops.render import terminal
+
+    terminal.print_verdict([Finding("x.y.z", Severity.WARNING, "r", "t"), Finding("x.y.w", Severity.OK, "r", "t")])
+    terminal.print_verdict([Finding("x.y.w", Severity.OK, "r", "t")])
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.split() == ["VERDICT", "WARNING:", "x.y.z"]
+    assert "nothing needs attention" in second
+
+
+def test_demo_help_names_every_scenario(capsys):
+    from rmsops.demo.scenarios import SCENARIOS
+
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # help wraps lines at hyphens too
+    assert len(SCENARIOS) >= 7 and all(name in text for name in SCENARIOS)
+
+
+def test_lab_runs_as_root_and_without_a_display(monkeypatch):
+    from rmsops.demo import cli as demo_cli
+
+    monkeypatch.setattr(demo_cli.os, "geteuid", lambda: 0)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    command = demo_cli.lab_command()
+    assert "--allow-root" in command and "--no-browser" in command
+    assert command[command.index("--ip") + 1] == "127.0.0.1"
+    monkeypatch.setattr(demo_cli.os, "geteuid", lambda: 1000)
+    assert "--allow-root" not in demo_cli.lab_command()

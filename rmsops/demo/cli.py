@@ -114,10 +114,23 @@ def _serve(environment: DemoEnvironment, lab: bool) -> int:
         time.sleep(0.25)
 
 
+def lab_command() -> list[str]:
+    """JupyterLab on the runbooks, on this machine only; as root (a container, a CI box) it must be told."""
+    command = [sys.executable, "-m", "jupyterlab", "--notebook-dir", str(runbooks.notebooks_dir()),
+               "--ip", "127.0.0.1"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    if not os.environ.get("DISPLAY"):
+        command.append("--no-browser")  # nothing to open it in: the address is printed instead
+    return command
+
+
 def _lab(env_file: Path) -> int:
     """JupyterLab on notebooks/, with env="demo" resolving to the served environment file."""
     env = {**os.environ, "RMSOPS_PARAMETERS_DIR": str(env_file.parent)}
-    command = [sys.executable, "-m", "jupyterlab", "--notebook-dir", str(runbooks.notebooks_dir())]
+    command = lab_command()
+    print("  JupyterLab: open the http://127.0.0.1:…/lab?token=… address it prints below; Ctrl-C stops both.",
+          flush=True)
     try:
         return subprocess.call(command, env=env)
     except FileNotFoundError:

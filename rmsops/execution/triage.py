@@ -77,13 +77,14 @@ def default_selection() -> list[Runbook]:
 def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runbook] | None = None,
         jobs: int = DEFAULT_JOBS, timeout: int = DEFAULT_TIMEOUT_SECONDS, force: bool = False,
         zygote: Zygote | None = None, progress: Progress | None = None, staging: Path | None = None,
-        sign: str = "", interrupted: bool = False) -> TriageResult:
+        sign: str = "", interrupted: bool = False, params: dict[str, Any] | None = None) -> TriageResult:
     """Run the triage and write the bundle to ``out_dir`` (and ``out_dir``.zip).
 
     Whatever happens once it has started (Ctrl-C, SIGTERM, the run's time budget running out),
     a bundle is written: finished runbooks keep their findings, the others say why they did not
     finish, and the bundle is marked ``incomplete``. ``interrupted``: a signal arrived before the
-    triage could start (the command line); only the bundle is written.
+    triage could start (the command line); only the bundle is written. ``params``: notebook
+    parameters for every runbook (the command line's ``-p`` threshold overrides).
     """
     started_at, started = datetime.now(UTC), time.monotonic()
     outcomes: dict[str, RunOutcome] = {}
@@ -112,7 +113,8 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
             threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True,
                              name="rmsops-warm-exporter").start()
             with contextlib.nullcontext() if shown_by_caller else progress:
-                stopped = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress, outcomes)
+                stopped = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress, outcomes,
+                                   params)
                 if not stopped and any(rb.stem == ESCALATION for rb in selected):
                     merged = [f for o in outcomes.values() for f in o.findings]
                     write_document(staging / "findings.json", document(merged, settings.name, window.start,
@@ -234,14 +236,15 @@ def slowest_first(selected: list[Runbook]) -> list[Runbook]:
 
 
 def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, staging: Path, jobs: int,
-             timeout: int, zygote: Zygote, progress: Progress, outcomes: dict[str, RunOutcome]) -> str:
+             timeout: int, zygote: Zygote, progress: Progress, outcomes: dict[str, RunOutcome],
+             params: dict[str, Any] | None = None) -> str:
     """Run the runbooks into ``outcomes`` (filled as each finishes, so a stop keeps them).
 
     Returns why it stopped early (a signal, the time budget), or ``""`` when every runbook ran.
     """
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="rmsops-runbook")
     futures: dict[Future, Runbook] = {
-        pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress): rb
+        pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress, params): rb
         for rb in slowest_first(diagnostics)}
     stopped = ""
     try:
@@ -396,6 +399,8 @@ def _local_user() -> str:
 
 
 def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: list[Finding]) -> str:
+    """The bundle's first page: the verdict first (``_banner``), then the header, the findings that
+    need attention, the key plots and the runbooks, each linked to its report."""
     from rmsops.render.report import STYLE, badge, counts_html, esc
 
     escalation = next((f for f in findings if f.check == "escalation.level"), None)
@@ -408,13 +413,14 @@ def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: li
         if f.severity == Severity.OK:
             continue
         outcome = reports.get(f.runbook)
-        link = (f'<a href="{esc(f.runbook)}/{esc(outcome.html.name)}#check-{esc(f.check)}">{esc(f.check)}</a>'
+        link = (f'<a href="{esc(_report_href(outcome))}#check-{esc(f.check)}">{esc(f.check)}</a>'
                 if outcome and outcome.html else esc(f.check))
         rows.append(f"<tr><td>{badge(f.severity)}</td><td>{link}</td><td>{esc(f.resource)}</td>"
                     f"<td><b>{esc(f.title)}</b><br>{esc(f.detail, 400)}</td></tr>")
     runbook_rows = "".join(
-        f"<tr><td>{esc(stem)}</td><td>{esc(info['status'])}</td><td>{info.get('seconds', '')}</td>"
-        f"<td>{esc(info.get('error', ''))}</td></tr>" for stem, info in details["runbooks"].items())
+        f"<tr><td>{_runbook_link(stem, reports.get(stem))}</td><td>{esc(info['status'])}</td>"
+        f"<td class='num'>{info.get('seconds', '')}</td><td>{esc(info.get('error', ''))}</td></tr>"
+        for stem, info in details["runbooks"].items())
     plots = _key_plots(outcomes, findings)
     who = details["run_by"]
     aws = who["aws"].get("arn", "unknown")
@@ -423,28 +429,107 @@ def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: li
                   if details["status"] != "complete" else "")
     versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in details["versions"].items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>rmsops triage — "
-            f"{esc(details['environment'])}</title>{STYLE}</head><body style='font-family:sans-serif;margin:2em'>"
-            f"<div class='rmsops'><h1>Triage of {esc(details['environment'])}</h1>{incomplete}"
-            f"<p><b>Window</b> {esc(details['window']['start'])} → {esc(details['window']['end'])}<br>"
+            f"{esc(details['environment'])}</title>{STYLE}{_BANNER_STYLE}</head>"
+            f"<body style='font-family:sans-serif;margin:0'>{_banner(details, escalation, findings)}"
+            f"<div class='rmsops' style='margin:1.5em 2em'><h1>Triage of {esc(details['environment'])}</h1>{incomplete}"
+            f"<p><b>Window</b> {esc(details['window']['start'])} → {esc(details['window']['end'])} (UTC)<br>"
             f"<b>Run by</b> {esc(aws)} ({esc(who['user'])} on {esc(who['host'])}) at {esc(details['started_at'])}<br>"
             f"<b>Versions</b> {versions}</p>{level}{counts_html(findings)}"
             f"<h2>Findings that need attention</h2><table><tr><th>severity</th><th>check</th><th>resource</th>"
             f"<th>finding</th></tr>{''.join(rows) or '<tr><td colspan=4>none</td></tr>'}</table>"
-            f"{plots}<h2>Runbooks</h2><table><tr><th>runbook</th><th>status</th><th>seconds</th><th>error</th></tr>"
-            f"{runbook_rows}</table><p>Every file of this bundle is listed with its SHA-256 in manifest.json; "
-            f"<code>rmsops verify</code> checks them.</p></div></body></html>")
+            f"{plots}<h2>Runbooks</h2><table><tr><th>runbook</th><th>status</th><th class='num'>seconds</th>"
+            f"<th>error</th></tr>{runbook_rows}</table><p>Every file of this bundle is listed with its SHA-256 in "
+            f"manifest.json; <code>rmsops verify</code> checks them.</p></div></body></html>")
+
+
+_BANNER_STYLE = """<style>
+.banner{color:#fff;padding:14px 2em 12px 2em;font-family:sans-serif;font-size:15px;line-height:1.45}
+.banner .level{font-size:26px;font-weight:bold;margin:0 0 4px 0}
+.banner p{margin:3px 0}
+.banner a{color:#fff}
+.banner .missing{background:rgba(0,0,0,.25);padding:4px 8px;border-radius:3px;display:inline-block}
+</style>"""
+_BANNER_TEXT = {Severity.WARNING: "#000"}  # orange is too light for white text
+
+
+def _report_href(outcome: RunOutcome) -> str:
+    """The runbook's HTML report, relative to index.html (the bundle's runbook folders sit beside it)."""
+    assert outcome.html is not None
+    return f"{outcome.html.parent.name}/{outcome.html.name}"
+
+
+def _runbook_link(stem: str, outcome: RunOutcome | None) -> str:
+    from rmsops.render.report import esc
+
+    if outcome is None or outcome.html is None:
+        return esc(stem)
+    return f'<a href="{esc(_report_href(outcome))}">{esc(stem)}</a>'
+
+
+def _missing_evidence(details: dict[str, Any], escalation: Finding | None) -> list[str]:
+    """Runbooks that did not finish or did not run, with their status, and the stop reason if any."""
+    missing = [f"{stem} ({info['status']})" for stem, info in details["runbooks"].items() if info["status"] != "done"]
+    noted = {m.split(" ", 1)[0] for m in missing}
+    if escalation is not None:
+        missing += [f"{stem} (not run)" for stem in escalation.evidence.get("runbooks_not_run", []) or []
+                    if stem not in noted]
+        checks = escalation.evidence.get("missing_inputs", []) or []
+        if checks:
+            missing.append(f"{len(checks)} check{'s' if len(checks) != 1 else ''} could not run")
+    if details["status"] != "complete":
+        missing.insert(0, f"the triage was {details.get('stopped') or 'stopped'}")
+    return missing
+
+
+def _banner(details: dict[str, Any], escalation: Finding | None, findings: list[Finding]) -> str:
+    """The verdict, full width, before anything else: the escalation level coloured by its severity,
+    why, who to call, and which evidence is missing (then the level is a lower bound)."""
+    from rmsops.render.report import BADGE, esc
+
+    if escalation is not None:
+        evidence = escalation.evidence
+        severity = escalation.severity
+        level = evidence.get("level", "?")
+        headline = f"Escalation level {level} — {evidence.get('name', '')}"
+        if evidence.get("lower_bound"):
+            headline += " (at least: evidence is missing)"
+        reasons = [r for r in evidence.get("reasons", []) if r.get("level") == level] or evidence.get("reasons", [])
+        grouped: dict[str, list[str]] = {}  # one rule often fires on several checks: say it once
+        for r in reasons:
+            grouped.setdefault(r.get("why", ""), []).append(f"{r.get('check', '')} {r.get('severity', '')}")
+        why = "; ".join(f"{rule} ({', '.join(checks)})" for rule, checks in list(grouped.items())[:3])
+        why += f" (+{len(grouped) - 3} more)" if len(grouped) > 3 else ""
+        why = why or escalation.title
+        contacts = evidence.get("contacts", []) or []
+        call = "; ".join(contacts) if contacts else "nobody yet: self-service (see the actions below)"
+        lines = [f"<p><b>Why:</b> {esc(why, 800)}</p>", f"<p><b>Call:</b> {esc(call, 600)}</p>"]
+    else:
+        worst = sort_by_urgency(findings)[0].severity if findings else Severity.OK
+        severity = worst if worst != Severity.OK else Severity.INFO
+        headline = "Escalation level not judged"
+        lines = [f"<p>{esc(ESCALATION)} was not part of this triage; the worst finding is "
+                 f"<b>{esc(worst.value)}</b> (below).</p>"]
+    missing = _missing_evidence(details, escalation)
+    if missing:
+        lines.append(f"<p class='missing'><b>evidence missing:</b> {esc('; '.join(missing), 1200)}</p>")
+    colour = _BANNER_TEXT.get(severity, "#fff")
+    return (f"<div class='banner' role='banner' data-severity='{esc(severity.value)}' "
+            f"style='background:{BADGE[severity]};color:{colour}'><p class='level'>{esc(headline)}</p>"
+            f"{''.join(lines)}</div>")
 
 
 def _key_plots(outcomes: list[RunOutcome], findings: list[Finding], most: int = 6) -> str:
-    """The plots of the most urgent checks, from the bundle's own PNG files."""
+    """The plots of the most urgent checks, from the bundle's own PNG files, each with alt text."""
     from rmsops.render.report import esc
 
     available = {png.stem: f"{o.runbook.stem}/plots/{png.name}"
                  for o in outcomes for png in sorted((o.notebook.parent / "plots").glob("*.png"))}
-    chosen: list[str] = []
+    chosen: list[Finding] = []
     for f in sort_by_urgency(findings):
-        if f.severity in (Severity.CRITICAL, Severity.WARNING) and f.check in available and f.check not in chosen:
-            chosen.append(f.check)
-    images = "".join(f"<figure><img src='{esc(available[check])}' style='max-width:900px'>"
-                     f"<figcaption>{esc(check)}</figcaption></figure>" for check in chosen[:most])
+        if (f.severity in (Severity.CRITICAL, Severity.WARNING) and f.check in available
+                and f.check not in {c.check for c in chosen}):
+            chosen.append(f)
+    images = "".join(f"<figure><img src='{esc(available[f.check])}' alt='{esc(f'{f.check}: {f.title}')}' "
+                     f"style='max-width:900px'><figcaption>{esc(f.check)}</figcaption></figure>"
+                     for f in chosen[:most])
     return f"<h2>Key plots</h2>{images}" if images else ""

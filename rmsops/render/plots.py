@@ -33,6 +33,10 @@ STATE_COLOURS = {
 LINE_COLOURS = ("#c62828", "#ef6c00", "#f9a825")
 
 
+TIME_LABEL = "time (UTC)"  # every time axis: the window, the markers and the tables are all UTC
+_DATE_FORMATTERS = (mdates.DateFormatter, mdates.ConciseDateFormatter, mdates.AutoDateFormatter)
+
+
 # An ECS deployment bar or marker, by its rollout state (deploy.ecs.rollout, recovery history).
 ROLLOUT_COLOURS = {"COMPLETED": "#2e7d32", "IN_PROGRESS": "#f9a825", "FAILED": "#c62828"}
 
@@ -74,6 +78,7 @@ def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.set_xlabel(TIME_LABEL, fontsize=9)
     ax.set_ylabel(ylabel)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left")
@@ -214,8 +219,21 @@ def _clean_text(artist: Text) -> None:
         artist._rmsops_shown = shown
 
 
+def label_time_axes(fig: Figure) -> Figure:
+    """Label every unlabelled time x axis ``time (UTC)``: dates are drawn in UTC, and at 3 a.m. a
+    reader should not have to wonder. An axis is a time axis when its ticks are formatted as dates."""
+    for ax in fig.axes:
+        formatter = ax.xaxis.get_major_formatter()
+        inner = formatter.inner if isinstance(formatter, SafeFormatter) else formatter
+        if isinstance(inner, _DATE_FORMATTERS) and not ax.get_xlabel() and ax.xaxis.get_visible():
+            ax.set_xlabel(TIME_LABEL, fontsize=9)
+    return fig
+
+
 def png(fig: Figure, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes, every text of it redacted and cleaned first (``safe_texts``)."""
+    """The figure as PNG bytes, every text of it redacted and cleaned first (``safe_texts``);
+    a time axis without a label says ``time (UTC)`` (``label_time_axes``)."""
+    label_time_axes(fig)
     safe_texts(fig)
     buffer = io.BytesIO()
     # zlib level 3: half the time of the default 6, for files about 5% larger

@@ -21,10 +21,14 @@ BADGE = {
     Severity.CRITICAL: "#c62828", Severity.ERROR: "#6a1b9a", Severity.WARNING: "#ef6c00",
     Severity.INFO: "#1565c0", Severity.OK: "#2e7d32",
 }
+# Text left, numbers right. The class is doubled on purpose: the exported notebook's JupyterLab CSS
+# right-aligns every cell with ``:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td`` (two classes).
 STYLE = """<style>
 .rmsops table{border-collapse:collapse;font-size:13px;margin:4px 0 10px 0}
 .rmsops th,.rmsops td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
 .rmsops th{background:#f5f5f5}
+.rmsops.rmsops th,.rmsops.rmsops td{text-align:left}
+.rmsops.rmsops th.num,.rmsops.rmsops td.num{text-align:right;font-variant-numeric:tabular-nums}
 .rmsops .sev{color:#fff;border-radius:3px;padding:1px 6px;font-weight:bold;font-size:11px}
 .rmsops .scroll{max-height:420px;overflow:auto}
 </style>"""
@@ -67,13 +71,62 @@ def findings_text(findings: Iterable[Finding]) -> str:
                      for f in sort_by_urgency(findings))
 
 
-def table_html(df: pd.DataFrame, caption: str = "", max_rows: int = 50) -> str:
-    """A DataFrame as an escaped HTML table (pandas escapes; we also strip controls and cap cells)."""
-    shown = df.head(max_rows).map(lambda v: clean(v) if isinstance(v, str | bytes) else v)
-    more = f"<p><i>{len(df) - max_rows} more rows not shown.</i></p>" if len(df) > max_rows else ""
+def table_html(df: pd.DataFrame, caption: str = "", max_rows: int = 15, csv: str = "") -> str:
+    """A DataFrame as an escaped HTML table, readable at a glance.
+
+    Every cell and header goes through ``esc`` (controls stripped, secrets redacted, capped,
+    HTML-escaped). Text is left-aligned, numbers right-aligned; floats are rounded to what
+    matters (``cell_text``). At most ``max_rows`` rows: the rest are counted, with the CSV that
+    holds them all (``csv``, relative to the report) when there is one.
+    """
+    import pandas as pd
+
+    shown = df.head(max_rows)
+    numeric = [pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+               for dtype in shown.dtypes]
+    head = "".join(f'<th{_NUM if num else ""}>{esc(column)}</th>' for column, num in zip(df.columns, numeric,
+                                                                                        strict=True))
+    rows = "".join(
+        "<tr>" + "".join(f'<td{_NUM if num else ""}>{esc(cell_text(value))}</td>'
+                         for value, num in zip(record, numeric, strict=True)) + "</tr>"
+        for record in shown.itertuples(index=False, name=None))
+    hidden = len(df) - len(shown)
+    where = f" in <code>{esc(csv)}</code>" if csv else " not shown"
+    plural = "s" if hidden != 1 else ""
+    more = f"<p><i>\N{HORIZONTAL ELLIPSIS} {hidden} more row{plural}{where}.</i></p>" if hidden else ""
     cap = f"<p><b>{esc(caption)}</b></p>" if caption else ""
-    body = shown.to_html(index=False, escape=True, na_rep="", border=0)
+    body = f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     return f'{STYLE}<div class="rmsops">{cap}<div class="scroll">{body}</div>{more}</div>'
+
+
+_NUM = ' class="num"'
+
+
+def cell_text(value: object) -> str:
+    """A cell as a person reads it: blank for missing, floats to 2 decimals (seconds, ratios, MB;
+    smaller than 0.01: 2 significant digits, never a misleading 0.00), whole floats without
+    ``.0``, times to the second (``UTC`` instead of ``+00:00``)."""
+    import math
+    from datetime import datetime
+
+    import numpy as np
+    import pandas as pd
+
+    if value is None or (np.ndim(value) == 0 and not isinstance(value, str | bytes) and pd.isna(value)):
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if math.isinf(number) or number.is_integer():
+            return str(number) if math.isinf(number) else f"{number:.0f}"
+        return f"{number:.2f}" if abs(number) >= 0.01 else f"{number:.2g}"
+    if isinstance(value, datetime):
+        text = value.isoformat(sep=" ", timespec="seconds")
+        return text[:-6] + " UTC" if text.endswith("+00:00") else text
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
 def counts_html(findings: list[Finding]) -> str:

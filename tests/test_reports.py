@@ -1,0 +1,83 @@
+"""What the on-call engineer reads: the bundle's index (the verdict first) and the runbook reports."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rmsops import cli
+from rmsops.render import report
+
+APP, ESCALATION = "01-application-not-responding", "18-escalation"
+
+
+class Page(HTMLParser):
+    """The elements of a page, in order: (tag, attributes)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+    def after(self, tag: str) -> tuple[str, dict[str, str | None]]:
+        tags = [t for t, _ in self.elements]
+        return self.elements[tags.index(tag) + 1]
+
+    def all(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for t, attrs in self.elements if t == tag]
+
+
+@pytest.fixture(scope="module")
+def bundle(demo_incident, tmp_path_factory) -> Path:
+    """One diagnostic runbook and escalation: the level is judged, and evidence is missing (02–16)."""
+    out = tmp_path_factory.mktemp("reports") / "incident"
+    assert cli.main(["triage", "-e", str(demo_incident.env_file), "-o", str(out),
+                     "--runbook", "01", "--runbook", "18"]) == 1
+    return out
+
+
+def test_the_index_opens_on_the_escalation_banner(bundle):
+    text = (bundle / "index.html").read_text()
+    page = Page(text)
+    tag, attrs = page.after("body")
+    assert tag == "div" and attrs["class"] == "banner"
+    assert attrs["data-severity"] == "critical", "the incident demo is level 0, coloured critical"
+    banner = text[text.index("<div class='banner'"):text.index("</div>")]
+    assert re.search(r"Escalation level 0 — critical issue", banner)
+    assert "Call:" in banner and "evidence missing:" in banner and "02-database-connections" in banner
+
+
+def test_runbook_names_link_to_their_reports_and_back(bundle):
+    page = Page((bundle / "index.html").read_text())
+    links = {a["href"] for a in page.all("a")}
+    for stem in (APP, ESCALATION):
+        assert f"{stem}/{stem}.html" in links
+        assert (bundle / stem / f"{stem}.html").exists()
+        assert '<a href="../index.html">' in (bundle / stem / f"{stem}.html").read_text()
+
+
+def test_every_image_has_alt_text(bundle):
+    for path in (bundle / "index.html", bundle / APP / f"{APP}.html"):
+        images = Page(path.read_text()).all("img")
+        assert images, path
+        assert all((img.get("alt") or "").strip() for img in images), path
+
+
+def test_tables_left_align_text_round_seconds_and_say_where_the_rest_is():
+    frame = pd.DataFrame({"target": [f"<b>10.0.0.{i}</b>" for i in range(20)],
+                          "seconds": [1.23456 + i for i in range(20)], "tiny": [0.000123] * 20})
+    html = report.table_html(frame, csv="tables/app.alb.latency.csv")
+    assert "<td>&lt;b&gt;10.0.0.0&lt;/b&gt;</td>" in html, "text: left-aligned (the default), escaped"
+    assert '<td class="num">1.23</td>' in html and "1.2345" not in html
+    assert '<td class="num">0.00012</td>' in html, "a small value is not shown as 0.00"
+    assert "10.0.0.15" not in html and "5 more rows in <code>tables/app.alb.latency.csv</code>" in html
+    # two classes: as specific as the exported notebook's JupyterLab CSS, which right-aligns cells
+    assert ".rmsops.rmsops th,.rmsops.rmsops td{text-align:left}" in report.STYLE
+    assert ".rmsops.rmsops th.num,.rmsops.rmsops td.num{text-align:right" in report.STYLE
