@@ -87,11 +87,28 @@ def test_long_running_autovacuum_is_separate_information_not_a_warning():
 
 def test_long_running_nothing_running_and_many_sessions_capped():
     assert severities(dbperf.judge_long_running(running(), DEFAULTS, INSTANCE)) == [OK]
-    many = running(*[(100 + i, "app", "active", "client backend", 400.0 + i, "SELECT 1") for i in range(14)])
+    many = running(*[(100 + i, "app", "active", "client backend", 400.0 + i, f"SELECT {i}") for i in range(14)])
     findings = dbperf.judge_long_running(many, DEFAULTS, INSTANCE)
     assert len(findings) == dbperf_format.MAX_FINDINGS + 1
     assert findings[-1].title == "4 more long-running queries" and findings[-1].severity is WARNING
     assert findings[0].evidence["pid"] == 113  # the longest first
+
+
+def test_long_running_sessions_stuck_the_same_way_are_one_finding():
+    """The demo's leaked pool: eight sessions of one application idle in the same transaction."""
+    leaked = [(200 + i, "rms-backend", "idle in transaction", "client backend", 400.0 + 60 * i, "SELECT 1")
+              for i in range(8)]
+    other = (300, "rms-worker", "idle in transaction", "client backend", 2000.0, "SELECT 1")  # another app
+    findings = dbperf.judge_long_running(running(*leaked, other), DEFAULTS, INSTANCE)
+    assert len(findings) == 2
+    worker, pool = findings  # longest first
+    assert worker.evidence["pid"] == 300 and worker.evidence["session_count"] == 1
+    assert pool.severity is WARNING and pool.title.startswith("8 transactions idle for up to 13.7 min (rms-backend")
+    assert [s["pid"] for s in pool.evidence["sessions"]] == [207, 206, 205, 204, 203, 202, 201, 200]
+    assert pool.resource == f"db:{INSTANCE} pids 207, 206, 205, 204, 203, 202, 201, 200"
+    critical = dbperf.judge_long_running(running(*leaked), {**DEFAULTS, "long_query_critical_seconds": 800.0},
+                                         INSTANCE)
+    assert [f.severity for f in critical] == [CRITICAL]  # the worst session decides
 
 
 @pytest.mark.parametrize("seconds, text", [(-0.4, "0 s"), (-1e-6, "0 s"), (-0.0, "0 s"), (-3.0, "0 s"),

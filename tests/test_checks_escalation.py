@@ -282,7 +282,7 @@ def test_level_judges_prior_findings(make_context, tmp_path):
     result = ctx.run("escalation.level")
     [finding] = result.findings
     assert finding.severity is CRITICAL and finding.evidence["findings_judged"] == 3
-    assert finding.evidence["source"] == "findings of an earlier triage"
+    assert finding.evidence["source"] == "findings of the triage's runbooks"
     assert list(result.data["check"]) == ["app.alb.target_health", "app.health.endpoint", "app.alb.5xx"]
 
 
@@ -518,7 +518,7 @@ def test_notebooks_run_under_papermill_against_the_demo(tmp_path):
         assert not [f for f in outcome.findings if f.severity is ERROR], stem
         assert outcome.html and outcome.html.exists()
     [level] = [f for f in outcomes["18-escalation"].findings if f.check == "escalation.level"]
-    assert level.evidence["source"] == "findings of an earlier triage"
+    assert level.evidence["source"] == "findings of the triage's runbooks"
     assert level.evidence["level"] == 2  # suspicious WAF blocks; the outage itself is runbook 01's finding
     # ... and runbook 01 did not run here: the level says it is a lower bound
     assert level.evidence["lower_bound"] is True

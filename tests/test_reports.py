@@ -81,3 +81,48 @@ def test_tables_left_align_text_round_seconds_and_say_where_the_rest_is():
     # two classes: as specific as the exported notebook's JupyterLab CSS, which right-aligns cells
     assert ".rmsops.rmsops th,.rmsops.rmsops td{text-align:left}" in report.STYLE
     assert ".rmsops.rmsops th.num,.rmsops.rmsops td.num{text-align:right" in report.STYLE
+
+
+def test_executed_notebooks_record_the_bundle_not_the_staging_folder(bundle):
+    """The run writes into a hidden staging folder renamed into place at the end; a notebook read
+    later must name paths that exist."""
+    import nbformat
+
+    for stem in ("01-application-not-responding", "18-escalation"):
+        nb = nbformat.read(bundle / stem / f"{stem}.ipynb", as_version=4)
+        recorded = nb.metadata["papermill"]["parameters"]
+        assert recorded["output_dir"] == str((bundle / stem).resolve())
+        [injected] = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert ".partial-" not in injected.source and str(bundle.resolve()) in injected.source
+    assert recorded["findings"] == str((bundle / "findings.json").resolve())
+    assert Path(recorded["findings"]).is_file()
+
+
+def _local_targets(page: Path) -> list[Path]:
+    """Files a page links to or shows from the bundle (not anchors, data: URIs or the web)."""
+    parsed = Page(page.read_text())
+    targets = [a.get("href") or "" for a in parsed.all("a")] + [img.get("src") or "" for img in parsed.all("img")]
+    remote = ("#", "data:", "http:", "https:", "mailto:")
+    local = [t.split("#", 1)[0] for t in targets if t and not t.startswith(remote)]
+    return [page.parent / t for t in local if t]
+
+
+def test_a_real_browser_shows_the_verdict_first_without_errors_or_broken_links(bundle, tmp_path):
+    import matplotlib.image
+
+    from tests import browser
+
+    if browser.CHROMIUM is None:
+        if browser.REQUIRED:
+            pytest.fail("chromium is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed here (apt-get install chromium); CI runs this test")
+    for name, page in (("index", bundle / "index.html"), ("report", bundle / APP / f"{APP}.html")):
+        png = tmp_path / f"{name}.png"  # kept in the test's temp folder to look at
+        assert browser.screenshot(page, png) == [], f"console messages on {name}"
+        targets = _local_targets(page)
+        assert targets and [t for t in targets if not t.exists()] == [], f"broken links on {name}: {targets}"
+        pixels = matplotlib.image.imread(png)
+        assert pixels.shape[:2] == (900, 1400)
+        if name == "index":  # the first screen opens on the critical banner's red (#c62828)
+            red, green, blue = pixels[20, 700][:3]
+            assert red > 0.7 and green < 0.3 and blue < 0.3, pixels[20, 700]

@@ -66,6 +66,42 @@ def is_autovacuum(df: pd.DataFrame) -> pd.Series:
             | df["query"].fillna("").str.startswith("autovacuum:"))
 
 
+def _long_running_finding(rows: pd.DataFrame, warn: float, crit: float, instance: str, cid: str) -> Finding:
+    """One session, or several stuck the same way (longest first), as one finding."""
+    row = next(rows.itertuples(index=False))
+    seconds = float(row.duration_seconds)
+    severity = Severity.CRITICAL if seconds > crit else Severity.WARNING
+    waiting = f", waiting on {row.wait_event_type}:{row.wait_event}" if clean(row.wait_event) else ""
+    state = str(row.state)
+    idle = state.startswith("idle in transaction")
+    source = row.source or "no application_name"
+    pids = [int(p) for p in rows["pid"]]
+    if len(pids) == 1:
+        resource = f"{instance_resource(instance)} pid {row.pid}"
+        what = "Transaction idle" if idle else "Query running"
+        title = f"{what} for {duration_text(seconds)} (pid {row.pid}, {source})"
+        cancel = f"pg_cancel_backend({row.pid})"
+    else:
+        resource = f"{instance_resource(instance)} pids {', '.join(map(str, pids[:10]))}" + \
+            (f" and {len(pids) - 10} more" if len(pids) > 10 else "")
+        title = (f"{len(pids)} {'transactions idle' if idle else 'queries running'} for up to "
+                 f"{duration_text(seconds)} ({source}, pids {', '.join(map(str, pids[:5]))}"
+                 f"{', …' if len(pids) > 5 else ''})")
+        cancel = "pg_cancel_backend(pid) for each of them"
+    sessions = [{"pid": int(r.pid), "duration_seconds": round(float(r.duration_seconds), 1), "state": str(r.state),
+                 "started_at": r.started_at} for r in rows.itertuples(index=False)]
+    return Finding(
+        cid, severity, resource, title,
+        f"{state}{waiting}; user {row.user}; over the {duration_text(warn)} threshold"
+        f"{' and the critical ' + duration_text(crit) if severity == Severity.CRITICAL else ''}: "
+        f"{one_line(row.query)}",
+        {**record(row._asdict()), "query": one_line(row.query, 1000), "sessions": sessions[:50],
+         "session_count": len(sessions), "threshold_warning_seconds": warn, "threshold_critical_seconds": crit},
+        f"Find the application ({row.source or 'see client address'}) that runs it and why it takes "
+        f"so long ({STEP_EXPLAIN}). Cancelling it ({cancel}) or ending the session is a DBA decision; "
+        "rmsops never does it.")
+
+
 def judge_long_running(df: pd.DataFrame, thresholds: dict[str, float], instance: str,
                        cid: str = QUERIES_LONG_RUNNING) -> list[Finding]:
     warn, crit = thresholds["long_query_warning_seconds"], thresholds["long_query_critical_seconds"]
@@ -78,22 +114,14 @@ def judge_long_running(df: pd.DataFrame, thresholds: dict[str, float], instance:
     queries = df[~autovac].sort_values("duration_seconds", ascending=False)
     vacuums = df[autovac].sort_values("duration_seconds", ascending=False)
     findings: list[Finding] = []
-    for row in queries[queries["duration_seconds"] > warn].itertuples(index=False):
-        seconds = float(row.duration_seconds)
-        severity = Severity.CRITICAL if seconds > crit else Severity.WARNING
-        waiting = f", waiting on {row.wait_event_type}:{row.wait_event}" if clean(row.wait_event) else ""
-        state = str(row.state)
-        what = "Transaction idle" if state.startswith("idle in transaction") else "Query running"
-        findings.append(Finding(
-            cid, severity, f"{instance_resource(instance)} pid {row.pid}",
-            f"{what} for {duration_text(seconds)} (pid {row.pid}, {row.source or 'no application_name'})",
-            f"{state}{waiting}; user {row.user}; over the {duration_text(warn)} threshold"
-            f"{' and the critical ' + duration_text(crit) if severity == Severity.CRITICAL else ''}: "
-            f"{one_line(row.query)}",
-            {**record(row._asdict()), "query": one_line(row.query, 1000), **limits},
-            f"Find the application ({row.source or 'see client address'}) that runs it and why it takes "
-            f"so long ({STEP_EXPLAIN}). Cancelling it (pg_cancel_backend({row.pid})) or ending its "
-            "session is a DBA decision; rmsops never does it."))
+    over = queries[queries["duration_seconds"] > warn]
+    # One finding per problem: sessions of one application stuck the same way on the same statement
+    # (a leaked pool, a stuck batch) are one finding listing its sessions, not one finding each.
+    same = over.assign(_kind=over["state"].astype(str).str.startswith("idle in transaction"),
+                       _text=over["query"].map(one_line), _source=over["source"].fillna(""))
+    for _, group in same.groupby(["_source", "_kind", "_text"], sort=False):
+        findings.append(_long_running_finding(group.drop(columns=["_kind", "_text", "_source"]), warn, crit,
+                                              instance, cid))
     findings = capped(findings, cid, instance_resource(instance), "long-running queries")
     for row in vacuums[vacuums["duration_seconds"] > warn].itertuples(index=False):
         findings.append(Finding(

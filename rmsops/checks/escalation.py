@@ -380,7 +380,7 @@ def quick_checks() -> list[CheckSpec]:
 
 def findings_to_judge(ctx: Context) -> tuple[list[Finding], str]:
     if ctx.prior_findings:
-        return list(ctx.prior_findings), "findings of an earlier triage"
+        return list(ctx.prior_findings), "findings of the triage's runbooks"
     from rmsops.core import registry
 
     found = [f for spec in quick_checks() for f in registry.run(spec, ctx).findings]

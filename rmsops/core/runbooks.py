@@ -28,6 +28,10 @@ class Check:
     quick: bool = True  # the daily health check (17) runs it; heavy or slow checks are False
     # Its place in the first look (1 first), 0 when the first look does not run it (rmsops.execution.firstlook).
     first_look: int = 0
+    # The check whose signal this one reads again (the monitoring overview repeats runbook 06's
+    # latency, 11 repeats 06's log errors): in one triage its finding echoes that one's, and a tally
+    # of problems counts it once (rmsops.core.problems).
+    echo_of: str = ""
 
     def summary_with(self, values: Mapping[str, float] | None = None) -> str:
         return format_summary(self.summary, values)
@@ -155,7 +159,8 @@ CATALOGUE: tuple[Runbook, ...] = (
                   "Ingress rules of the services' security groups against the other environment."),
             ), cost=3.3),
     Runbook("10-monitoring-overview", "Monitoring overview", "Monitoring and Alerting", (
-                C("metrics.latency", "Request latency p50 / p90 / p99 (ALB TargetResponseTime)."),
+                C("metrics.latency", "Request latency p50 / p90 / p99 (ALB TargetResponseTime).",
+                  echo_of="api.latency.percentiles"),
                 C("metrics.error_rate", "4xx and 5xx responses per request (ALB counts)."),
                 C("metrics.throughput", "Requests per minute against the previous window (ALB RequestCount)."),
                 C("metrics.ecs.utilization", "ECS CPU and memory utilization per service (AWS/ECS)."),
@@ -163,7 +168,7 @@ CATALOGUE: tuple[Runbook, ...] = (
                 C("metrics.alarms", "CloudWatch alarms in state ALARM."),
             ), cost=7.7),
     Runbook("11-log-analysis", "Log analysis", "Log Analysis", (
-                C("logs.errors.recent", "Errors in the window, grouped by message pattern."),
+                C("logs.errors.recent", "Errors in the window, grouped by message pattern.", echo_of="api.logs.errors"),
                 C("logs.status_codes",  # scans every line
                   "Logged requests by status code class (access-log lines of the application logs).",
                   quick=False),

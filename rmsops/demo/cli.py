@@ -77,7 +77,7 @@ def _triage(environment: DemoEnvironment, output: Path, started: float, zygote) 
     from rmsops.core.window import resolve
     from rmsops.execution import bundle, triage
     from rmsops.render.progress import Progress
-    from rmsops.render.terminal import print_findings, print_tally
+    from rmsops.render.terminal import print_findings, print_tally, print_verdict
 
     settings = config.load(environment.env_file)
     print("rmsops demo: triaging it with every runbook…", file=sys.stderr, flush=True)
@@ -86,8 +86,9 @@ def _triage(environment: DemoEnvironment, output: Path, started: float, zygote) 
     progress = Progress([rb.stem for rb in selected], title=f"rmsops triage demo ({environment.scenario.name})")
     result = triage.run(settings, window, output, selected, force=True, zygote=zygote, progress=progress)
     print()
-    print_findings(result.findings, show_ok=False)
+    print_findings(result.findings, show_ok=False, most_urgent_last=True)
     print_tally(result.findings)
+    print_verdict(result.findings)
     print(f"\nreport:   {result.index}")
     print(f"findings: {result.findings_json}")
     print(f"bundle:   {result.zip}")

@@ -120,8 +120,12 @@ def missing_check_findings(runbook: Runbook, findings: list[Finding], reason: st
 
 def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: Path,
                 params: dict[str, Any] | None = None,
-                timeout: int = DEFAULT_TIMEOUT_SECONDS, **engine_options: Any) -> RunOutcome:
+                timeout: int = DEFAULT_TIMEOUT_SECONDS, relocate: tuple[Path, Path] | None = None,
+                **engine_options: Any) -> RunOutcome:
     """Execute one notebook; never raises for a failing notebook — its checks become errors.
+
+    ``relocate`` (staging, final): the run writes into a staging folder that is renamed into place
+    afterwards; the executed notebook records the final paths, which exist when someone reads it.
 
     ``engine_options`` go to papermill's engine (e.g. ``kernel_manager_class`` for forked kernels,
     ``on_cell_executed`` to see findings as they arrive).
@@ -153,6 +157,9 @@ def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: P
         error = _papermill_error(exc)
     if executed is None and notebook.exists():  # it failed: the file shows how far it got
         executed = nbformat.read(notebook, as_version=4)
+    if relocate is not None and executed is not None:
+        executed = relocated(executed, *relocate)
+        nbformat.write(executed, notebook)
     findings = collect_findings(executed) if executed is not None else []
     if error:
         findings += missing_check_findings(runbook, findings, f"the runbook stopped: {error}")
@@ -162,6 +169,19 @@ def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: P
     return RunOutcome(runbook, "failed" if error else "done", findings, notebook, html, findings_json,
                       time.monotonic() - started, error,
                       [p for p in (notebook, html, findings_json) if p and p.exists()])
+
+
+def relocated(nb: nbformat.NotebookNode, staging: Path, final: Path) -> nbformat.NotebookNode:
+    """The notebook with its injected parameters naming ``final`` where they named ``staging``."""
+    old, new = str(staging.resolve()), str(final.resolve())
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = cell.source.replace(old, new)
+    recorded = nb.metadata.get("papermill", {}).get("parameters", {})
+    for name, value in list(recorded.items()):
+        if isinstance(value, str):
+            recorded[name] = value.replace(old, new)
+    return nb
 
 
 def _papermill_error(exc: Exception) -> str:

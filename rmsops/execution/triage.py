@@ -114,7 +114,7 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                              name="rmsops-warm-exporter").start()
             with contextlib.nullcontext() if shown_by_caller else progress:
                 stopped = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress, outcomes,
-                                   params)
+                                   params, final=out_dir)
                 if not stopped and any(rb.stem == ESCALATION for rb in selected):
                     merged = [f for o in outcomes.values() for f in o.findings]
                     write_document(staging / "findings.json", document(merged, settings.name, window.start,
@@ -122,7 +122,7 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                     escalation = runbooks.find(ESCALATION)
                     outcomes[ESCALATION] = _run_one(
                         escalation, settings, window, staging, timeout, zygote, progress,
-                        {"findings": str((staging / "findings.json").resolve())})
+                        {"findings": str((staging / "findings.json").resolve())}, final=out_dir)
         who.join(timeout=10)
     except KeyboardInterrupt:
         interrupts.hold()
@@ -237,14 +237,14 @@ def slowest_first(selected: list[Runbook]) -> list[Runbook]:
 
 def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, staging: Path, jobs: int,
              timeout: int, zygote: Zygote, progress: Progress, outcomes: dict[str, RunOutcome],
-             params: dict[str, Any] | None = None) -> str:
+             params: dict[str, Any] | None = None, final: Path | None = None) -> str:
     """Run the runbooks into ``outcomes`` (filled as each finishes, so a stop keeps them).
 
     Returns why it stopped early (a signal, the time budget), or ``""`` when every runbook ran.
     """
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="rmsops-runbook")
     futures: dict[Future, Runbook] = {
-        pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress, params): rb
+        pool.submit(_run_one, rb, settings, window, staging, timeout, zygote, progress, params, final): rb
         for rb in slowest_first(diagnostics)}
     stopped = ""
     try:
@@ -284,8 +284,10 @@ def _kill_running_kernels() -> None:
 
 
 def _run_one(runbook: Runbook, settings: Settings, window: Window, staging: Path, timeout: int,
-             zygote: Zygote, progress: Progress, params: dict[str, Any] | None = None) -> RunOutcome:
-    """One runbook in a forked kernel, with a watchdog for its whole-run timeout."""
+             zygote: Zygote, progress: Progress, params: dict[str, Any] | None = None,
+             final: Path | None = None) -> RunOutcome:
+    """One runbook in a forked kernel, with a watchdog for its whole-run timeout. ``final``: the
+    bundle folder the staging folder becomes (the executed notebook records paths in it)."""
     from rmsops.execution.fastkernel import kernel_manager_class, running_kernel
 
     progress.state(runbook.stem, "running")
@@ -310,6 +312,7 @@ def _run_one(runbook: Runbook, settings: Settings, window: Window, staging: Path
 
     try:
         outcome = run_runbook(runbook, settings, window, staging / runbook.stem, params, timeout=timeout,
+                              relocate=(staging, final) if final is not None else None,
                               kernel_manager_class=kernel_manager_class(zygote),
                               on_cell_executed=on_cell_executed)
     except Exception as exc:  # noqa: BLE001 - a runbook's failure never stops the others
@@ -401,22 +404,25 @@ def _local_user() -> str:
 def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: list[Finding]) -> str:
     """The bundle's first page: the verdict first (``_banner``), then the header, the findings that
     need attention, the key plots and the runbooks, each linked to its report."""
+    from rmsops.core.problems import echoes, problems
     from rmsops.render.report import STYLE, badge, counts_html, esc
 
     escalation = next((f for f in findings if f.check == "escalation.level"), None)
-    level = (f"<p><b>Escalation:</b> {badge(escalation.severity)} {esc(escalation.title)}<br>"
-             f"{esc(escalation.detail, 1200)}<br><i>{esc(escalation.resolution, 1200)}</i></p>"
-             if escalation else "")
+    # The banner says the level, why and whom to call; the guide's steps follow the header.
+    level = (f"<p><b>What to do now:</b> <i>{esc(escalation.resolution, 1200)}</i></p>"
+             if escalation and escalation.resolution else "")
     reports = {o.runbook.stem: o for o in outcomes}
     rows = []
+    repeated = {id(findings[i]): primary for i, primary in echoes(findings).items()}
     for f in sort_by_urgency(findings):
         if f.severity == Severity.OK:
             continue
         outcome = reports.get(f.runbook)
         link = (f'<a href="{esc(_report_href(outcome))}#check-{esc(f.check)}">{esc(f.check)}</a>'
                 if outcome and outcome.html else esc(f.check))
-        rows.append(f"<tr><td>{badge(f.severity)}</td><td>{link}</td><td>{esc(f.resource)}</td>"
-                    f"<td><b>{esc(f.title)}</b><br>{esc(f.detail, 400)}</td></tr>")
+        said = (f"<i>same problem as {esc(repeated[id(f)].check)}</i> (not counted twice)" if id(f) in repeated
+                else f"<b>{esc(f.title)}</b><br>{esc(f.detail, 400)}")
+        rows.append(f"<tr><td>{badge(f.severity)}</td><td>{link}</td><td>{esc(f.resource)}</td><td>{said}</td></tr>")
     runbook_rows = "".join(
         f"<tr><td>{_runbook_link(stem, reports.get(stem))}</td><td>{esc(info['status'])}</td>"
         f"<td class='num'>{info.get('seconds', '')}</td><td>{esc(info.get('error', ''))}</td></tr>"
@@ -434,7 +440,7 @@ def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: li
             f"<div class='rmsops' style='margin:1.5em 2em'><h1>Triage of {esc(details['environment'])}</h1>{incomplete}"
             f"<p><b>Window</b> {esc(details['window']['start'])} → {esc(details['window']['end'])} (UTC)<br>"
             f"<b>Run by</b> {esc(aws)} ({esc(who['user'])} on {esc(who['host'])}) at {esc(details['started_at'])}<br>"
-            f"<b>Versions</b> {versions}</p>{level}{counts_html(findings)}"
+            f"<b>Versions</b> {versions}</p>{level}{counts_html(problems(findings))}"
             f"<h2>Findings that need attention</h2><table><tr><th>severity</th><th>check</th><th>resource</th>"
             f"<th>finding</th></tr>{''.join(rows) or '<tr><td colspan=4>none</td></tr>'}</table>"
             f"{plots}<h2>Runbooks</h2><table><tr><th>runbook</th><th>status</th><th class='num'>seconds</th>"
