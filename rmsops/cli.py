@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="every threshold: its default, the value in force and where that comes from")
     lst.add_argument("-e", "--env", help="with the thresholds of this environment file (name or YAML path)")
     lst.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                     help="a threshold override, as `rmsops run -p` takes it (repeatable)")
+                     help="a threshold override, NAME=VALUE as run, check and triage take it (repeatable)")
     lst.set_defaults(fn=cmd_list)
 
     run = sub.add_parser("run", help="one runbook through papermill: .ipynb, .html and findings.json")

@@ -339,3 +339,35 @@ def test_lab_runs_as_root_and_without_a_display(monkeypatch):
     assert command[command.index("--ip") + 1] == "127.0.0.1"
     monkeypatch.setattr(demo_cli.os, "geteuid", lambda: 1000)
     assert "--allow-root" not in demo_cli.lab_command()
+
+
+def _help_texts() -> str:
+    import contextlib
+    import io
+
+    texts = []
+    for command in ([], ["list"], ["run"], ["check"], ["triage"], ["verify"], ["diff"], ["demo"], ["action"]):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            cli.main([*command, "--help"])
+        texts.append(out.getvalue())
+    return "\n".join(texts)
+
+
+def test_every_command_the_help_and_list_print_works_as_printed(capsys):
+    """Commands shown to a person (in backticks in --help, and `rmsops list`'s action lines) parse as
+    printed, with the placeholders filled in."""
+    import re
+
+    shown = re.findall(r"`(rmsops [^`]+)`", " ".join(_help_texts().split()))
+    cli.main(["list"])
+    shown += [line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("rmsops ")]
+    assert len(shown) >= 8
+    filled = {"ENV": "production", "SERVICE": "rms-backend", "COUNT": "6", "MEMORY": "2048", "REVISION": "3",
+              "PATHS": "/index.html", "TIME": "2026-11-28T19:00:00Z", "TARGET": "rms-restored",
+              "SNAPSHOT": "snap-1"}
+    parser = cli.build_parser()
+    for command in shown:
+        words = shlex.split(re.sub(r"[\[\]]", "", command))[1:]
+        words = [re.sub(r"\b[A-Z]+\b", lambda m: filled.get(m.group(0), m.group(0)), w) for w in words]
+        parser.parse_args(words)  # a UserError (exit 2) here is a command that does not work as printed

@@ -54,6 +54,17 @@ def test_the_index_opens_on_the_escalation_banner(bundle):
     assert "Call:" in banner and "evidence missing:" in banner and "02-database-connections" in banner
 
 
+def test_the_timeline_follows_the_banner(bundle):
+    """What is broken, since when, what changed just before: the first thing under the banner."""
+    import json
+
+    page = Page((bundle / "index.html").read_text())
+    first_image = page.all("img")[0]
+    assert first_image["src"] == "timeline.png" and "changed just before" in first_image["alt"]
+    assert (bundle / "timeline.png").read_bytes().startswith(b"\x89PNG")
+    assert "timeline.png" in json.loads((bundle / "manifest.json").read_text())["files"]
+
+
 def test_runbook_names_link_to_their_reports_and_back(bundle):
     page = Page((bundle / "index.html").read_text())
     links = {a["href"] for a in page.all("a")}

@@ -146,7 +146,8 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
         write_document(staging / "findings.json", document(findings, settings.name, window.start, window.end))
         details = _details(settings, window, selected, finished, identity, started_at, stopped, jobs, timeout,
                            progress.first_finding_seconds if progress else None)
-        (staging / "index.html").write_text(index_html(details, finished, findings), encoding="utf-8")
+        picture = _timeline(staging, window, findings)
+        (staging / "index.html").write_text(index_html(details, finished, findings, picture), encoding="utf-8")
         bundle.write_manifest(staging, details)
         unsigned = _sign(staging, sign, settings) if sign else ""
         bundle.move_into_place(staging, out_dir, force=True)
@@ -401,9 +402,20 @@ def _local_user() -> str:
         return "unknown"
 
 
-def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: list[Finding]) -> str:
-    """The bundle's first page: the verdict first (``_banner``), then the header, the findings that
-    need attention, the key plots and the runbooks, each linked to its report."""
+def _timeline(staging: Path, window: Window, findings: list[Finding]) -> str | None:
+    from rmsops.render import timeline
+
+    try:
+        return timeline.write(staging, (window.start, window.end), findings)
+    except Exception:  # noqa: BLE001 - a picture must never cost the bundle; the reports hold the evidence
+        return None
+
+
+def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: list[Finding],
+               timeline: str | None = None) -> str:
+    """The bundle's first page: the verdict first (``_banner``), then what broke, since when and what
+    changed just before (``timeline``: the picture's file in the bundle), the header, the findings
+    that need attention, the key plots and the runbooks, each linked to its report."""
     from rmsops.core.problems import echoes, problems
     from rmsops.render.report import STYLE, badge, counts_html, esc
 
@@ -434,10 +446,14 @@ def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: li
                   "the runbooks that finished keep their findings, the others say why they did not run.</p>"
                   if details["status"] != "complete" else "")
     versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in details["versions"].items())
+    picture = (f"<img src='{esc(timeline)}' style='max-width:100%' alt='What is broken, since when and what "
+               f"changed just before: ALB 5xx per period in the window, with deployments, CloudTrail changes, "
+               f"alarms and the first period above the threshold marked'>" if timeline else "")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>rmsops triage — "
             f"{esc(details['environment'])}</title>{STYLE}{_BANNER_STYLE}</head>"
             f"<body style='font-family:sans-serif;margin:0'>{_banner(details, escalation, findings)}"
-            f"<div class='rmsops' style='margin:1.5em 2em'><h1>Triage of {esc(details['environment'])}</h1>{incomplete}"
+            f"<div class='rmsops' style='margin:1.5em 2em'>{picture}"
+            f"<h1>Triage of {esc(details['environment'])}</h1>{incomplete}"
             f"<p><b>Window</b> {esc(details['window']['start'])} → {esc(details['window']['end'])} (UTC)<br>"
             f"<b>Run by</b> {esc(aws)} ({esc(who['user'])} on {esc(who['host'])}) at {esc(details['started_at'])}<br>"
             f"<b>Versions</b> {versions}</p>{level}{counts_html(problems(findings))}"

@@ -1,0 +1,98 @@
+"""The incident on one time axis, for the first screen of index.html: what is broken (ALB 5xx per
+period), since when (the first period above the threshold) and what changed just before
+(deployments, task definitions and API changes from CloudTrail, alarms going to ALARM).
+
+Drawn from the bundle's own tables (``NN-name/tables/<check>.csv``), so it shows exactly the
+evidence the runbooks kept, and calls nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import groupby
+from pathlib import Path
+
+import pandas as pd
+
+from rmsops.core.findings import Finding
+from rmsops.render import plots
+
+FILE = "timeline.png"
+MAX_CHANGES = 8  # the most recent: more labels than this overlap and say nothing
+TABLES = {
+    "5xx": ("01-application-not-responding", "app.alb.5xx"),
+    "changes": ("18-escalation", "escalation.recent_changes"),
+    "alarms": ("10-monitoring-overview", "metrics.alarms"),
+}
+TITLE = "What is broken, since when, what changed just before (ALB 5xx; dotted: changes and alarms)"
+
+
+def _table(folder: Path, name: str) -> pd.DataFrame:
+    runbook, check = TABLES[name]
+    path = folder / runbook / "tables" / f"{check}.csv"
+    try:
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    except (OSError, ValueError, pd.errors.ParserError):
+        return pd.DataFrame()  # a damaged table: the runbook's own report says what it holds
+
+
+def _times(column: pd.Series) -> pd.Series:
+    return pd.to_datetime(column, utc=True, errors="coerce")
+
+
+def five_xx(folder: Path) -> pd.DataFrame:
+    """5xx responses per period, all 5xx metrics summed: the ``timeseries`` frame shape."""
+    raw = _table(folder, "5xx")
+    if raw.empty or not {"timestamp", "value"} <= set(raw.columns):
+        return pd.DataFrame(columns=["timestamp", "label", "value"])
+    per = raw.assign(timestamp=_times(raw["timestamp"])).dropna(subset=["timestamp"])
+    per = per.groupby("timestamp", as_index=False)["value"].sum()
+    return per.assign(label="ALB 5xx per period")
+
+
+def markers(folder: Path, series: pd.DataFrame, threshold: float | None,
+            window: tuple[datetime, datetime]) -> list[tuple[datetime, str]]:
+    """Changes, alarms and the first 5xx period above the threshold, inside the window."""
+    found: list[tuple[datetime, str]] = []
+    changes = _table(folder, "changes")
+    if not changes.empty and {"time", "kind", "what"} <= set(changes.columns):
+        changes = changes.assign(time=_times(changes["time"])).dropna(subset=["time"]).sort_values("time")
+        for row in changes.tail(MAX_CHANGES).itertuples(index=False):
+            found.append((row.time.to_pydatetime(), f"{row.kind}: {str(row.what)[:60]}"))
+    alarms = _table(folder, "alarms")
+    if not alarms.empty and {"since", "alarm"} <= set(alarms.columns):
+        for row in alarms.assign(since=_times(alarms["since"])).dropna(subset=["since"]).itertuples(index=False):
+            found.append((row.since.to_pydatetime(), f"ALARM {str(row.alarm)[:60]}"))
+    if threshold is not None and not series.empty:
+        above = series[series["value"] > threshold]
+        if not above.empty:
+            found.append((above["timestamp"].min().to_pydatetime(), "5xx above threshold from here"))
+    start, end = window
+    return _one_per_minute(sorted((moment, text) for moment, text in found if start <= moment <= end))
+
+
+def _one_per_minute(marks: list[tuple[datetime, str]]) -> list[tuple[datetime, str]]:
+    """Labels in the same minute overlap on the axis: one marker, the most telling label, and a count."""
+    rank = ("5xx above", "ALARM", "deployment", "task definition", "api change")
+    merged: list[tuple[datetime, str]] = []
+    for minute, group in groupby(marks, key=lambda mark: mark[0].replace(second=0, microsecond=0)):
+        labels = sorted((text for _, text in group),
+                        key=lambda t: next((i for i, p in enumerate(rank) if t.startswith(p)), len(rank)))
+        more = f" (+{len(labels) - 1} more)" if len(labels) > 1 else ""
+        merged.append((minute, labels[0] + more))
+    return merged
+
+
+def write(folder: Path, window: tuple[datetime, datetime], findings: list[Finding]) -> str | None:
+    """Draw the timeline into ``folder/timeline.png``; its name, or None when there is nothing to show."""
+    series = five_xx(folder)
+    threshold = next((f.evidence.get("threshold_per_period") for f in findings
+                      if f.check == "app.alb.5xx" and f.evidence.get("threshold_per_period")), None)
+    marks = markers(folder, series, threshold, window)
+    if series.empty and not marks:
+        return None
+    figure = plots.timeseries(series, TITLE, "5xx responses",
+                              lines={"5xx threshold": threshold} if threshold else None,
+                              markers=marks, window=window)
+    (folder / FILE).write_bytes(plots.png(figure))
+    return FILE

@@ -1,0 +1,65 @@
+"""The index's timeline: what broke, since when, what changed just before — from the bundle's tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from rmsops.core.findings import Finding, Severity
+from rmsops.render import timeline
+
+T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
+WINDOW = (T0, T0 + timedelta(hours=1))
+
+
+def table(folder: Path, name: str, rows: list[dict]) -> None:
+    runbook, check = timeline.TABLES[name]
+    (folder / runbook / "tables").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / runbook / "tables" / f"{check}.csv", index=False)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def incident(folder: Path) -> None:
+    table(folder, "5xx", [{"timestamp": at(m), "id": f"m{i}", "label": label, "value": v}
+                          for m, v in ((10, 1), (30, 40), (31, 90)) for i, label in enumerate(("ELB", "Target"))
+                          ] )
+    table(folder, "changes", [{"time": at(25), "kind": "deployment", "what": "rms-backend -> rms-backend:2"},
+                              {"time": at(25.5), "kind": "api change", "what": "UpdateService (ecs)"},
+                              {"time": at(-30), "kind": "api change", "what": "before the window"}])
+    table(folder, "alarms", [{"alarm": "rms-alb-5xx", "since": at(33)}])
+
+
+def test_five_xx_sums_the_metrics_of_each_period(tmp_path):
+    incident(tmp_path)
+    series = timeline.five_xx(tmp_path)
+    assert series["value"].tolist() == [2, 80, 180]
+    assert set(series["label"]) == {"ALB 5xx per period"}
+
+
+def test_markers_say_what_changed_just_before_and_since_when(tmp_path):
+    incident(tmp_path)
+    marks = timeline.markers(tmp_path, timeline.five_xx(tmp_path), 50.0, WINDOW)
+    assert marks == [(at(25), "deployment: rms-backend -> rms-backend:2 (+1 more)"),  # the same minute: one label
+                     (at(30), "5xx above threshold from here"), (at(33), "ALARM rms-alb-5xx")]
+
+
+def test_the_picture_is_written_into_the_bundle_or_nothing_is_said(tmp_path):
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    assert timeline.write(quiet, WINDOW, []) is None and not (quiet / timeline.FILE).exists()
+    incident(tmp_path)
+    five = Finding("app.alb.5xx", Severity.CRITICAL, "alb:a", "t", evidence={"threshold_per_period": 50})
+    assert timeline.write(tmp_path, WINDOW, [five]) == timeline.FILE
+    assert (tmp_path / timeline.FILE).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_damaged_table_is_left_out_not_fatal(tmp_path):
+    runbook, check = timeline.TABLES["5xx"]
+    (tmp_path / runbook / "tables").mkdir(parents=True)
+    (tmp_path / runbook / "tables" / f"{check}.csv").write_bytes(b'\x00\x01"unterminated\n')
+    assert timeline.five_xx(tmp_path).empty
