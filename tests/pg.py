@@ -81,10 +81,10 @@ def _setup_roles(server: LocalPostgres, monitor_password: str, app_password: str
         conn.execute(f"ALTER TABLE monitor_owned OWNER TO {MONITOR_ROLE}")
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """A real PostgreSQL with max_connections=20, roles rmsops_monitor (pg_monitor) and rms_app."""
-    server = LocalPostgres(max_connections=MAX_CONNECTIONS, want_stat_statements=False).start()
+def serve_with_roles(**options: Any) -> Iterator[PgServer]:
+    """A started throwaway PostgreSQL (``LocalPostgres(**options)``) with the roles rmsops_monitor
+    (pg_monitor) and rms_app, fresh passwords; stopped when the generator closes (fixtures yield it)."""
+    server = LocalPostgres(**options).start()
     try:
         monitor_password = "mon-" + secrets.token_urlsafe(18)
         app_password = "app-" + secrets.token_urlsafe(18)
@@ -92,6 +92,12 @@ def pg_server() -> Iterator[PgServer]:
         yield PgServer(server, monitor_password, app_password)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL with max_connections=20, roles rmsops_monitor (pg_monitor) and rms_app."""
+    yield from serve_with_roles(max_connections=MAX_CONNECTIONS, want_stat_statements=False)
 
 
 def poll(fetch: Callable[[], Any], accept: Callable[[Any], bool], timeout: float = SETTLE_SECONDS,

@@ -10,7 +10,6 @@ miss can be produced: the same roles as tests/pg.py (rmsops_monitor with pg_moni
 from __future__ import annotations
 
 import contextlib
-import secrets
 import subprocess
 import sys
 import threading
@@ -29,13 +28,12 @@ from rmsops.checks import dbperf, dbperf_format
 from rmsops.core import registry, thresholds
 from rmsops.core.context import Context
 from rmsops.core.findings import Finding, Severity
-from rmsops.demo.localpg import LocalPostgres
 from rmsops.execution.runner import collect_findings
 from rmsops.render import db_figures
 from rmsops.sources import pg_queries
 from tests.demo_server import served
 from tests.judging import CRITICAL, ERROR, INFO, OK, WARNING
-from tests.pg import APP_NAME, PgServer, _setup_roles, poll
+from tests.pg import APP_NAME, PgServer, poll, serve_with_roles
 
 RUNBOOK = "07-database-performance"
 INSTANCE = "rms-production-db"
@@ -287,14 +285,7 @@ def test_table_sizes_is_information_with_the_largest_tables():
 
 @pytest.fixture(scope="module")
 def perf_pg() -> Iterator[PgServer]:
-    server = LocalPostgres(max_connections=20, settings={"shared_buffers": "2MB"}).start()
-    try:
-        monitor_password = "mon-" + secrets.token_urlsafe(18)
-        app_password = "app-" + secrets.token_urlsafe(18)
-        _setup_roles(server, monitor_password, app_password)
-        yield PgServer(server, monitor_password, app_password)
-    finally:
-        server.stop()
+    yield from serve_with_roles(max_connections=20, settings={"shared_buffers": "2MB"})
 
 
 @pytest.fixture

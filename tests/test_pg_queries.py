@@ -16,7 +16,6 @@ as the current one (their select lists parsed), and never name a column their er
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 
@@ -24,10 +23,9 @@ import pandas as pd
 import psycopg
 import pytest
 
-from rmsops.demo.localpg import LocalPostgres
 from rmsops.sources import pg_queries
 from rmsops.sources.pg_queries import quote_ident
-from tests.pg import PgServer, _setup_roles, poll
+from tests.pg import PgServer, poll, serve_with_roles
 
 # The columns the judges of rmsops.checks.dbperf read, in the order the statements return them.
 STATEMENT_COLUMNS = ["queryid", "users", "calls", "total_ms", "mean_ms", "pct_total", "rows", "shared_blks_hit",
@@ -121,14 +119,7 @@ def test_select_list_reads_aliases_qualified_names_quotes_ctes_and_unions():
 
 @pytest.fixture(scope="module")
 def stats_pg() -> Iterator[PgServer]:
-    server = LocalPostgres(max_connections=20).start()
-    try:
-        monitor_password = "mon-" + secrets.token_urlsafe(18)
-        app_password = "app-" + secrets.token_urlsafe(18)
-        _setup_roles(server, monitor_password, app_password)
-        yield PgServer(server, monitor_password, app_password)
-    finally:
-        server.stop()
+    yield from serve_with_roles(max_connections=20)
 
 
 @pytest.fixture
