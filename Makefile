@@ -8,14 +8,14 @@ STAMP := $(VENV)/.rmsops-installed
 .PHONY: demo test lab lint clean
 
 demo: $(STAMP)  ## the embedded demo environment with a seeded incident, triaged end to end
-	$(BIN)/rmsops demo $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REGION),--region $(REGION))
+	$(BIN)/rmsops demo $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REGION),--region $(REGION)) $(if $(WORKERS),--workers $(WORKERS))
 
 test: $(STAMP)  ## lint, unit and integration tests, and every notebook under nbval
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -p tests.demo_server --nbval-lax --nbval-current-env tests notebooks
 
 lab: $(STAMP)  ## JupyterLab on notebooks/ against a running demo environment
-	$(BIN)/rmsops demo --serve --lab $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REGION),--region $(REGION))
+	$(BIN)/rmsops demo --serve --lab $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REGION),--region $(REGION)) $(if $(WORKERS),--workers $(WORKERS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

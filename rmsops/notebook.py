@@ -110,11 +110,12 @@ class RunbookSession:
             return
         image = plots.png(figure)  # texts made safe first: the title below is the cleaned one
         alt = _figure_title(figure) or f"plot of {spec.id}"
-        # An <img> with the figure's title as alt text (the HTML export gives a bare image none);
-        # image/png stays for Jupyter and for whatever reads the notebook's images.
+        # An <img> with the figure's title as alt text (the HTML export gives a bare image none).
+        # Stored once: a second copy as image/png doubled every notebook's size, and with it the
+        # kernel messages, the saves and the export; the PNG file is in plots/ beside the report.
         encoded = base64.b64encode(image).decode("ascii")
         display({"text/html": f'<img alt="{report.esc(alt)}" src="data:image/png;base64,{encoded}">',
-                 "image/png": encoded, "text/plain": f"<figure: {report.clean(alt)}>"}, raw=True)
+                 "text/plain": f"<figure: {report.clean(alt)}>"}, raw=True)
         if self.ctx.output_dir:
             folder = Path(self.ctx.output_dir) / "plots"
             folder.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
+# check times (rmsops.execution.durations) go to a folder of this run, not the user's cache
+os.environ.setdefault("RMSOPS_CACHE_DIR", tempfile.mkdtemp(prefix="rmsops-test-cache-"))
 
 BASE_ENV = {
     "name": "test",

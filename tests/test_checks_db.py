@@ -302,6 +302,23 @@ def test_saturation_ok_with_few_connections(monitor_env, hold_connections, pg_ad
     assert f.evidence["percent"] < DEFAULTS["db_saturation_warning_pct"]
 
 
+def test_saturation_and_states_leave_out_other_rmsops_sessions(monitor_env, hold_connections, pg_server: PgServer,
+                                                               pg_admin: PgAdmin) -> None:
+    """A triage's concurrent runbooks each hold a session: the database is not judged by our load
+    (else a triage sees one connection more than `rmsops check`); they are counted apart."""
+    hold_connections(2)
+    with pg_server.connect_monitor(application_name=APPLICATION_NAME, autocommit=True) as other_run:
+        other_run.execute("SELECT 1")
+        ctx = monitor_env()
+        f = only(ctx.run("db.connections.saturation"))
+        seen = pg_admin.client_backends()
+        assert f.evidence["used"] == seen - 1  # all but the other rmsops session; ours counts
+        result = ctx.run("db.connections.saturation")
+        assert int(result.data["other_rmsops_sessions"].iloc[0]) == 1
+        states = ctx.run("db.connections.by_state").data
+        assert int(states["connections"].sum()) == seen - 2  # neither ours nor the other run's
+
+
 def test_saturation_threshold_override_with_real_connections(monitor_env, hold_connections) -> None:
     hold_connections(2)
     f = only(monitor_env(thresholds={"db_saturation_warning_pct": 10}).run("db.connections.saturation"))

@@ -21,13 +21,13 @@ def _notebook(tmp_path, *sources: str):
 
 def _count_engine_writes(monkeypatch) -> list[str]:
     writes: list[str] = []
-    real = papermill.engines.write_ipynb
+    real = engine.write_notebook
 
     def counting(nb, path):
         writes.append(path)
         real(nb, path)
 
-    monkeypatch.setattr(papermill.engines, "write_ipynb", counting)
+    monkeypatch.setattr(engine, "write_notebook", counting)
     return writes
 
 
@@ -38,7 +38,10 @@ def test_cells_do_not_each_rewrite_the_notebook(tmp_path, monkeypatch):
     papermill.execute_notebook(str(source), str(out), kernel_name="python3", engine_name=engine.NAME,
                                progress_bar=False)
     assert len(writes) == 2  # the start and the end; stock papermill writes 2 per cell, 17 here
-    assert [c.outputs[0]["text"] for c in nbformat.read(out, as_version=4).cells] == [f"{i}\n" for i in range(8)]
+    written = nbformat.read(out, as_version=4)
+    nbformat.validate(written)  # written without nbformat's own validation: still a valid notebook
+    assert [c.outputs[0]["text"] for c in written.cells] == [f"{i}\n" for i in range(8)]
+    assert "papermill" in written.metadata and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_a_long_runbook_is_still_written_while_it_runs(tmp_path, monkeypatch):

@@ -66,3 +66,24 @@ def test_progress_shows_the_first_look_apart_from_the_runbooks():
     assert "first look: 1 ok, 1 to look at" in screen
     assert "CRITICAL app.health.endpoint GET /health answered 503" in screen
     assert progress.rows["01-application-not-responding"].tally["critical"] == 0  # not a runbook's finding
+
+
+def test_the_first_look_modules_declare_exactly_its_checks():
+    """The first look imports only MODULES (no matplotlib, not every check module): they must hold
+    every first-look check, and a module listed for nothing would cost time for nothing."""
+    import subprocess
+    import sys
+
+    probe = ("import importlib, sys\n"
+             "from rmsops.core import registry\n"
+             "from rmsops.execution import firstlook\n"
+             "declared = {}\n"
+             "for name in firstlook.MODULES:\n"
+             "    before = set(registry.REGISTRY)\n"
+             "    importlib.import_module(name)\n"
+             "    declared[name] = set(registry.REGISTRY) - before\n"
+             "missing = set(firstlook.CHECKS) - set(registry.REGISTRY)\n"
+             "idle = [n for n, ids in declared.items() if not ids & set(firstlook.CHECKS)]\n"
+             "print(sorted(missing), idle, 'matplotlib' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] [] False"

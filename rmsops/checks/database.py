@@ -60,8 +60,14 @@ ACCESS_TITLES = {
     "permission": "the server does not let its role in",
 }
 
+# Other rmsops sessions (a triage's concurrent runbooks, each with its own) are left out of the
+# counts and shown apart: otherwise a triage would see one more connection than `rmsops check` and
+# judge the database by its own load. This session stays in: it is one the database really serves.
 SATURATION_SQL = """
-SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
+SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
+          AND (application_name IS DISTINCT FROM 'rmsops' OR pid = pg_backend_pid())) AS used,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
+          AND application_name = 'rmsops' AND pid <> pg_backend_pid()) AS other_rmsops_sessions,
        current_setting('max_connections')::int AS max_connections,
        current_setting('superuser_reserved_connections')::int
          + coalesce(current_setting('reserved_connections', true), '0')::int  -- PostgreSQL 16+
@@ -74,6 +80,7 @@ SELECT coalesce(state, 'unknown') AS state, count(*) AS connections,
        greatest(coalesce(max(extract(epoch FROM clock_timestamp() - state_change)), 0), 0)::float AS oldest_seconds
 FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+  AND application_name IS DISTINCT FROM 'rmsops'  -- other rmsops sessions: see SATURATION_SQL
 GROUP BY 1 ORDER BY 2 DESC
 """
 

@@ -88,7 +88,8 @@ def check(check_id: str, *, plot: PlotFn | None = None, marks: MarksFn | None = 
 
 
 def get(check_id: str) -> CheckSpec:
-    load_all()
+    if check_id not in REGISTRY:  # a module already imported (the first look's few) is enough
+        load_all()
     try:
         return REGISTRY[check_id]
     except KeyError:

@@ -38,14 +38,19 @@ def _terminate_as_exit() -> Iterator[None]:
 
 
 def demo(scenario: str = "incident", serve: bool = False, output: Path = Path("reports/demo"),
-         env_file: Path | None = None, lab: bool = False, region: str = layout.REGION) -> int:
-    """Exit 0 when the demo ran end to end (its findings are the point, not a failure)."""
+         env_file: Path | None = None, lab: bool = False, region: str = layout.REGION, workers: int = 0) -> int:
+    """Exit 0 when the demo ran end to end (its findings are the point, not a failure).
+
+    ``workers``: that many small, healthy worker services (rms-worker-01 …) besides the two behind the ALB.
+    """
     if lab:
         serve = True
     layout.use_region(region)
+    layout.use_workers(workers)
     started = time.monotonic()
-    print(f"rmsops demo: starting the demo environment (scenario {scenario}, region {region})…", file=sys.stderr,
-          flush=True)
+    estate = f", {workers} worker service{'s' if workers != 1 else ''}" if workers else ""
+    print(f"rmsops demo: starting the demo environment (scenario {scenario}, region {region}{estate})…",
+          file=sys.stderr, flush=True)
     environment = DemoEnvironment(progress=_say)
     zygote = None if serve else Zygote().start()  # warms up the kernels while the demo starts
     with _terminate_as_exit():

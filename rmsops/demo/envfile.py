@@ -24,7 +24,7 @@ def render(scenario: str, endpoint_url: str, db_port: int, health_urls: Mapping[
         "name": "demo",
         "protected": False,
         "aws": {"region": layout.REGION, "endpoint_url": endpoint_url, "local_test_credentials": True},
-        "ecs": {"cluster": layout.CLUSTER, "services": [s.name for s in layout.SERVICES]},
+        "ecs": {"cluster": layout.CLUSTER, "services": [s.name for s in layout.all_services()]},
         "alb": {"name": layout.ALB, "target_groups": [s.name for s in layout.SERVICES]},
         "database": {
             "instance": layout.DB_INSTANCE, "host": "127.0.0.1", "port": int(db_port), "dbname": "rms",

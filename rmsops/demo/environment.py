@@ -102,7 +102,10 @@ class DemoEnvironment:
             patches = MotoPatches()
             patches.install()
             self._push("moto patches", patches.remove)
-            self._phase("aws", f"AWS resources seeded (scenario {spec.name}: ECS, ALB, RDS, metrics, logs)",
+            from rmsops.demo import layout
+
+            workers = f" + {len(layout.WORKERS)} workers" if layout.WORKERS else ""
+            self._phase("aws", f"AWS resources seeded (scenario {spec.name}: ECS{workers}, ALB, RDS, metrics, logs)",
                         lambda: self._seed_aws(spec, patches))
             self._phase("health", None, lambda: self._start_health(spec))
             self._wait_database(database, spec)

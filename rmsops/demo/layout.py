@@ -45,6 +45,32 @@ SERVICES = (
 )
 
 
+# Small worker services (`rmsops demo --workers N`, use_workers): healthy, one task each, not behind
+# the ALB. Seeders read layout.WORKERS (or all_services()) when they run, never a copy taken at import.
+WORKERS: tuple[ServiceSpec, ...] = ()
+MAX_WORKERS = 99  # rms-worker-01 … rms-worker-99
+WORKER_IMAGE = f"{ECR}/rms-worker:2.14.0"
+
+
+def worker_spec(number: int) -> ServiceSpec:
+    """rms-worker-NN: one container, no port (port 0: no portMappings, no target group)."""
+    name = f"rms-worker-{number:02d}"
+    return ServiceSpec(name, name, 0, "", (WORKER_IMAGE,), 256, 512)
+
+
+def use_workers(count: int) -> None:
+    """Seed *count* worker services besides rms-backend and rms-frontend (0: none, the default)."""
+    global WORKERS
+    if not 0 <= count <= MAX_WORKERS:
+        raise ValueError(f"workers: expected 0 to {MAX_WORKERS}, got {count}")
+    WORKERS = tuple(worker_spec(n) for n in range(1, count + 1))
+
+
+def all_services() -> tuple[ServiceSpec, ...]:
+    """Every ECS service of the cluster: the ALB's two, then the workers."""
+    return SERVICES + WORKERS
+
+
 def use_region(region: str) -> None:
     """Seed the emulated environment in ``region`` (what stays in us-east-1 stays there)."""
     global REGION

@@ -5,11 +5,17 @@ cluster with its services and tasks, the ALB with target groups and listener,
 the RDS instance, the CloudWatch metrics of the last hour, log groups with log
 lines, the CloudFront distribution and the monitor role's secret. What moto
 cannot represent through the API is finished by ``moto_patches``.
+
+With ``rmsops demo --workers N`` (``layout.WORKERS``) also N small worker services, healthy in every
+scenario: a task definition, one HEALTHY task, a COMPLETED deployment, steady-state events, their
+own security group (no ingress), AWS/ECS CPU and memory metrics and a log group each; no target group.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import random
 import secrets
 import uuid
 from collections.abc import Callable
@@ -33,9 +39,10 @@ from rmsops.demo.layout import (
     ServiceSpec,
 )
 from rmsops.demo.moto_patches import MotoPatches
-from rmsops.demo.scenarios import MINUTES, Scenario
+from rmsops.demo.scenarios import MINUTES, Scenario, ServiceState
 
 STEADY_SINCE = timedelta(days=3, hours=4, minutes=12)  # the last uneventful deployment
+WORKER_STATE = ServiceState(desired=1, running=1)  # every worker (layout.WORKERS), in every scenario
 
 
 @dataclass
@@ -105,6 +112,7 @@ class _Network:
     alb_sg: str
     tasks_sg: str
     db_sg: str
+    workers_sg: str = ""  # the workers' tasks take no inbound traffic (only with layout.WORKERS)
 
 
 def _network(ec2: Any, out: SeededAws) -> _Network:
@@ -136,7 +144,11 @@ def _network(ec2: Any, out: SeededAws) -> _Network:
          "UserIdGroupPairs": [{"GroupId": alb_sg, "Description": "rms-alb"}]}])
     db_sg = group("rms-db", "RMS PostgreSQL: from the ECS tasks", 5432,
                   {"UserIdGroupPairs": [{"GroupId": tasks_sg, "Description": "rms-ecs-tasks"}]})
-    return _Network(vpc_id, public, private, alb_sg, tasks_sg, db_sg)
+    workers_sg = ""
+    if layout.WORKERS:
+        workers_sg = ec2.create_security_group(GroupName="rms-workers", VpcId=vpc_id,
+                                               Description="RMS worker tasks: no inbound traffic")["GroupId"]
+    return _Network(vpc_id, public, private, alb_sg, tasks_sg, db_sg, workers_sg)
 
 
 def _tags(kind: str, name: str) -> dict[str, Any]:
@@ -209,21 +221,50 @@ def _ecs(ecs: Any, elb: Any, scenario: Scenario, net: _Network, patches: MotoPat
         moto_patches.shape_service(CLUSTER, spec.name, state, deployments, events)
         total_running += state.running
         total_pending += state.pending
-    moto_patches.shape_cluster(CLUSTER, total_running, total_pending, len(SERVICES))
+    if layout.WORKERS:  # after the ALB's services: their task IPs stay what they are without workers
+        _workers(ecs, scenario, {"awsvpcConfiguration": {**network["awsvpcConfiguration"],
+                                                         "securityGroups": [net.workers_sg]}}, out, now)
+        total_running += WORKER_STATE.running * len(layout.WORKERS)
+    moto_patches.shape_cluster(CLUSTER, total_running, total_pending, len(layout.all_services()))
+
+
+def _workers(ecs: Any, scenario: Scenario, network: dict[str, Any], out: SeededAws, now: datetime) -> None:
+    """rms-worker-NN: one revision, one healthy task each, steady for days; no load balancer."""
+    for spec in layout.WORKERS:
+        arn = _register_task_definition(ecs, spec, spec.images[-1])
+        ecs.create_service(
+            cluster=CLUSTER, serviceName=spec.name, taskDefinition=arn, desiredCount=WORKER_STATE.desired,
+            launchType="FARGATE", platformVersion="LATEST", networkConfiguration=network,
+            schedulingStrategy="REPLICA",
+            deploymentConfiguration={"maximumPercent": 200, "minimumHealthyPercent": 50,
+                                     "deploymentCircuitBreaker": {"enable": True, "rollback": False}},
+        )
+        primary = moto_patches.primary_deployment(CLUSTER, spec.name)
+        tasks = [t["taskArn"] for t in ecs.run_task(
+            cluster=CLUSTER, taskDefinition=arn, count=WORKER_STATE.running, launchType="FARGATE",
+            networkConfiguration=network, group=f"service:{spec.name}", startedBy=primary["id"],
+        )["tasks"]]
+        out.tasks[spec.name] = tasks
+        moto_patches.set_task_health(CLUSTER, tasks, "HEALTHY", now - STEADY_SINCE + timedelta(minutes=1))
+        deployments, events = _history(scenario, spec, [arn], primary, tasks, [], out, now, WORKER_STATE)
+        moto_patches.shape_service(CLUSTER, spec.name, WORKER_STATE, deployments, events)
 
 
 def _register_task_definition(ecs: Any, spec: ServiceSpec, image: str) -> str:
+    probe = (f"curl -fsS http://localhost:{spec.port}{spec.health_path} || exit 1" if spec.port
+             else "test -f /tmp/rms-worker-alive || exit 1")  # a worker serves nothing: it touches a file
     container = {
         "name": spec.container, "image": image, "essential": True,
         "cpu": spec.cpu, "memory": spec.memory,  # container-level memory: moto's run_task needs it
-        "portMappings": [{"containerPort": spec.port, "protocol": "tcp"}],
-        "healthCheck": {"command": ["CMD-SHELL", f"curl -fsS http://localhost:{spec.port}{spec.health_path}"
-                                                 " || exit 1"],
+        "portMappings": [{"containerPort": spec.port, "protocol": "tcp"}] if spec.port else [],
+        "healthCheck": {"command": ["CMD-SHELL", probe],
                         "interval": 30, "timeout": 5, "retries": 3, "startPeriod": 60},
         "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": f"/ecs/{spec.name}", "awslogs-region": layout.REGION, "awslogs-stream-prefix": "ecs"}},
         "environment": [{"name": "RMS_ENV", "value": "production"}],
     }
+    if not spec.port:
+        container["environment"].append({"name": "RMS_WORKER_QUEUE", "value": spec.name.removeprefix("rms-")})
     return ecs.register_task_definition(
         family=spec.name, networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
         cpu=str(spec.cpu), memory=str(spec.memory), containerDefinitions=[container],
@@ -246,13 +287,16 @@ def _deployed_at(scenario: Scenario, service: str, now: datetime) -> datetime:
 
 
 def _history(scenario: Scenario, spec: ServiceSpec, task_defs: list[str], primary: dict[str, Any],
-             tasks: list[str], ips: list[str], out: SeededAws, now: datetime
+             tasks: list[str], ips: list[str], out: SeededAws, now: datetime, state: ServiceState | None = None
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Deployments (PRIMARY first) and service events (newest first) that tell the scenario's story."""
-    state = scenario.services[spec.name]
+    """Deployments (PRIMARY first) and service events (newest first) that tell the scenario's story.
+
+    ``state``: a service the scenario does not name (a worker); it has no target group either.
+    """
+    state = state or scenario.services[spec.name]
     name = spec.name
     deployed = _deployed_at(scenario, name, now)
-    group_arn = out.target_groups[name]
+    group_arn = out.target_groups.get(name)
     short = [t.rsplit("/", 1)[-1] for t in tasks]
     rolling = name == "rms-backend" and scenario.deployment_minutes_ago is not None
     complete = state.running >= state.desired and not rolling
@@ -267,9 +311,10 @@ def _history(scenario: Scenario, spec: ServiceSpec, task_defs: list[str], primar
     deployments = [primary]
     started = (f"(service {name}) has started {len(short)} tasks: "
                + " ".join(f"(task {t})" for t in short) + ".")
-    registered = f"(service {name}) registered {len(ips)} targets in (target-group {group_arn})"
-    events: list[tuple[datetime, str]] = [(deployed + timedelta(seconds=20), started),
-                                          (deployed + timedelta(minutes=2), registered)]
+    events: list[tuple[datetime, str]] = [(deployed + timedelta(seconds=20), started)]
+    if group_arn:
+        events.append((deployed + timedelta(minutes=2),
+                       f"(service {name}) registered {len(ips)} targets in (target-group {group_arn})"))
     if rolling:
         old = dict(primary)
         old.update({
@@ -354,7 +399,30 @@ def metric_data(scenario: Scenario, lb_dimension: str, minutes: list[tuple[datet
             {"MetricName": metric, "Dimensions": dims, "Timestamp": at, "Value": float(values[i]), "Unit": unit}
             for at, i in minutes if values[i] or not sparse
         )
+    for spec in layout.WORKERS:  # AWS/ECS CPU and memory of each worker (its one task), as statistic sets
+        dims = [{"Name": "ClusterName", "Value": CLUSTER}, {"Name": "ServiceName", "Value": spec.name}]
+        per_minute = worker_series(spec.name)
+        for at, i in minutes:
+            for metric, (average, peak) in zip(("CPUUtilization", "MemoryUtilization"), per_minute[i], strict=True):
+                by_namespace.setdefault("AWS/ECS", []).append({
+                    "MetricName": metric, "Dimensions": dims, "Timestamp": at, "Unit": "Percent",
+                    "StatisticValues": {"SampleCount": 1.0, "Sum": average, "Maximum": peak,
+                                        "Minimum": max(0.0, round(2 * average - peak, 2))}})
     return by_namespace
+
+
+@functools.cache
+def worker_series(name: str) -> tuple[tuple[tuple[float, float], tuple[float, float]], ...]:
+    """Per minute, ((cpu average, peak), (memory average, peak)) of a quiet worker: far below any threshold.
+
+    Its own random stream, so that adding workers changes no other series."""
+    rng = random.Random(f"worker-{name}")
+    out = []
+    for _ in range(MINUTES):
+        cpu, memory = rng.uniform(2.0, 6.0), rng.uniform(22.0, 30.0)
+        out.append(((round(cpu, 2), round(cpu + rng.uniform(0.5, 3.0), 2)),
+                    (round(memory, 2), round(memory + rng.uniform(0.5, 2.0), 2))))
+    return tuple(out)
 
 
 def put_metrics(cloudwatch: Any, by_namespace: dict[str, list[dict[str, Any]]]) -> None:
@@ -394,6 +462,9 @@ def _logs(logs: Any, scenario: Scenario, out: SeededAws, now: datetime) -> None:
         events.sort(key=lambda e: e["timestamp"])
         if events:
             logs.put_log_events(logGroupName=group, logStreamName=streams[key], logEvents=events)
+    for spec in layout.WORKERS:  # where their task definitions' awslogs driver writes (no check reads them)
+        logs.create_log_group(logGroupName=f"/ecs/{spec.name}", tags={"Environment": "production"})
+        logs.put_retention_policy(logGroupName=f"/ecs/{spec.name}", retentionInDays=30)
 
 
 # --- CloudFront ----------------------------------------------------------------------------------

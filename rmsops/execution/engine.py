@@ -9,12 +9,34 @@ the report still shows where it stopped.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 
 NAME = "rmsops"
 SAVE_EVERY_SECONDS = 5.0
+
+
+def write_notebook(nb: Any, path: str | Path) -> None:
+    """Write an executed notebook as nbformat does, without its deep copy and schema validation.
+
+    ``nbformat.writes`` copies the whole notebook (plots included) and validates it against the
+    schema at every save: a second of the command's CPU over a triage, for a notebook that the
+    kernel protocol already shaped. Transient fields go, as nbformat strips them; the file is
+    replaced whole, so a reader never sees half of it.
+    """
+    for key in ("orig_nbformat", "orig_nbformat_minor", "signature"):
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        cell.metadata.pop("trusted", None)
+    target = Path(path)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    staging.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False, separators=(",", ": ")) + "\n",
+                       encoding="utf-8")
+    os.replace(staging, target)
 
 
 class _SparseSaves(NotebookExecutionManager):
@@ -25,7 +47,9 @@ class _SparseSaves(NotebookExecutionManager):
         due = (self.now() - self.last_save_time).total_seconds() >= SAVE_EVERY_SECONDS
         if self._final or not self._saved or due:
             self._saved = True
-            super().save(**kwargs)
+            if self.output_path:
+                write_notebook(self.nb, self.output_path)
+            self.last_save_time = self.now()
 
     def notebook_complete(self, **kwargs: Any) -> None:
         self._final = True

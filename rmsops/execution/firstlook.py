@@ -21,6 +21,9 @@ from rmsops.core import runbooks  # light: the catalogue alone
 # The catalogue's entries with a first_look place (app.health.endpoint, app.alb.target_health,
 # app.ecs.capacity, db.connectivity), in that order.
 CHECKS: tuple[str, ...] = runbooks.first_look()
+# The check modules that declare them: imported alone, they cost pandas and botocore, not every
+# check module and matplotlib (tests/test_firstlook.py holds this list to CHECKS).
+MODULES = ("rmsops.checks.health", "rmsops.checks.alb", "rmsops.checks.ecs", "rmsops.checks.database")
 
 
 def order(env_path: str, start: str, end: str) -> dict[str, Any]:
@@ -30,10 +33,13 @@ def order(env_path: str, start: str, end: str) -> dict[str, Any]:
 
 def take(look: dict[str, Any], out_fd: int) -> None:
     """In the forked process: run the checks at once, write each one's findings as a JSON line."""
+    import importlib
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from rmsops.core.context import Context
 
+    for module in MODULES:
+        importlib.import_module(module)
     ctx = Context.open(look["env"], start=look["start"], end=look["end"])
     with os.fdopen(out_fd, "w", encoding="utf-8") as out, ThreadPoolExecutor(len(look["checks"])) as pool:
         try:

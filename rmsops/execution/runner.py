@@ -159,7 +159,7 @@ def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: P
         executed = nbformat.read(notebook, as_version=4)
     if relocate is not None and executed is not None:
         executed = relocated(executed, *relocate)
-        nbformat.write(executed, notebook)
+        engine.write_notebook(executed, notebook)
     findings = collect_findings(executed) if executed is not None else []
     if error:
         findings += missing_check_findings(runbook, findings, f"the runbook stopped: {error}")

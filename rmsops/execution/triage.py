@@ -91,6 +91,8 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
     stopped = _stop_reason() if interrupted else ""
     own_zygote = zygote is None
     identity: dict[str, str] = {}
+    picture: list[str | None] = []  # the timeline's file, once drawn
+    drawing: threading.Thread | None = None
     installed = False
     try:
         installed = interrupts.install()
@@ -120,9 +122,15 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                     write_document(staging / "findings.json", document(merged, settings.name, window.start,
                                                                        window.end))
                     escalation = runbooks.find(ESCALATION)
+                    # The timeline needs the diagnostics' tables and 5xx finding only: drawn while
+                    # escalation runs, it is off the path to the bundle.
+                    drawing = threading.Thread(target=lambda: picture.append(_timeline(staging, window, merged)),
+                                               daemon=True, name="rmsops-timeline")
+                    drawing.start()
                     outcomes[ESCALATION] = _run_one(
                         escalation, settings, window, staging, timeout, zygote, progress,
                         {"findings": str((staging / "findings.json").resolve())}, final=out_dir)
+                    drawing.join()
         who.join(timeout=10)
     except KeyboardInterrupt:
         interrupts.hold()
@@ -146,8 +154,10 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
         write_document(staging / "findings.json", document(findings, settings.name, window.start, window.end))
         details = _details(settings, window, selected, finished, identity, started_at, stopped, jobs, timeout,
                            progress.first_finding_seconds if progress else None)
-        picture = _timeline(staging, window, findings)
-        (staging / "index.html").write_text(index_html(details, finished, findings, picture), encoding="utf-8")
+        if drawing is not None:
+            drawing.join(timeout=30)  # never two writers of timeline.png, nor one during the move
+        drawn = picture[0] if picture else _timeline(staging, window, findings)
+        (staging / "index.html").write_text(index_html(details, finished, findings, drawn), encoding="utf-8")
         bundle.write_manifest(staging, details)
         unsigned = _sign(staging, sign, settings) if sign else ""
         bundle.move_into_place(staging, out_dir, force=True)

@@ -13,14 +13,15 @@ finding does.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 from rmsops.render import plots
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 NO_DATA_COLOUR = "#666"
 SLOW_COLOUR = "#c62828"
@@ -60,7 +61,7 @@ def statements_figure(statements: pd.DataFrame, slow: pd.Series, mean_limit_ms: 
     ``slow``: which rows the judge calls slow (boolean, on ``statements``' index), so the figure
     colours exactly what the findings list; the thresholds only draw the lines.
     """
-    fig = Figure(figsize=(11, 4.2))
+    fig = plots.new_figure((11, 4.2))
     plots.fixed_margins(fig, LABEL_CHARS, label_size=7, wspace=0.3)
     bars, scatter = fig.subplots(1, 2, width_ratios=[1.3, 1])
     for ax in (bars, scatter):
@@ -123,7 +124,7 @@ def lock_levels(blocked: pd.DataFrame) -> dict[int, int]:
 
 def locks_figure(blocked: pd.DataFrame, states: pd.DataFrame) -> Figure:
     """Connections by state (bars) beside the blocked → blocker graph."""
-    fig = Figure(figsize=(11, 3.8))
+    fig = plots.new_figure((11, 3.8))
     plots.fixed_margins(fig, len("idle in transaction (aborted)"), wspace=0.1)
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.4])
     _connections_by_state(left, states)
@@ -197,7 +198,7 @@ def table_sizes_figure(tables: pd.DataFrame) -> Figure:
     """The 15 largest tables, each bar split into table, indexes and TOAST (MB)."""
     top = tables.head(15)
     names = [f"{s}.{t}" for s, t in zip(top.get("schema", []), top.get("table", []), strict=True)]
-    fig = Figure(figsize=(9, max(2.4, 0.4 * len(top) + 1.3)))
+    fig = plots.new_figure((9, max(2.4, 0.4 * len(top) + 1.3)))
     plots.fixed_margins(fig, max((len(n) for n in names), default=6))
     ax = fig.add_subplot()
     ax.set_title("Largest tables: table, indexes, TOAST", loc="left", fontsize=11)
@@ -212,6 +213,8 @@ def table_sizes_figure(tables: pd.DataFrame) -> Figure:
         left += values
     ax.invert_yaxis()
     ax.set_xlabel("MB")
+    from matplotlib.ticker import FuncFormatter
+
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.legend(fontsize=8, loc="lower right")
     return fig

@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
 
 from rmsops.core.findings import Severity
 from rmsops.render import plots
@@ -19,6 +17,8 @@ from rmsops.sources.ecs import deployment_end, split_revision
 from rmsops.sources.rds import SNAPSHOT_COLUMNS, utc
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from rmsops.core.context import Context
     from rmsops.core.registry import CheckResult
 
@@ -30,7 +30,7 @@ def plot_timeline(result: CheckResult, ctx: Context) -> Figure:
     snaps = result.frames.get("snapshots", pd.DataFrame(columns=SNAPSHOT_COLUMNS))
     earliest, latest = utc(row.get("earliest_restorable_time")), utc(row.get("latest_restorable_time"))
     now = utc(row.get("checked_at")) or datetime.now(UTC)
-    fig = Figure(figsize=(10, 2.8))
+    fig = plots.new_figure((10, 2.8))
     plots.fixed_margins(fig, len("automated"))
     ax = fig.add_subplot()
     ax.set_title("Backups and the point-in-time restore window", loc="left", fontsize=11)
@@ -54,9 +54,7 @@ def plot_timeline(result: CheckResult, ctx: Context) -> Figure:
         moments += [utc(m) for m in snaps["created"].dropna()]
     start = min(moments) - timedelta(hours=6)
     ax.set_xlim(start, now + max(timedelta(hours=2), (now - start) * 0.03))
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    plots.date_ticks(ax.xaxis)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", ncols=4)
     return fig
@@ -67,7 +65,7 @@ def rollout_timeline(df: pd.DataFrame, now: datetime, window: tuple[datetime, da
     """One bar per deployment: from createdAt to now for the PRIMARY one (it is what runs) and to its
     last update for the others (the deployments it replaces), coloured by rollout state."""
     height = max(2.2, 0.45 * max(1, len(df)) + 1.2)
-    fig = Figure(figsize=(9.0, height))
+    fig = plots.new_figure((9.0, height))
     rows = df[df["created_at"].map(lambda v: isinstance(v, datetime))] if len(df) else df
     labels = [f"{row.service} {row.task_definition} ({row.status})" for row in rows.itertuples()]
     plots.fixed_margins(fig, max((len(label) for label in labels), default=6), label_size=8)
@@ -92,9 +90,7 @@ def rollout_timeline(df: pd.DataFrame, now: datetime, window: tuple[datetime, da
     ax.invert_yaxis()
     if window:
         ax.set_xlim(*window)
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    plots.date_ticks(ax.xaxis)
     ax.legend(fontsize=8, loc="lower right")
     return fig
 
@@ -113,7 +109,7 @@ def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabe
                  else sorted(wide.columns, key=lambda c: (c == "other", -wide[c].sum())))
         wide = wide.reindex(index=grid.union(wide.index), columns=order, fill_value=0)
     labels = labels_for([str(name) for name in wide.columns], 100)
-    fig = Figure(figsize=(9.0, 3.4 + 0.18 * len(labels)))
+    fig = plots.new_figure((9.0, 3.4 + 0.18 * len(labels)))
     rows = len(labels) if colours is None else 1
     plots.fixed_margins(fig, 5, ylabel=bool(ylabel), below_inches=0.1 + 0.16 * rows if len(labels) else 0.0)
     ax = fig.add_subplot()
@@ -131,9 +127,7 @@ def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabe
         ax.annotate(text, (moment, 1), xycoords=("data", "axes fraction"), rotation=90, va="top",
                     ha="right", fontsize=7, color="#455a64")
     ax.set_xlim(ctx.window.start, ctx.window.end)
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    plots.date_ticks(ax.xaxis)
     ax.set_ylabel(ylabel)
     return fig
 
@@ -142,7 +136,7 @@ def _history_plot(result: CheckResult, ctx: Context):
     revisions = result.data
     deployments = result.frames.get("deployments", pd.DataFrame())
     services = list(dict.fromkeys(revisions["service"])) if len(revisions) else []
-    fig = Figure(figsize=(9.0, max(2.6, 2.3 * max(1, len(services)))))
+    fig = plots.new_figure((9.0, max(2.6, 2.3 * max(1, len(services)))))
     plots.fixed_margins(fig, 3, ylabel=True, hspace=0.55)
     if not services:
         ax = fig.add_subplot()
@@ -177,9 +171,7 @@ def _history_plot(result: CheckResult, ctx: Context):
             ax.set_ylim(revs["revision"].min() - 0.6, revs["revision"].max() + 0.8)
             ax.set_yticks(sorted(set(revs["revision"])))
         ax.set_ylabel("revision")
-        locator = AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        plots.date_ticks(ax.xaxis)
         ax.legend(fontsize=8, loc="upper left")
     return fig
 
@@ -187,7 +179,7 @@ def _history_plot(result: CheckResult, ctx: Context):
 def two_bars(frame: pd.DataFrame, value: str, left: tuple[str, str], right: tuple[str, str]) -> Figure:
     """Two horizontal bar charts side by side: the top categories of two columns."""
     width, height = 10.0, 3.6
-    fig = Figure(figsize=(width, height))
+    fig = plots.new_figure((width, height))
     for index, (column, title) in enumerate((left, right)):
         totals = top(frame, column, value) if len(frame) else []
         # Each half gets room for its own labels (no layout engine: see plots.fixed_margins).
@@ -210,7 +202,7 @@ def expiry_figure(labels: list[str], days: list[float | None], title: str, thres
                   severity_of: Callable[[float], Severity]) -> Figure:
     """Horizontal bars of days to expiry, coloured by the check's verdict, with the warning/critical lines."""
     shown = [(name, d) for name, d in zip(labels, days, strict=True) if d is not None and not pd.isna(d)]
-    fig = Figure(figsize=(9.0, max(2.2, 0.45 * len(shown) + 1.2)))
+    fig = plots.new_figure((9.0, max(2.2, 0.45 * len(shown) + 1.2)))
     plots.fixed_margins(fig, max((len(name) for name, _ in shown), default=6))
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=11)

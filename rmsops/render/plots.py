@@ -1,27 +1,22 @@
 """The few chart kinds every runbook uses. Figures are built without pyplot (no global state).
 
-Every figure is rendered by ``png``, which first makes every text of it safe (``safe_texts``).
+Every figure is rendered by ``png``, which first makes every text of it safe (``safe_texts``, in
+``rmsops.render.safe_figure``). matplotlib is imported when a figure is made, not with this module.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import pandas as pd
-from matplotlib import dates as mdates
-from matplotlib import ticker
-from matplotlib.axis import Axis
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
-from matplotlib.text import Text
-from matplotlib.ticker import Formatter, MaxNLocator
 
-from rmsops.render import report
+from rmsops.render.text import TIME_LABEL, shown_text  # noqa: F401 - shown_text: part of this module's API
 
-matplotlib.rcParams["svg.fonttype"] = "none"
+if TYPE_CHECKING:
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
 
 STATE_COLOURS = {
     "healthy": "#2e7d32", "ok": "#2e7d32", "active": "#2e7d32", "running": "#2e7d32",
@@ -33,22 +28,36 @@ STATE_COLOURS = {
 LINE_COLOURS = ("#c62828", "#ef6c00", "#f9a825")
 
 
-TIME_LABEL = "time (UTC)"  # every time axis: the window, the markers and the tables are all UTC
-_DATE_FORMATTERS = (mdates.DateFormatter, mdates.ConciseDateFormatter, mdates.AutoDateFormatter)
 
 
 # An ECS deployment bar or marker, by its rollout state (deploy.ecs.rollout, recovery history).
 ROLLOUT_COLOURS = {"COMPLETED": "#2e7d32", "IN_PROGRESS": "#f9a825", "FAILED": "#c62828"}
 
 
+def new_figure(size: tuple[float, float]) -> Figure:
+    """An empty figure of ``size`` inches; matplotlib is imported here, when a figure is drawn."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)
+
+
+def date_ticks(axis: Axis) -> None:
+    """Concise date ticks (UTC) on a time axis."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(ConciseDateFormatter(locator))
+
+
 def _figure(title: str, width: float = 9.0, height: float = 3.4, left_label_chars: int = 6,
-            ylabel: bool = False) -> tuple[Figure, object]:
+            ylabel: bool = False) -> tuple[Figure, Any]:
     """One axes with margins set from the label lengths.
 
     Fixed margins instead of a layout engine: constrained layout draws every figure twice, and
     plots are most of a runbook's CPU time during a triage.
     """
-    fig = Figure(figsize=(width, height))
+    fig = new_figure((width, height))
     fixed_margins(fig, left_label_chars, ylabel=ylabel)
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=11)
@@ -75,9 +84,7 @@ def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
                     va="top", ha="right", fontsize=7, color="#455a64")
     if window:
         ax.set_xlim(*window)
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    date_ticks(ax.xaxis)
     ax.set_xlabel(TIME_LABEL, fontsize=9)
     ax.set_ylabel(ylabel)
     if ax.get_legend_handles_labels()[0]:
@@ -108,6 +115,8 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str,
         ax.barh(frame[category].astype(str), frame[value], color="#1565c0")
     ax.set_xlabel(xlabel or value)
     if pd.api.types.is_integer_dtype(frame[value]):
+        from matplotlib.ticker import MaxNLocator
+
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.invert_yaxis()
     return fig
@@ -134,108 +143,15 @@ def _tick_chars(frame: pd.DataFrame, lines: Mapping[str, float] | None) -> int:
     return max(3, len(f"{largest:,.0f}") + (2 if largest < 10 else 0))
 
 
-def shown_text(value: object, mathtext: bool = False) -> str:
-    """A text as a figure may draw it: the same redaction and control-character cleaning as a
-    table cell (``report.clean``), and every ``$`` escaped so that matplotlib shows it as is
-    instead of reading ``$...$`` as mathtext (an escaped ``\\$`` is drawn as ``$``).
-    ``mathtext``: the text is matplotlib's own (a log axis's ``$10^{2}$``), keep its dollars."""
-    text = report.clean(value)
-    return text if mathtext else text.replace("$", r"\$")
+def png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes, every text of it redacted and cleaned first (``safe_figure.png``)."""
+    from rmsops.render import safe_figure
 
-
-# Formatters that only turn numbers and dates into text, some of it mathtext on purpose; every
-# other formatter (fixed labels, categories, functions) may carry text from an inspected system.
-_NUMBER_FORMATTERS = frozenset({
-    ticker.ScalarFormatter, ticker.LogFormatter, ticker.LogFormatterExponent, ticker.LogFormatterMathtext,
-    ticker.LogFormatterSciNotation, ticker.LogitFormatter, ticker.EngFormatter, ticker.PercentFormatter,
-    ticker.NullFormatter, mdates.DateFormatter, mdates.ConciseDateFormatter, mdates.AutoDateFormatter,
-})
-
-
-class SafeFormatter(Formatter):
-    """Tick labels (categories, SQL, dates) are made at draw time: clean what the formatter made."""
-
-    def __init__(self, inner: Formatter):
-        self.inner = inner
-        self.mathtext = type(inner) in _NUMBER_FORMATTERS
-
-    def set_axis(self, axis) -> None:
-        self.axis = axis
-        self.inner.set_axis(axis)
-
-    def __call__(self, x, pos=None) -> str:
-        return shown_text(self.inner(x, pos), self.mathtext)
-
-    def format_ticks(self, values) -> list[str]:
-        return [shown_text(label, self.mathtext) for label in self.inner.format_ticks(values)]
-
-    def format_data(self, value) -> str:
-        return shown_text(self.inner.format_data(value), self.mathtext)
-
-    def format_data_short(self, value) -> str:
-        return report.clean(self.inner.format_data_short(value))  # the tooltip: plain text
-
-    def get_offset(self) -> str:
-        return shown_text(self.inner.get_offset(), self.mathtext)
-
-    def set_locs(self, locs) -> None:
-        self.inner.set_locs(locs)
-
-    def _set_locator(self, locator) -> None:
-        self.inner._set_locator(locator)
+    return safe_figure.png(fig, dpi)
 
 
 def safe_texts(fig: Figure) -> Figure:
-    """Make every text of the figure safe to show, without drawing it.
+    """Make every text of the figure safe to show, without drawing it (``safe_figure.safe_texts``)."""
+    from rmsops.render import safe_figure
 
-    Titles, axis labels, legends, annotations and figure texts exist already: each is cleaned
-    once (``shown_text``; a text already cleaned is left alone, so calling this twice is
-    harmless). Tick labels are made by the axes' formatters when the figure is drawn: every
-    formatter is wrapped in a ``SafeFormatter``. The walk does not go into the ticks (asking an
-    axis for its children makes every tick, which only the draw should do): their labels are
-    rewritten by the formatters at every draw.
-    """
-    stack: list = [fig]
-    while stack:
-        artist = stack.pop()
-        if isinstance(artist, Axis):
-            for level, setter in ((artist.major, artist.set_major_formatter),
-                                  (artist.minor, artist.set_minor_formatter)):
-                if not isinstance(level.formatter, SafeFormatter):  # shared axes share a ticker
-                    setter(SafeFormatter(level.formatter))
-            stack += [artist.label, artist.offsetText]
-            continue
-        if isinstance(artist, Text):
-            _clean_text(artist)
-        stack += artist.get_children()
-    return fig
-
-
-def _clean_text(artist: Text) -> None:
-    text = artist.get_text()
-    if text and getattr(artist, "_rmsops_shown", None) != text:
-        shown = shown_text(text) if artist.get_parse_math() else report.clean(text)
-        artist.set_text(shown)
-        artist._rmsops_shown = shown
-
-
-def label_time_axes(fig: Figure) -> Figure:
-    """Label every unlabelled time x axis ``time (UTC)``: dates are drawn in UTC, and at 3 a.m. a
-    reader should not have to wonder. An axis is a time axis when its ticks are formatted as dates."""
-    for ax in fig.axes:
-        formatter = ax.xaxis.get_major_formatter()
-        inner = formatter.inner if isinstance(formatter, SafeFormatter) else formatter
-        if isinstance(inner, _DATE_FORMATTERS) and not ax.get_xlabel() and ax.xaxis.get_visible():
-            ax.set_xlabel(TIME_LABEL, fontsize=9)
-    return fig
-
-
-def png(fig: Figure, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes, every text of it redacted and cleaned first (``safe_texts``);
-    a time axis without a label says ``time (UTC)`` (``label_time_axes``)."""
-    label_time_axes(fig)
-    safe_texts(fig)
-    buffer = io.BytesIO()
-    # zlib level 3: half the time of the default 6, for files about 5% larger
-    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
-    return buffer.getvalue()
+    return safe_figure.safe_texts(fig)

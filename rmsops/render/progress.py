@@ -43,6 +43,7 @@ class Progress:
         self.looked: list[Finding] = []  # the first look's findings (rmsops.execution.firstlook)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # the first look arrived: draw now, not at the next tick
         self._drawn_lines = 0
         self._thread: threading.Thread | None = None
 
@@ -74,6 +75,7 @@ class Progress:
             if findings and self.first_finding_seconds is None:
                 self.first_finding_seconds = time.monotonic() - self.started
             self.looked += findings
+        self._wake.set()
 
     # --- drawing --------------------------------------------------------------------------------
 
@@ -85,13 +87,17 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout=2)
             self._draw()  # the final state stays on screen
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.25):
-            self._draw()
+        while not self._stop.is_set():
+            self._wake.wait(0.25)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self._draw()
 
     def _paint(self, text: str, key: str) -> str:
         return f"\033[{_COLOUR[key]}m{text}\033[0m" if self.live and key in _COLOUR else text

@@ -1,10 +1,15 @@
-"""Text a report shows: legend labels shortened to fit, the top categories of a frame."""
+"""Text a report shows: legend labels shortened to fit, the top categories of a frame, a text as a
+figure may draw it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
+
+from rmsops.render import report
+
+TIME_LABEL = "time (UTC)"  # every time axis: the window, the markers and the tables are all UTC
 
 
 def labels_for(patterns: list[str], width: int) -> list[str]:
@@ -26,3 +31,12 @@ def top(frame: pd.DataFrame, by: str, value: str, n: int = TOP) -> list[dict[str
         return []
     totals = frame.groupby(by)[value].sum().sort_values(ascending=False, kind="stable").head(n)
     return [{by: str(k), value: int(v)} for k, v in totals.items()]
+
+
+def shown_text(value: object, mathtext: bool = False) -> str:
+    """A text as a figure may draw it: the same redaction and control-character cleaning as a
+    table cell (``report.clean``), and every ``$`` escaped so that matplotlib shows it as is
+    instead of reading ``$...$`` as mathtext (an escaped ``\\$`` is drawn as ``$``).
+    ``mathtext``: the text is matplotlib's own (a log axis's ``$10^{2}$``), keep its dollars."""
+    text = report.clean(value)
+    return text if mathtext else text.replace("$", r"\$")

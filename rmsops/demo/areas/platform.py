@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rmsops.demo import layout
 from rmsops.demo.layout import CLUSTER, ECR, LOG_GROUPS, SERVICES
 from rmsops.demo.scenarios import MINUTES
 from rmsops.demo.ticker import MinuteTicker
@@ -145,8 +146,9 @@ class _Story:
         return self.backend.task_definitions[family]
 
     def register_times(self) -> None:
-        """registeredAt: each revision a little before its deployment (moto does not record it)."""
-        for spec in SERVICES:
+        """registeredAt: each revision a little before its deployment (moto does not record it).
+        The workers (``--workers``) too: one revision each, steady like rms-frontend."""
+        for spec in layout.all_services():
             revisions = self._definitions(spec.name)
             last = max(revisions)
             rolled = spec.name == BACKEND and self.deployed is not None

@@ -424,7 +424,9 @@ def _staging(env: AwsSeed, scenario: str) -> None:
     """rms-staging: production's services, task definitions and security groups, copied; the incident's
     differences applied; then a staging environment file pointing at it."""
     ecs, ec2 = env.client("ecs"), env.client("ec2")
-    services = ecs.describe_services(cluster=CLUSTER, services=[s.name for s in SERVICES])["services"]
+    names = [s.name for s in layout.all_services()]  # the workers (--workers) too
+    services = [svc for offset in range(0, len(names), 10)  # the API takes 10 services per call
+                for svc in ecs.describe_services(cluster=CLUSTER, services=names[offset:offset + 10])["services"]]
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16", TagSpecifications=[{"ResourceType": "vpc", "Tags": [
         {"Key": "Name", "Value": "rms-staging"}, {"Key": "Environment", "Value": "staging"}]}])["Vpc"]["VpcId"]
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{10 + i}.0/24", AvailabilityZone=f"{layout.REGION}{zone}")
@@ -506,7 +508,7 @@ def _staging_settings(endpoint_url: str) -> dict[str, Any]:
         "name": "staging",
         "protected": False,
         "aws": {"region": layout.REGION, "endpoint_url": endpoint_url, "local_test_credentials": True},
-        "ecs": {"cluster": STAGING_CLUSTER, "services": [s.name for s in SERVICES]},
+        "ecs": {"cluster": STAGING_CLUSTER, "services": [s.name for s in layout.all_services()]},
         "alb": {"name": "rms-staging-alb", "target_groups": [s.name for s in SERVICES]},
         # the drift checks never connect to staging's database
         "database": {"instance": "rms-staging-db", "host": "127.0.0.1", "port": 5432, "dbname": "rms",
