@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -127,17 +128,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_code(outcome.findings) if not outcome.error else 3
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from rmsops.core import registry
-    from rmsops.core.context import Context
-    from rmsops.execution import checkpool, durations
+# The checks that GET configured URLs, and which URLs: probed as soon as the environment is read.
+PROBED_URLS = {"app.health.endpoint": "health_urls", "external.http.health": "external_health_urls"}
 
+
+def _start_probes(settings, check_ids: set[str], overrides: dict[str, float]) -> None:
+    """Send the selected checks' HTTP probes now, before the seconds of imports: a slow URL's wait
+    then overlaps them (``rmsops.sources.probes``); the checks take the answers."""
+    from rmsops.sources import probes
+
+    timeout = thresholds.merge(settings.thresholds, overrides, source="threshold parameters")["health_timeout_seconds"]
+    for check_id, field in PROBED_URLS.items():
+        if check_id in check_ids:
+            probes.start(getattr(settings, field), timeout)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
     selected = [runbooks.find(name) for name in args.runbooks] or [runbooks.find("17")]
     settings = config.load(args.env)
     window = _window(args)
     _positive(args.budget, "--budget")
     _positive(args.jobs, "--jobs")
     overrides = thresholds.parse_pairs(args.param)
+    chosen = {entry.id for rb in selected for entry in (runbooks.daily() if rb.stem == runbooks.DAILY else rb.entries)}
+    _start_probes(settings, chosen, overrides)
+
+    from rmsops.core import registry
+    from rmsops.core.context import Context
+    from rmsops.execution import checkpool, durations
+
     budget.start(args.budget)
     ctx = Context(settings, window, overrides)
     specs = [spec for rb in selected for spec in registry.for_runbook(rb.stem)]
@@ -550,5 +569,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget.clear()  # a run's deadline ends with it (main may be called again in one process)
 
 
+def entry() -> None:
+    """The ``rmsops`` command: ``main``, then an exit that skips collecting the garbage.
+
+    Python's teardown of pandas, botocore's models and matplotlib collects every cycle they made:
+    half a second after the last line was printed, with nothing left to do. Freezing the heap first
+    leaves it to the operating system; atexit handlers and flushes still run as usual. Only here,
+    not in ``main``, which tests and other programs call in a process that goes on."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

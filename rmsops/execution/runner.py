@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -200,11 +201,40 @@ def warm_exporter() -> None:
     global _exporter
     with _exporter_lock:
         if _exporter is None:
-            from nbconvert import HTMLExporter
-
-            _exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+            _exporter = _report_exporter()(exclude_input=True, exclude_input_prompt=True,
+                                           exclude_output_prompt=True, optimistic_validation=True)
             # an empty export loads and compiles the templates
             _exporter.from_notebook_node(nbformat.v4.new_notebook(), resources={"metadata": {"name": "warm-up"}})
+
+
+_NO_ALT = re.compile(r"<img (?![^>]*\balt=)")
+_FOCUSABLE_DIV = re.compile(r'<div class="([^"]*\b(?:jp-OutputArea-output|jp-Cell-inputWrapper)\b[^"]*)"')
+
+
+def _report_exporter() -> type:
+    """nbconvert's HTMLExporter without its last step, which parses the whole page again with
+    BeautifulSoup (pure Python, over the page's 300 KB of CSS) only to add alt texts and tabindex
+    attributes: done here with two regular expressions on the markup the templates wrote. With
+    ``optimistic_validation`` the notebook is validated once, not after each preprocessor."""
+    from nbconvert import HTMLExporter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+    class ReportExporter(HTMLExporter):
+        def from_notebook_node(self, nb, resources=None, **kw):  # HTMLExporter's, minus BeautifulSoup
+            info = nb.metadata.get("language_info", {})
+            lexer = info.get("pygments_lexer", info.get("name", None))
+            self.register_filter("highlight_code", self.filters.get("highlight_code",
+                                                                    Highlight2HTML(pygments_lexer=lexer, parent=self)))
+            resources = self._init_resources(resources)
+            self.register_filter("filter_data_type", WidgetsDataTypeFilter(
+                notebook_metadata=self._nb_metadata, parent=self, resources=resources))
+            html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            html = _NO_ALT.sub('<img alt="No description has been provided for this image" ', html)
+            return _FOCUSABLE_DIV.sub(r'<div tabindex="0" class="\1"', html), resources
+
+    return ReportExporter
 
 
 def export_html(notebook: Path | nbformat.NotebookNode, target: Path) -> Path:
