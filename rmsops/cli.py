@@ -150,8 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     _positive(args.budget, "--budget")
     _positive(args.jobs, "--jobs")
     overrides = thresholds.parse_pairs(args.param)
-    chosen = {entry.id for rb in selected for entry in (runbooks.daily() if rb.stem == runbooks.DAILY else rb.entries)}
-    _start_probes(settings, chosen, overrides)
+    _start_probes(settings, {entry.id for rb in selected for entry in runbooks.runs(rb)}, overrides)
 
     from rmsops.core import registry
     from rmsops.core.context import Context

@@ -99,10 +99,7 @@ def get(check_id: str) -> CheckSpec:
 def for_runbook(runbook: str, quick_only: bool = False) -> list[CheckSpec]:
     """The runbook's checks in catalogue order (the daily health check: every quick check)."""
     load_all()
-    found = runbooks.find(runbook)
-    if found.stem == runbooks.DAILY:
-        return daily_checks()
-    return [REGISTRY[c.id] for c in found.entries if c.quick or not quick_only]
+    return [REGISTRY[c.id] for c in runbooks.runs(runbooks.find(runbook)) if c.quick or not quick_only]
 
 
 def daily_checks() -> list[CheckSpec]:

@@ -277,6 +277,11 @@ def daily() -> list[Check]:
     return [c for rb in diagnostic() if rb.stem != DAILY for c in rb.entries if c.quick]
 
 
+def runs(runbook: Runbook) -> list[Check]:
+    """The checks a runbook runs: its own entries, or for the daily health check ``daily()``."""
+    return daily() if runbook.stem == DAILY else list(runbook.entries)
+
+
 def first_look() -> tuple[str, ...]:
     """The checks of the first look (rmsops.execution.firstlook), in their first-look order."""
     return tuple(c.id for c in sorted((c for c in checks() if c.first_look), key=lambda c: c.first_look))
