@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from rmsops import __version__
@@ -374,6 +375,86 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if result.new or result.still else 0
 
 
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    from rmsops.execution import postmortem
+
+    path = postmortem.write(Path(args.bundle), Path(args.output) if args.output else None, html=args.html,
+                            after=Path(args.after) if args.after else None,
+                            audit=Path(args.audit) if args.audit else None)
+    print(path)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from rmsops.execution import notify, watch
+
+    settings = config.load(args.env)
+    targets = [notify.parse_target(spec) for spec in _notify_specs(args.notify or [])]
+    options = watch.Options(interval=_duration(args.interval, "--interval"),
+                            lookback=_duration(args.lookback, "--lookback"),
+                            cooldown=_duration(args.cooldown, "--cooldown"),
+                            triage_args=_triage_args(args))
+    out = Path(args.output).resolve()
+    _writable_folder(out)
+    stop = threading.Event()
+    with watch.Lock(out, settings.name), watch.stop_on_signals(stop):
+        watcher = watch.Watcher(settings, out, targets, options)
+        told = ", ".join(t.label for t in targets) or "nobody (no --notify)"
+        every = "once" if args.once else f"every {options.interval.total_seconds():g} s"
+        print(f"rmsops watch: {_watched(settings)} of {settings.name}, {every}; bundles in {out}; "
+              f"notifies {told}", file=sys.stderr)
+        return watcher.run(args.once, stop)
+
+
+def _notify_specs(values: list[str]) -> list[str]:
+    """``--notify`` values; ``@FILE`` reads one target per line, so a webhook's secret URL stays out
+    of the process list and the shell history (``notify.parse_target`` masks its path in all output)."""
+    specs: list[str] = []
+    for value in values:
+        if not value.startswith("@"):
+            specs.append(value)
+            continue
+        try:
+            lines = Path(value[1:]).expanduser().read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UserError(f"--notify {value}: cannot read: {exc.strerror or exc}") from None
+        for line in (line.strip() for line in lines):
+            if line and not line.startswith("#"):
+                specs.append(line)
+    return specs
+
+
+def _duration(text: str, option: str) -> timedelta:
+    from rmsops.core.window import parse_duration
+
+    try:
+        return parse_duration(text)
+    except UserError:
+        raise UserError(f"{option} {text!r} is not a duration; use e.g. 30s, 15m, 1h") from None
+
+
+def _triage_args(args: argparse.Namespace) -> list[str]:
+    """What `rmsops watch` passes on to each `rmsops triage`, checked now rather than at 3 a.m."""
+    passed: list[str] = []
+    for name in args.runbook or []:
+        passed += ["--runbook", runbooks.find(name).stem]
+    thresholds.parse_pairs(args.param)  # an unknown threshold is bad input now
+    for pair in args.param or []:
+        passed += ["-p", pair]
+    if args.jobs is not None:
+        _positive(args.jobs, "--jobs")
+        passed += ["--jobs", str(args.jobs)]
+    return passed
+
+
+def _watched(settings) -> str:
+    if settings.alarm_names or settings.alarm_prefix:
+        named = [*settings.alarm_names, *([f"{settings.alarm_prefix}*"] if settings.alarm_prefix else [])]
+        return f"the alarms {', '.join(named)}"
+    return (f"the alarms on {settings.alb_name}, its {len(settings.target_groups)} target groups, "
+            f"{len(settings.services)} services in {settings.cluster} and {settings.database.instance}")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -492,6 +573,15 @@ def build_parser() -> argparse.ArgumentParser:
     dif.add_argument("after", help="the later bundle (or its findings.json)")
     dif.set_defaults(fn=cmd_diff)
 
+    pm = sub.add_parser("postmortem", help="draft an incident write-up (Markdown or HTML) from a triage bundle")
+    pm.add_argument("bundle", help="the triage bundle folder")
+    pm.add_argument("after", nargs="?", help="a later bundle: adds 'Did the fix work?' (resolved, new, still failing)")
+    pm.add_argument("-o", "--output", help="the draft's file (default: NAME-postmortem.md beside the bundle, "
+                                          "never inside it)")
+    pm.add_argument("--html", action="store_true", help="write HTML styled like the reports (also for -o *.html)")
+    pm.add_argument("--audit", metavar="FILE", help="another audit.jsonl whose actions join the timeline")
+    pm.set_defaults(fn=cmd_postmortem)
+
     demo = sub.add_parser("demo", help="an embedded demo environment with a seeded incident, triaged")
     from rmsops.demo.layout import MAX_WORKERS
     from rmsops.demo.scenarios import DEFAULT_SCENARIO, SCENARIOS
@@ -518,6 +608,27 @@ def build_parser() -> argparse.ArgumentParser:
                            f"cluster (not behind the ALB; 0-{MAX_WORKERS}, default 0), e.g. to time a triage over a "
                            "bigger estate; the environment file lists them all")
     demo.set_defaults(fn=cmd_demo)
+
+    wat = sub.add_parser("watch", help="when an alarm of the environment fires: triage, then notify")
+    wat.add_argument("-e", "--env", required=True)
+    wat.add_argument("-o", "--output", default="reports",
+                     help="where the bundles go, one per incident: DIR/<UTC time>-<alarm>/ (default reports/)")
+    wat.add_argument("--notify", action="append", metavar="TARGET",
+                     help="told when a bundle is complete: an http(s) webhook URL (Slack-compatible JSON), "
+                          "sns:TOPIC_ARN, cmd:PROGRAM (run with the findings.json path), or @FILE with one "
+                          "target per line (keeps a webhook's secret URL out of `ps`); repeatable")
+    wat.add_argument("--once", action="store_true",
+                     help="look once (and triage, if an alarm fired), then exit: for cron")
+    wat.add_argument("--interval", default="60s", help="how often to look at the alarms (default 60s)")
+    wat.add_argument("--lookback", default="30m",
+                     help="the triage's window starts this long before the alarm fired (default 30m)")
+    wat.add_argument("--cooldown", default="15m",
+                     help="an alarm firing within this time of a triage joins its incident (default 15m)")
+    wat.add_argument("--runbook", action="append", help="triage only these runbooks (repeatable)")
+    wat.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                     help="a threshold override for every triage (repeatable)")
+    wat.add_argument("--jobs", type=int, help="runbooks at once in a triage (default: triage's)")
+    wat.set_defaults(fn=cmd_watch)
 
     act = sub.add_parser("action", help="a guarded change from the guide (dry run unless --confirm)")
     act.add_argument("action", help="force-new-deployment, scale-service, rollback-service, ... "

@@ -67,3 +67,4 @@ def make_context(env_file):
     for ctx in contexts:
         ctx.close()
 from tests.pg import hold_connections, monitor_env, pg_admin, pg_server  # noqa: E402, F401
+from tests.webhook import receiver  # noqa: E402, F401 - a webhook on 127.0.0.1 (notify, watch)

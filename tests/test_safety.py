@@ -203,3 +203,22 @@ def test_the_notebook_code_parser_sees_every_action_of_the_catalogue():
                     if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "action":
                         names.add(node.args[0].value)
     assert {"force-new-deployment", "rollback-service"} <= names
+
+
+def test_the_notify_policy_grants_exactly_what_notify_calls_and_only_it_grants_sns():
+    policy_path = ROOT / "docs" / "iam-policy-notify.json"
+    granted = _policy_actions(policy_path)
+    source = (ROOT / "rmsops" / "execution" / "notify.py").read_text()
+    # notify.py calls AWS through clients named ``sns`` only: sns.publish(...)
+    called = {"sns:" + "".join(part.title() for part in m.split("_")) for m in re.findall(r"\bsns\.(\w+)\(", source)}
+    assert "sns:Publish" in called
+    assert granted == called, f"called: {sorted(called)}; granted: {sorted(granted)}"
+    assert re.findall(r"client\(\s*[\"'](\w+)", source) == ["sns"]
+    assert all(s["Resource"] == "arn:aws:sns:*:*:*" for s in json.loads(policy_path.read_text())["Statement"])
+    for other in sorted((ROOT / "docs").glob("*.json")):
+        if other != policy_path and "Statement" in json.loads(other.read_text()):
+            leaked = sorted(a for a in _policy_actions(other) if a.lower().startswith("sns:"))
+            assert not leaked, f"SNS belongs in docs/iam-policy-notify.json only, not docs/{other.name}: {leaked}"
+    others = [p for p in (ROOT / "rmsops").rglob("*.py") if p.name != "notify.py"]
+    calls = r"\bsns\.\w+\(|client\(\s*[\"']sns[\"']"
+    assert not [p.name for p in others if re.search(calls, p.read_text())], "SNS calls outside execution/notify.py"

@@ -130,6 +130,10 @@ SCHEMA: dict[str, Any] = {
         "dkim_selectors": (_LIST, False),
         "dns_server": (_STR, False),
     },
+    "alarms": {  # what `rmsops watch` watches; default: alarms on the configured resources
+        "names": (_LIST, False),
+        "prefix": (_STR, False),
+    },
     "logs_query": (_STR, False),
     "health_urls": (_MAP, False),
     "thresholds": (_MAP, False),
@@ -187,6 +191,10 @@ class Settings:
     # How log queries run: "insights" (CloudWatch Logs Insights, aggregated on AWS's side) or
     # "filter" (filter_log_events, aggregated here: for emulators without Insights).
     logs_query: str = "insights"
+    # `rmsops watch`: these alarms and those named with this prefix; neither: every alarm whose
+    # dimensions name the ALB, a target group, a service or the DB instance above.
+    alarm_names: tuple[str, ...] = ()
+    alarm_prefix: str | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
 
 
@@ -311,6 +319,8 @@ def _settings(raw: dict[str, Any], path: Path) -> Settings:
         dkim_selectors=tuple(external.get("dkim_selectors") or ()),
         dns_server=external.get("dns_server"),
         logs_query=logs_query,
+        alarm_names=tuple((raw.get("alarms") or {}).get("names") or ()),
+        alarm_prefix=(raw.get("alarms") or {}).get("prefix"),
         thresholds=overrides,
     )
 

@@ -27,7 +27,8 @@ TABLES = {
 TITLE = "What is broken, since when, what changed just before (ALB 5xx; dotted: changes and alarms)"
 
 
-def _table(folder: Path, name: str) -> pd.DataFrame:
+def table(folder: Path, name: str) -> pd.DataFrame:
+    """One of ``TABLES`` as the bundle keeps it; empty when missing or damaged."""
     runbook, check = TABLES[name]
     path = folder / runbook / "tables" / f"{check}.csv"
     try:
@@ -36,16 +37,17 @@ def _table(folder: Path, name: str) -> pd.DataFrame:
         return pd.DataFrame()  # a damaged table: the runbook's own report says what it holds
 
 
-def _times(column: pd.Series) -> pd.Series:
+def times(column: pd.Series) -> pd.Series:
+    """A column of times as UTC timestamps (NaT where unreadable)."""
     return pd.to_datetime(column, utc=True, errors="coerce")
 
 
 def five_xx(folder: Path) -> pd.DataFrame:
     """5xx responses per period, all 5xx metrics summed: the ``timeseries`` frame shape."""
-    raw = _table(folder, "5xx")
+    raw = table(folder, "5xx")
     if raw.empty or not {"timestamp", "value"} <= set(raw.columns):
         return pd.DataFrame(columns=["timestamp", "label", "value"])
-    per = raw.assign(timestamp=_times(raw["timestamp"])).dropna(subset=["timestamp"])
+    per = raw.assign(timestamp=times(raw["timestamp"])).dropna(subset=["timestamp"])
     per = per.groupby("timestamp", as_index=False)["value"].sum()
     return per.assign(label="ALB 5xx per period")
 
@@ -54,14 +56,14 @@ def markers(folder: Path, series: pd.DataFrame, threshold: float | None,
             window: tuple[datetime, datetime]) -> list[tuple[datetime, str]]:
     """Changes, alarms and the first 5xx period above the threshold, inside the window."""
     found: list[tuple[datetime, str]] = []
-    changes = _table(folder, "changes")
+    changes = table(folder, "changes")
     if not changes.empty and {"time", "kind", "what"} <= set(changes.columns):
-        changes = changes.assign(time=_times(changes["time"])).dropna(subset=["time"]).sort_values("time")
+        changes = changes.assign(time=times(changes["time"])).dropna(subset=["time"]).sort_values("time")
         for row in changes.tail(MAX_CHANGES).itertuples(index=False):
             found.append((row.time.to_pydatetime(), f"{row.kind}: {str(row.what)[:60]}"))
-    alarms = _table(folder, "alarms")
+    alarms = table(folder, "alarms")
     if not alarms.empty and {"since", "alarm"} <= set(alarms.columns):
-        for row in alarms.assign(since=_times(alarms["since"])).dropna(subset=["since"]).itertuples(index=False):
+        for row in alarms.assign(since=times(alarms["since"])).dropna(subset=["since"]).itertuples(index=False):
             found.append((row.since.to_pydatetime(), f"ALARM {str(row.alarm)[:60]}"))
     if threshold is not None and not series.empty:
         above = series[series["value"] > threshold]
