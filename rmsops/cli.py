@@ -146,34 +146,101 @@ def _start_probes(settings, check_ids: set[str], overrides: dict[str, float]) ->
 
 def cmd_check(args: argparse.Namespace) -> int:
     selected = [runbooks.find(name) for name in args.runbooks] or [runbooks.find("17")]
-    settings = config.load(args.env)
+    if args.fleet or len(args.env or []) > 1:
+        return _check_fleet(args, selected)
+    settings = _settings(_one_env(args), args.region)
     window = _window(args)
     _positive(args.budget, "--budget")
     _positive(args.jobs, "--jobs")
     overrides = thresholds.parse_pairs(args.param)
+    budget.start(args.budget)
+    findings = _checked(settings, selected, window, overrides, args.jobs, args.budget)
+    if args.json:
+        json.dump(document(findings, settings.name, window.start, window.end), sys.stdout, indent=2)
+        print()
+    else:
+        _print_checked(findings, args)
+    return exit_code(findings)
+
+
+def _checked(settings, selected, window, overrides: dict[str, float], jobs: int, seconds: float) -> list:
+    """The findings of the selected runbooks' checks in one environment, ``jobs`` at once."""
     _start_probes(settings, {entry.id for rb in selected for entry in runbooks.runs(rb)}, overrides)
 
     from rmsops.core import registry
     from rmsops.core.context import Context
     from rmsops.execution import checkpool, durations
 
-    budget.start(args.budget)
     ctx = Context(settings, window, overrides)
     specs = [spec for rb in selected for spec in registry.for_runbook(rb.stem)]
-    results = checkpool.run_checks(ctx, specs, jobs=args.jobs, budget_seconds=args.budget,
+    results = checkpool.run_checks(ctx, specs, jobs=jobs, budget_seconds=seconds,
                                    usual_seconds=durations.load(settings.name))
     durations.remember(settings.name, results)
     if not checkpool.overran(results):  # else a check may still hold the session: the exit closes it
         ctx.close()
-    findings = [f for result in results for f in result.findings]
+    return [f for result in results for f in result.findings]
+
+
+def _print_checked(findings: list, args: argparse.Namespace) -> None:
+    print_findings(findings, show_ok=show_ok(args.all) and not args.problems_only, most_urgent_last=True)
+    print_tally(findings)
+    print_verdict(findings)
+
+
+def _check_fleet(args: argparse.Namespace, selected: list) -> int:
+    """`rmsops check -e A -e B`: every environment at once (``--jobs`` shared), one section each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rmsops.execution import fleet
+
+    members = fleet.members(args.env or [], args.fleet, region=args.region)
+    window = _window(args)
+    _positive(args.budget, "--budget")
+    _positive(args.jobs, "--jobs")
+    overrides = thresholds.parse_pairs(args.param)
+    budget.start(args.budget)
+    each = fleet.shares(len(members), args.jobs)[1]
+
+    def check_one(member: fleet.Member) -> fleet.MemberResult:
+        result = fleet.MemberResult(member)
+        started = time.monotonic()
+        try:
+            settings = _settings(member.env, member.region)
+            result.environment = settings.name
+            result.findings = _checked(settings, selected, window, overrides, each, args.budget)
+            result.exit_code = exit_code(result.findings)
+        except UserError as exc:  # this environment's file or input: an error row, the others go on
+            result.error, result.exit_code = clean(secrets.redact(str(exc)), 300), EXIT_BAD_INPUT
+        result.seconds = time.monotonic() - started
+        return result
+
+    with ThreadPoolExecutor(max_workers=len(members), thread_name_prefix="rmsops-check") as pool:
+        results = list(pool.map(check_one, members))
     if args.json:
-        json.dump(document(findings, settings.name, window.start, window.end), sys.stdout, indent=2)
+        json.dump(fleet.findings_document(results, window), sys.stdout, indent=2, default=str)
         print()
-    else:
-        print_findings(findings, show_ok=show_ok(args.all) and not args.problems_only, most_urgent_last=True)
-        print_tally(findings)
-        print_verdict(findings)
-    return exit_code(findings)
+        return fleet.exit_code(results)
+    for result in results:
+        print(f"\n== {result.member.label} ({result.member.region or 'its own region'}) ==")
+        if result.error:
+            print(f"  ERROR    {result.error}")
+        else:
+            _print_checked(result.findings, args)
+    print("\nfleet, most serious first:")
+    for result in fleet.ranked(results):
+        print(f"  {fleet.summary_line(result)}")
+    return fleet.exit_code(results)
+
+
+def _one_env(args: argparse.Namespace) -> str:
+    if not args.env:
+        raise UserError("name the environment with -e NAME (or several, or --fleet FILE)")
+    return args.env[0]
+
+
+def _settings(env: str, region: str | None):
+    """The environment file, in ``region`` when one is given (``--region``, a fleet member's)."""
+    return config.in_region(config.load(env), region or "")
 
 
 def _writable_folder(folder: Path) -> None:
@@ -193,11 +260,16 @@ def _positive(value: float, option: str) -> None:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
+    if args.fleet or len(args.env or []) > 1:
+        return _triage_fleet(args)
     from rmsops.execution import bundle, firstlook, interrupts
     from rmsops.execution.zygote import Zygote
     from rmsops.render.progress import Progress
 
-    settings = config.load(args.env)
+    env = _one_env(args)
+    if args.region:  # read by every process of the run: the warm one, the kernels
+        os.environ[config.REGION_OVERRIDE] = config.check_region(args.region)
+    settings = config.load(env)
     window = _window(args)
     named = [runbooks.find(name) for name in args.runbook or []]
     out = Path(args.output).resolve()
@@ -268,6 +340,45 @@ def cmd_triage(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_COULD_NOT_RUN
     return result.exit_code
+
+
+def _triage_fleet(args: argparse.Namespace) -> int:
+    """`rmsops triage -e A -e B -o DIR` / `--fleet FILE`: a triage per environment, one fleet index."""
+    from rmsops.execution import fleet, interrupts
+
+    members = fleet.members(args.env or [], args.fleet, region=args.region)
+    window = _window(args)
+    for name in args.runbook or []:
+        runbooks.find(name)
+    thresholds.parse_pairs(args.param)
+    _positive(args.jobs, "--jobs")
+    _positive(args.budget, "--budget")
+    out = Path(args.output).resolve()
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists; choose another -o or pass --force to replace it")
+    _writable_folder(out)
+    passed = [*(a for name in args.runbook or [] for a in ("--runbook", name)),
+              *(a for pair in args.param or [] for a in ("-p", pair)),
+              "--timeout", str(args.timeout), "--budget", str(args.budget),
+              *(["--force"] if args.force else []), *(["--sign", args.sign] if args.sign else [])]
+
+    def tell(line: str) -> None:
+        print(f"{time.monotonic() - STARTED:6.1f} s  {line}", file=sys.stderr, flush=True)
+
+    interrupts.install()  # Ctrl-C, SIGTERM: the running triages finish their bundles, the index is written
+    try:
+        results = fleet.run(members, out, window, args.jobs, passed, tell)
+        interrupts.hold()
+        index = fleet.write(out, results, window)
+    finally:
+        interrupts.restore()
+    print("fleet, most serious first:")
+    for result in fleet.ranked(results):
+        print(f"  {fleet.summary_line(result)}")
+    print(f"fleet index: {index}")
+    print(f"findings:    {out / 'findings.json'}")
+    print(f"took {time.monotonic() - STARTED:.1f} s")
+    return fleet.exit_code(results)
 
 
 def _show_first_look(zygote, progress) -> threading.Event:
@@ -498,6 +609,14 @@ def _key_value(item: str) -> tuple[str, str]:
     return name.strip().replace("-", "_"), value
 
 
+def _add_environments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-e", "--env", action="append",
+                        help="environment name in parameters/ or a YAML path; repeat it for several at once")
+    parser.add_argument("--fleet", metavar="FILE",
+                        help="a YAML list of environments (names or paths, or {env: NAME, regions: [..]})")
+    parser.add_argument("--region", help="look at the environment(s) in this region instead of their own")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rmsops", description="Executable runbooks for the RMS production system.")
     parser.add_argument("--version", action="version", version=f"rmsops {__version__}")
@@ -526,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("runbooks", nargs="*",
                      help="runbooks to check, all their checks (default: the daily health check, "
                           "i.e. every quick check)")
-    chk.add_argument("-e", "--env", required=True)
+    _add_environments(chk)
     chk.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="a threshold override, e.g. -p slow_query_mean_ms=50 (repeatable; see "
                           "`rmsops list --thresholds`)")
@@ -542,13 +661,16 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(fn=cmd_check)
 
     tri = sub.add_parser("triage", help="every diagnostic runbook; one report folder")
-    tri.add_argument("-e", "--env", required=True)
-    tri.add_argument("-o", "--output", required=True, help="the bundle folder")
+    _add_environments(tri)
+    tri.add_argument("-o", "--output", required=True,
+                     help="the bundle folder (several environments: one bundle each in DIR/NAME/, and the "
+                          "fleet's index.html and findings.json)")
     tri.add_argument("--runbook", action="append", help="limit to these runbooks (repeatable)")
     tri.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                      help="a threshold override for every runbook (repeatable; `rmsops list --thresholds`)")
     tri.add_argument("--all", action="store_true", help="on a terminal, show ok findings too (a pipe gets them all)")
-    tri.add_argument("--jobs", type=int, default=4, help="runbooks at once (default 4)")
+    tri.add_argument("--jobs", type=int, default=4,
+                     help="runbooks at once (default 4), shared by all environments of a fleet")
     tri.add_argument("--timeout", type=int, default=300, help="seconds a runbook may take (default 300)")
     tri.add_argument("--force", action="store_true", help="replace an existing bundle folder")
     tri.add_argument("--budget", type=float, default=DEFAULT_TRIAGE_BUDGET_SECONDS,

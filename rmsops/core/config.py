@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,26 @@ def load(env: str | os.PathLike[str]) -> Settings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top, got {_kind(raw)}")
     _validate(raw, SCHEMA, path, prefix="")
-    return _settings(raw, path)
+    return in_region(_settings(raw, path), os.environ.get(REGION_OVERRIDE, ""))
+
+
+# `rmsops triage --region R`: the same environment in another region (a fleet's member). An
+# environment variable, so that the warm process and every kernel of the run read it too.
+REGION_OVERRIDE = "RMSOPS_REGION"
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+def check_region(region: str) -> str:
+    if not _REGION.match(region):
+        raise ConfigError(f"region {region!r} is not an AWS region name (e.g. us-east-1, eu-west-1)")
+    return region
+
+
+def in_region(settings: Settings, region: str) -> Settings:
+    """The environment in ``region`` instead of its own (unchanged when ``region`` is empty)."""
+    if not region or region == settings.aws.region:
+        return settings
+    return replace(settings, aws=replace(settings.aws, region=check_region(region)))
 
 
 def _validate(raw: dict[str, Any], schema: dict[str, Any], path: Path, prefix: str) -> None:

@@ -829,7 +829,10 @@ def _html_block(block: Block) -> str:
             f"<li>{_html_line(line)}" + (f"<ul>{''.join(f'<li>{_html_line(s)}</li>' for s in subs)}</ul>"
                                          if subs else "") + "</li>" for line, subs in block.items) + "</ul>"
     head = "".join(f"<th>{esc(h)}</th>" for h in block.header)
-    rows = "".join("<tr>" + "".join(f"<td>{_html_line(cell)}</td>" for cell in row) + "</tr>" for row in block.rows)
+    # A time column stays on one line: a timeline is read down its times.
+    first = " style='white-space:nowrap'" if block.header and str(block.header[0]).startswith("time") else ""
+    rows = "".join("<tr>" + "".join(f"<td{first if i == 0 else ''}>{_html_line(cell)}</td>"
+                                     for i, cell in enumerate(row)) + "</tr>" for row in block.rows)
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
