@@ -1,0 +1,164 @@
+"""AWS's per-call maxima and paging, everywhere rmsops calls AWS.
+
+The unit tests use botocore's ``Stubber`` on the context's own clients: each expected request is
+checked against the API model, and a request the test did not expect fails, so the number and the
+size of the calls are what is asserted (23 services: DescribeServices of 10, 10 and 3).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.stub import Stubber
+
+from rmsops.core.window import Window
+from rmsops.sources import alarms, ecs, ecs_tasks, limits, metrics
+from rmsops.sources.alb import target_groups
+
+CLUSTER = "rms-production"
+ACCOUNT = "123456789012"
+T0 = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
+WINDOW = Window(T0, T0 + timedelta(hours=1))
+
+
+def task_arn(n: int) -> str:
+    return f"arn:aws:ecs:us-east-1:{ACCOUNT}:task/{CLUSTER}/{n:032x}"
+
+
+def task(n: int, service: str) -> dict:
+    return {"taskArn": task_arn(n), "group": f"service:{service}", "lastStatus": "RUNNING"}
+
+
+def test_chunks_keep_order_and_respect_the_size():
+    assert [len(c) for c in limits.chunks(list(range(250)), 100)] == [100, 100, 50]
+    assert list(limits.chunks([], 10)) == []
+    assert [x for c in limits.chunks("abcdefg", 3) for x in c] == list("abcdefg")
+    with pytest.raises(ValueError):
+        list(limits.chunks([1], 0))
+
+
+def test_describe_services_asks_for_10_services_a_call(make_context):
+    names = [f"svc-{n:02d}" for n in range(23)]
+    ctx = make_context(ecs={"services": names})
+    with Stubber(ctx.client("ecs")) as stub:
+        for batch in (names[:10], names[10:20], names[20:]):
+            stub.add_response("describe_services", {"services": [{"serviceName": n} for n in batch], "failures": []},
+                              {"cluster": CLUSTER, "services": batch})
+        answer = ecs.describe_services(ctx)
+        stub.assert_no_pending_responses()
+    assert [s["serviceName"] for s in answer["services"]] == names
+
+
+def test_tasks_of_many_services_are_listed_cluster_wide_and_described_100_a_call(make_context):
+    """12 services, 250 running tasks: 3 ListTasks pages and DescribeTasks of 100, 100 and 50, not 24+ calls.
+    Tasks of services that are not configured are left out, as the per-service listing would."""
+    services = [f"svc-{n:02d}" for n in range(12)]
+    ctx = make_context(ecs={"services": services})
+    owners = {n: (services[n % 12] if n % 25 else "someone-else") for n in range(250)}
+    arns = [task_arn(n) for n in range(250)]
+    with Stubber(ctx.client("ecs")) as stub:
+        for page, first in enumerate((0, 100, 200)):
+            token = {"nextToken": f"t{page}"} if first < 200 else {}
+            request = {"cluster": CLUSTER, "desiredStatus": "RUNNING", "maxResults": 100,
+                       **({"nextToken": f"t{page - 1}"} if page else {})}
+            stub.add_response("list_tasks", {"taskArns": arns[first:first + 100], **token}, request)
+        for first in (0, 100, 200):
+            numbers = range(first, min(first + 100, 250))
+            stub.add_response("describe_tasks", {"tasks": [task(n, owners[n]) for n in numbers]},
+                              {"cluster": CLUSTER, "tasks": [task_arn(n) for n in numbers]})
+        found = ecs_tasks.service_tasks(ctx, "RUNNING")
+        stub.assert_no_pending_responses()
+    assert list(found) == services
+    for service in services:
+        assert [t["taskArn"] for t in found[service]] == [task_arn(n) for n in range(250) if owners[n] == service]
+
+
+def test_a_shared_cluster_with_more_task_pages_than_services_is_listed_per_service(make_context):
+    """Two services in a cluster of 300+ tasks: after 2 pages the cluster-wide listing gives way (it
+    would cost more than asking per service); a service ECS does not know has no tasks."""
+    ctx = make_context(ecs={"services": ["rms-backend", "rms-gone"]})
+    with Stubber(ctx.client("ecs")) as stub:
+        stub.add_response("list_tasks", {"taskArns": [task_arn(n) for n in range(100)], "nextToken": "a"},
+                          {"cluster": CLUSTER, "desiredStatus": "STOPPED", "maxResults": 100})
+        stub.add_response("list_tasks", {"taskArns": [task_arn(n) for n in range(100, 200)], "nextToken": "b"},
+                          {"cluster": CLUSTER, "desiredStatus": "STOPPED", "maxResults": 100, "nextToken": "a"})
+        stub.add_response("list_tasks", {"taskArns": [task_arn(7)]},
+                          {"cluster": CLUSTER, "serviceName": "rms-backend", "desiredStatus": "STOPPED"})
+        stub.add_response("describe_tasks", {"tasks": [task(7, "rms-backend")]},
+                          {"cluster": CLUSTER, "tasks": [task_arn(7)]})
+        stub.add_client_error("list_tasks", "ServiceNotFoundException", "Service not found.",
+                              expected_params={"cluster": CLUSTER, "serviceName": "rms-gone",
+                                               "desiredStatus": "STOPPED"})
+        found = ecs_tasks.service_tasks(ctx, "STOPPED")
+        stub.assert_no_pending_responses()
+    assert found == {"rms-backend": [task(7, "rms-backend")]}
+
+
+def test_one_service_is_listed_by_its_name(make_context):
+    ctx = make_context(ecs={"services": ["rms-backend"]})
+    with Stubber(ctx.client("ecs")) as stub:
+        stub.add_response("list_tasks", {"taskArns": []},
+                          {"cluster": CLUSTER, "serviceName": "rms-backend", "desiredStatus": "RUNNING"})
+        assert ecs_tasks.service_tasks(ctx, "RUNNING") == {"rms-backend": []}
+        stub.assert_no_pending_responses()
+
+
+def test_metric_queries_go_500_a_call_and_every_page_is_read(make_context):
+    ctx = make_context()
+    queries = [metrics.MetricQuery(f"q{n}", "AWS/ECS", "CPUUtilization", (("ServiceName", f"s{n}"),), "Average")
+               for n in range(1200)]
+    stamp = T0 + timedelta(minutes=5)
+    with Stubber(ctx.client("cloudwatch")) as stub:
+        for first, size in ((0, 500), (500, 500), (1000, 200)):
+            batch = [q.to_api(60) for q in queries[first:first + size]]
+            request = {"MetricDataQueries": batch, "StartTime": WINDOW.start, "EndTime": WINDOW.end,
+                       "ScanBy": "TimestampAscending"}
+            # each batch answers in two pages: the first query's values continue on the second
+            stub.add_response("get_metric_data", {"MetricDataResults": [
+                {"Id": f"q{first}", "Timestamps": [stamp], "Values": [1.0]}], "NextToken": "more"}, request)
+            stub.add_response("get_metric_data", {"MetricDataResults": [
+                {"Id": f"q{first}", "Timestamps": [stamp + timedelta(minutes=1)], "Values": [2.0]}]},
+                {**request, "NextToken": "more"})
+        frame = metrics.fetch(ctx, queries, period=60, window=WINDOW)
+        stub.assert_no_pending_responses()
+    assert sorted(set(frame["id"])) == ["q0", "q1000", "q500"]
+    assert frame.groupby("id")["value"].sum().tolist() == [3.0, 3.0, 3.0]
+
+
+def test_alarm_names_go_100_a_call(make_context):
+    ctx = make_context(alarms={"names": [f"a{n:03d}" for n in range(230)]})
+    names = list(ctx.settings.alarm_names)
+    cloudwatch = ctx.client("cloudwatch")
+    with Stubber(cloudwatch) as stub:
+        for batch in (names[:100], names[100:200], names[200:]):
+            stub.add_response("describe_alarms", {"MetricAlarms": [], "CompositeAlarms": []},
+                              {"StateValue": "ALARM", "AlarmTypes": ["MetricAlarm", "CompositeAlarm"],
+                               "AlarmNames": batch})
+        assert alarms.firing(cloudwatch, ctx.settings) == []
+        stub.assert_no_pending_responses()
+
+
+def _group(name: str) -> dict:
+    return {"TargetGroupName": name, "TargetGroupArn": f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:"
+                                                       f"targetgroup/{name}/0123456789abcdef"}
+
+
+def test_target_groups_are_described_20_names_a_call_and_a_missing_one_is_told_apart(make_context):
+    names = [f"tg-{n:02d}" for n in range(23)]
+    ctx = make_context()
+    elb = ctx.client("elbv2")
+    with Stubber(elb) as stub:
+        stub.add_response("describe_target_groups", {"TargetGroups": [_group(n) for n in names[:20]]},
+                          {"Names": names[:20]})
+        stub.add_client_error("describe_target_groups", "TargetGroupNotFound", "One or more target groups not found",
+                              expected_params={"Names": names[20:]})
+        for name in names[20:]:
+            if name == "tg-21":
+                stub.add_client_error("describe_target_groups", "TargetGroupNotFound", "not found",
+                                      expected_params={"Names": [name]})
+            else:
+                stub.add_response("describe_target_groups", {"TargetGroups": [_group(name)]}, {"Names": [name]})
+        found = target_groups(elb, names)
+        stub.assert_no_pending_responses()
+    assert sorted(found) == [n for n in names if n != "tg-21"]
