@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.stub import Stubber
 
+from rmsops.core.findings import Finding, Severity
 from rmsops.core.window import Window
-from rmsops.sources import alarms, ecs, ecs_tasks, limits, metrics
+from rmsops.sources import alarms, ecs, ecs_tasks, limits, logquery, metrics
 from rmsops.sources.alb import target_groups
 
 CLUSTER = "rms-production"
@@ -28,6 +29,13 @@ def task_arn(n: int) -> str:
 
 def task(n: int, service: str) -> dict:
     return {"taskArn": task_arn(n), "group": f"service:{service}", "lastStatus": "RUNNING"}
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(logquery.time, "sleep", slept.append)
+    return slept
 
 
 def test_chunks_keep_order_and_respect_the_size():
@@ -162,3 +170,38 @@ def test_target_groups_are_described_20_names_a_call_and_a_missing_one_is_told_a
         found = target_groups(elb, names)
         stub.assert_no_pending_responses()
     assert sorted(found) == [n for n in names if n != "tg-21"]
+
+
+def test_insights_waits_for_a_query_slot_when_the_account_runs_too_many(make_context, no_sleep):
+    ctx = make_context()
+    with Stubber(ctx.client("logs")) as stub:
+        for _ in range(2):
+            stub.add_client_error("start_query", "LimitExceededException", "Too many concurrent queries.")
+        stub.add_response("start_query", {"queryId": "q-1"})
+        stub.add_response("get_query_results", {"status": "Complete", "results": []}, {"queryId": "q-1"})
+        frame = logquery.insights(ctx, ["/ecs/rms-backend"], "fields @message", WINDOW)
+        stub.assert_no_pending_responses()
+    assert frame.empty and no_sleep[:2] == [logquery.SLOT_FIRST_WAIT, 2 * logquery.SLOT_FIRST_WAIT]
+
+
+def test_insights_says_so_when_no_query_slot_frees_in_time(make_context, no_sleep):
+    ctx = make_context()
+    with Stubber(ctx.client("logs")) as stub:
+        stub.add_client_error("start_query", "LimitExceededException", "Too many concurrent queries.")
+        with pytest.raises(RuntimeError, match="concurrency quota allows"):
+            logquery.insights(ctx, ["/ecs/rms-backend"], "fields @message", WINDOW, timeout=0.5)
+
+
+def test_insights_refuses_more_log_groups_than_one_query_takes(make_context):
+    with pytest.raises(ValueError, match="at most 50 log groups"):
+        logquery.insights(make_context(), [f"/ecs/g{n}" for n in range(51)], "fields @message", WINDOW)
+
+
+def test_capped_log_rows_are_said_on_the_findings_they_judge():
+    judged = [Finding("logs.status_codes", Severity.OK, "logs:x", "fine", "12 requests.", {"requests": 12}),
+              Finding("logs.status_codes", Severity.ERROR, "logs:y", "could not run")]
+    assert logquery.mark_truncated(judged, False) == judged
+    marked = logquery.mark_truncated(judged, True)
+    assert marked[0].evidence == {"requests": 12, "truncated": True}
+    assert marked[0].detail.startswith("12 requests. The log query's results were capped")
+    assert marked[1] == judged[1]
