@@ -205,3 +205,101 @@ def test_capped_log_rows_are_said_on_the_findings_they_judge():
     assert marked[0].evidence == {"requests": 12, "truncated": True}
     assert marked[0].detail.startswith("12 requests. The log query's results were capped")
     assert marked[1] == judged[1]
+
+
+# --- the strict emulator: AWS's maxima and pages of two (rmsops.demo.strict_limits) ---------------
+
+def test_the_strict_emulator_refuses_what_aws_refuses_and_pages_by_two():
+    import boto3
+    from moto import mock_aws
+
+    from rmsops.demo import strict_limits
+
+    with mock_aws():
+        ecs, iam, cw = (boto3.client(s, region_name="us-east-1") for s in ("ecs", "iam", "cloudwatch"))
+        ecs.create_cluster(clusterName=CLUSTER)
+        for _ in range(5):
+            ecs.register_task_definition(family="rms-api", containerDefinitions=[
+                {"name": "api", "image": "nginx", "memory": 128}])
+        for n in range(5):
+            iam.create_user(UserName=f"user-{n}")
+        undo = strict_limits.install()
+        try:
+            with pytest.raises(ecs.exceptions.InvalidParameterException, match="at most 10 items"):
+                ecs.describe_services(cluster=CLUSTER, services=[f"s{n}" for n in range(11)])
+            with pytest.raises(cw.exceptions.InvalidParameterValueException, match="greater than 500"):
+                cw.get_metric_data(StartTime=T0, EndTime=T0 + timedelta(hours=1), MetricDataQueries=[
+                    {"Id": f"q{n}", "MetricStat": {"Metric": {"Namespace": "AWS/ECS", "MetricName": "CPUUtilization"},
+                                                   "Period": 60, "Stat": "Average"}} for n in range(501)])
+            assert ecs.describe_services(cluster=CLUSTER, services=[f"s{n}" for n in range(10)])["failures"]
+            pages = list(ecs.get_paginator("list_task_definitions").paginate(familyPrefix="rms-api", sort="DESC"))
+            assert [[a.rsplit(":", 1)[1] for a in p["taskDefinitionArns"]] for p in pages] == [
+                ["5", "4"], ["3", "2"], ["1"]]
+            users = list(iam.get_paginator("list_users").paginate())
+            assert [len(p["Users"]) for p in users] == [2, 2, 1] and [p["IsTruncated"] for p in users] == [
+                True, True, False]
+        finally:
+            undo()
+        assert len(ecs.list_task_definitions()["taskDefinitionArns"]) == 5  # removed: moto's one page again
+
+
+# --- the 12-service demo under AWS's limits: one served demo for the tests below -------------------
+
+RUNBOOKS = [f"{n:02d}" for n in range(1, 17)]
+# APIs whose answers in this demo span several pages of two: each must have been asked page by page
+PAGED = ("ecs.ListTasks", "ecs.ListTaskDefinitions", "elbv2.DescribeTargetGroups", "cloudwatch.GetMetricData",
+         "logs.FilterLogEvents", "xray.GetTraceSummaries", "xray.BatchGetTraces", "rds.DescribeDBSnapshots",
+         "cloudtrail.LookupEvents", "s3.ListObjectsV2")
+
+
+@pytest.fixture(scope="module")
+def strict_demo():
+    """`rmsops demo --serve --workers 10 --target-groups 4` with RMSOPS_DEMO_STRICT_LIMITS=1."""
+    from rmsops.demo import strict_limits
+    from tests.demo_server import ServedDemo
+
+    demo = ServedDemo("incident", extra=("--workers", "10", "--target-groups", "4"),
+                      env={strict_limits.ENV: "1"}).start()
+    try:
+        yield demo
+    finally:
+        demo.stop()
+
+
+@pytest.fixture(scope="module")
+def strict_check(strict_demo, tmp_path_factory):
+    """`rmsops check 01 … 16 --json` on it: (exit code, findings, AWS calls per API)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from collections import Counter
+
+    api_log = tmp_path_factory.mktemp("api") / "calls.log"
+    run = subprocess.run([sys.executable, "-m", "rmsops.cli", "check", "-e", str(strict_demo.env_file), *RUNBOOKS,
+                          "--json"], env={**os.environ, "RMSOPS_API_LOG": str(api_log)},
+                         capture_output=True, text=True, timeout=240)
+    calls = Counter(api_log.read_text().split()) if api_log.exists() else Counter()
+    return run.returncode, json.loads(run.stdout or "{}").get("findings", []), calls
+
+
+def test_every_check_runs_on_12_services_and_4_target_groups_under_aws_limits(strict_check, strict_demo):
+    code, findings, _ = strict_check
+    errors = [f"{f['check']} {f['resource']}: {f['title']} {f['detail']}" for f in findings if f["severity"] == "error"]
+    assert errors == []
+    assert code == 1  # the incident's warnings and criticals, nothing that could not run
+    services = {f["resource"] for f in findings if f["check"] == "app.ecs.capacity"}
+    assert len(services) == 12
+    groups = {f["resource"]: f["severity"] for f in findings if f["check"] == "app.alb.target_health"}
+    assert set(groups) == {f"targetgroup:{name}" for name in
+                           ("rms-backend", "rms-frontend", "rms-worker-01", "rms-worker-02")}
+    assert groups["targetgroup:rms-worker-01"] == groups["targetgroup:rms-worker-02"] == "ok"
+
+
+def test_every_list_was_read_page_by_page_and_every_batch_within_its_maximum(strict_check):
+    _, _, calls = strict_check
+    assert {api: calls[api] for api in PAGED if calls[api] < 2} == {}
+    # 12 services: DescribeServices in batches of 10, 10 + 2 (production's, and staging's that the drift
+    # checks compare); the tasks cluster-wide, described in one call per desired status
+    assert calls["ecs.DescribeServices"] == 4 and calls["ecs.DescribeTasks"] == 2
+    assert calls["elbv2.DescribeTargetHealth"] == 4  # one call per target group
