@@ -576,7 +576,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     code = demo(scenario=args.scenario, serve=args.serve, output=Path(args.output),
                 env_file=Path(args.env_file) if args.env_file else None, lab=args.lab, region=args.region,
-                workers=args.workers)
+                workers=args.workers, target_groups=args.target_groups)
     # Everything the demo started is stopped by now; a seeding helper thread that is still
     # winding down (a ticker, a blocked lock waiter) must not keep the command alive.
     sys.stdout.flush()
@@ -705,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     pm.set_defaults(fn=cmd_postmortem)
 
     demo = sub.add_parser("demo", help="an embedded demo environment with a seeded incident, triaged")
-    from rmsops.demo.layout import MAX_WORKERS
+    from rmsops.demo.layout import ALB_TARGET_GROUPS, MAX_WORKERS
     from rmsops.demo.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
     def worker_count(text: str) -> int:
@@ -729,6 +729,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also run N small, healthy worker services rms-worker-01 … rms-worker-NN in the "
                            f"cluster (not behind the ALB; 0-{MAX_WORKERS}, default 0), e.g. to time a triage over a "
                            "bigger estate; the environment file lists them all")
+    demo.add_argument("--target-groups", type=int, default=ALB_TARGET_GROUPS, metavar="N",
+                      help=f"the ALB's target groups (default {ALB_TARGET_GROUPS}: rms-backend's and rms-frontend's); "
+                           "each one more puts a worker behind the ALB (rms-worker-01 first, so at most "
+                           f"{ALB_TARGET_GROUPS} + --workers)")
     demo.set_defaults(fn=cmd_demo)
 
     wat = sub.add_parser("watch", help="when an alarm of the environment fires: triage, then notify")

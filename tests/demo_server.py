@@ -22,9 +22,13 @@ READY_TIMEOUT_SECONDS = 120
 
 
 class ServedDemo:
-    def __init__(self, scenario: str, region: str = "us-east-1"):
+    def __init__(self, scenario: str, region: str = "us-east-1", extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None):
+        """``extra``: more ``rmsops demo`` arguments (``--workers 10``); ``env``: more environment variables."""
         self.scenario = scenario
         self.region = region
+        self.extra = extra
+        self.env = env or {}
         self.folder = Path(tempfile.mkdtemp(prefix=f"rmsops-demo-{scenario}-{region}-"))
         self.env_file = self.folder / "demo.yaml"
         self.log = self.folder / "serve.log"
@@ -34,8 +38,8 @@ class ServedDemo:
         with self.log.open("w") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "rmsops.cli", "demo", "--serve", "--scenario", self.scenario,
-                 "--region", self.region, "--env-file", str(self.env_file)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                 "--region", self.region, "--env-file", str(self.env_file), *self.extra],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while not self.env_file.exists():
             if self._process.poll() is not None or time.monotonic() > deadline:

@@ -13,18 +13,19 @@ import pytest
 from rmsops.core import awsretry, budget
 
 
-def _operation(service: str = "ecs"):
-    return SimpleNamespace(service_model=SimpleNamespace(service_name=service))
+def _operation(service: str = "ecs", name: str = "DescribeServices"):
+    return SimpleNamespace(service_model=SimpleNamespace(service_name=service), name=name)
 
 
 def _throttled(code: str = "ThrottlingException", status: int = 400):
     return (SimpleNamespace(status_code=status), {"Error": {"Code": code}})
 
 
-def _ask(policy: awsretry.RetryPolicy, attempts: int, response=None, exc=None, service: str = "ecs"):
+def _ask(policy: awsretry.RetryPolicy, attempts: int, response=None, exc=None, service: str = "ecs",
+         operation: str = "DescribeServices"):
     request = {"context": {}}
     delay = policy.needs_retry(response=response, attempts=attempts, caught_exception=exc,
-                               request_dict=request, operation=_operation(service))
+                               request_dict=request, operation=_operation(service, operation))
     return delay, request["context"].get(awsretry.GAVE_UP_KEY, "")
 
 
@@ -84,3 +85,14 @@ def test_a_connection_error_gets_one_retry_and_carries_why_it_stopped():
     assert _ask(policy, 1, exc=exc)[0] is not None
     delay, why = _ask(policy, awsretry.MAX_CONNECTION_ATTEMPTS, exc=exc)
     assert delay is None and awsretry.gave_up(exc) == why == "retries ran out (2 attempts)"
+
+
+def test_the_logs_insights_query_limit_is_left_to_the_caller_and_saturates_nothing():
+    """StartQuery's LimitExceededException means "too many queries running": logquery waits for a
+    slot within its deadline; other logs calls keep their retries."""
+    policy = awsretry.RetryPolicy()
+    full = _throttled("LimitExceededException")
+    for attempts in range(1, awsretry.MAX_ATTEMPTS + 2):
+        assert _ask(policy, attempts, full, service="logs", operation="StartQuery") == (None, "")
+    assert "logs" not in policy.saturated
+    assert _ask(policy, 1, full, service="logs", operation="FilterLogEvents")[0] is not None

@@ -11,7 +11,10 @@ from rmsops.core.findings import Finding, Severity
 from rmsops.core.registry import CheckResult, check
 from rmsops.render import plots
 from rmsops.sources import metrics
-from rmsops.sources.alb import load_balancer  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources.alb import (
+    load_balancer,  # noqa: F401 - re-exported for callers of this module
+    target_groups,
+)
 from rmsops.sources.ecs import deployment_markers
 
 if TYPE_CHECKING:
@@ -32,15 +35,15 @@ UNHEALTHY_RESOLUTION = ("If tasks are unhealthy: force a new deployment (rmsops 
 def target_health_frame(ctx: Context) -> pd.DataFrame:
     """One row per registered target of each configured target group; a missing group gets a row."""
     elb = ctx.client("elbv2")
+    groups = target_groups(elb, ctx.settings.target_groups)
     rows = []
     for name in ctx.settings.target_groups:
-        try:
-            group = elb.describe_target_groups(Names=[name])["TargetGroups"][0]
-        except elb.exceptions.TargetGroupNotFoundException:
+        group = groups.get(name)
+        if group is None:
             rows.append({"group": name, "target": "", "port": None, "state": "missing",
                          "reason": "TargetGroupNotFound", "description": ""})
             continue
-        described = elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
+        described = elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])  # one group a call
         for item in described["TargetHealthDescriptions"]:
             health = item.get("TargetHealth", {})
             rows.append({"group": name, "target": item["Target"]["Id"],

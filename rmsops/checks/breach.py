@@ -176,26 +176,33 @@ def _timeline_plot(result: CheckResult, ctx: Context):
 @check(TIMELINE, plot=_timeline_plot)
 def timeline(ctx: Context) -> CheckResult:
     """One merged timeline of CloudTrail, WAF blocks and application error/auth lines in the window."""
-    entries = cloudtrail_entries(cloudtrail.events(ctx))
+    events = cloudtrail.events(ctx)
+    entries = cloudtrail_entries(events)
+    capped = logquery.truncated(events)  # lookup_events stopped at its event cap
     sources = {"cloudtrail": "lookup_events: write events, root activity, console sign-ins"}
     missing = ctx.client("logs").exceptions.ResourceNotFoundException
     for waf in configured_wafs(ctx):
         key = f"waf ({waf.guards})"
         try:
-            entries += waf_entries(logquery.run(ctx, [waf.group], WAF_LINES, region=waf.region), waf.guards)
+            lines = logquery.run(ctx, [waf.group], WAF_LINES, region=waf.region)
+            capped |= logquery.truncated(lines)
+            entries += waf_entries(lines, waf.guards)
             sources[key] = f"{waf.group} in {waf.region}"
         except missing:
             sources[key] = f"{waf.group} (log group not found in {waf.region})"
     app = [g for k in ("backend", "frontend") if (g := ctx.settings.log_groups.get(k))]
     if app:
         try:
-            entries += app_entries(logquery.run(ctx, app, APP_LINES))
+            lines = logquery.run(ctx, app, APP_LINES)
+            capped |= logquery.truncated(lines)
+            entries += app_entries(lines)
             sources["app"] = ", ".join(app)
         except missing:
             sources["app"] = f"{', '.join(app)} (a log group not found)"
     frame = timeline_frame(entries)
     condensed = condense(frame)
-    findings = judge_timeline(frame, condensed, sources, (ctx.window.start, ctx.window.end))
+    findings = logquery.mark_truncated(judge_timeline(frame, condensed, sources, (ctx.window.start, ctx.window.end)),
+                                       capped)
     return CheckResult(findings=findings, data=frame, frames={"timeline_condensed": condensed})
 
 

@@ -92,9 +92,8 @@ def service_profiles(ctx: Context) -> dict[str, dict[str, Any]]:
     """
 
     def fetch() -> dict[str, dict[str, Any]]:
-        from rmsops.sources.ecs import describe_services
+        from rmsops.sources.ecs import describe_services, describe_task_definition
 
-        ecs = ctx.client("ecs")
         answer = describe_services(ctx)
         found = {s["serviceName"]: s for s in answer.get("services", []) if s.get("status") != "INACTIVE"}
         profiles: dict[str, dict[str, Any]] = {}
@@ -103,7 +102,9 @@ def service_profiles(ctx: Context) -> dict[str, dict[str, Any]]:
             if svc is None:
                 continue
             arn = svc.get("taskDefinition", "")
-            td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+            td = describe_task_definition(ctx, arn)  # shared with the other checks that read it
+            if td is None:
+                raise LookupError(f"{name}: its task definition {arn} does not exist")
             network = (svc.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
             profiles[name] = {"task_definition": f"{td.get('family')}:{td.get('revision')}",
                               **reduce_task_definition(td),
@@ -284,19 +285,25 @@ def judge_resources(df: pd.DataFrame, matched: list[tuple[str, str | None]], thi
 
 # --- drift.network.security_groups ------------------------------------------------------------
 
+def _security_groups(ec2: Any, ids: list[str]) -> list[dict[str, Any]]:
+    """DescribeSecurityGroups of these ids, every page (AWS pages only when asked to, but may)."""
+    pages = ec2.get_paginator("describe_security_groups").paginate(GroupIds=ids)
+    return [group for page in pages for group in page.get("SecurityGroups", [])]
+
+
 def security_group_rules(ctx: Context, profiles: dict[str, dict[str, Any]], tokens: set[str]) -> pd.DataFrame:
     """Ingress rules of each service's security groups, sources named without ids: service, rule."""
     ids = sorted({g for p in profiles.values() for g in p["security_groups"]})
     if not ids:
         return pd.DataFrame(columns=["service", "rule", "protocol", "ports", "source"])
     ec2 = ctx.client("ec2")
-    groups = {g["GroupId"]: g for g in ec2.describe_security_groups(GroupIds=ids)["SecurityGroups"]}
+    groups = {g["GroupId"]: g for g in _security_groups(ec2, ids)}
     referenced = sorted({pair["GroupId"] for g in groups.values() for perm in g.get("IpPermissions", [])
                          for pair in perm.get("UserIdGroupPairs", []) if pair.get("GroupId") not in groups})
     names = {gid: g.get("GroupName", gid) for gid, g in groups.items()}
     if referenced:
         try:
-            for g in ec2.describe_security_groups(GroupIds=referenced)["SecurityGroups"]:
+            for g in _security_groups(ec2, referenced):
                 names[g["GroupId"]] = g.get("GroupName", g["GroupId"])
         except ec2.exceptions.ClientError:  # another account's group: keep its id
             pass

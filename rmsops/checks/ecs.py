@@ -10,6 +10,7 @@ from rmsops.core.findings import Finding, Severity
 from rmsops.core.registry import CheckResult, check
 from rmsops.render import plots
 from rmsops.sources.ecs import _deployment_markers, deployment_markers, describe_services  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources.ecs_tasks import service_tasks
 
 if TYPE_CHECKING:
     from rmsops.core.context import Context
@@ -91,28 +92,17 @@ def capacity(ctx: Context) -> CheckResult:
 
 def tasks_frame(ctx: Context) -> pd.DataFrame:
     """Running tasks of each configured service with their health status."""
-    ecs = ctx.client("ecs")
-    cluster = ctx.settings.cluster
+    tasks = service_tasks(ctx, "RUNNING")
     rows = []
     for service in ctx.settings.services:
-        arns: list[str] = []
-        try:
-            for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, serviceName=service,
-                                                                 desiredStatus="RUNNING"):
-                arns += page.get("taskArns", [])
-        except ecs.exceptions.ServiceNotFoundException:
-            continue  # no tasks to judge; app.ecs.capacity reports the missing service
-        for offset in range(0, len(arns), 100):
-            for task in ecs.describe_tasks(cluster=cluster, tasks=arns[offset:offset + 100])["tasks"]:
-                if task.get("group", f"service:{service}") != f"service:{service}":
-                    continue  # list_tasks may return other services' tasks (moto ignores serviceName)
-                rows.append({
-                    "service": service, "task": task["taskArn"].rsplit("/", 1)[-1],
-                    "last_status": task.get("lastStatus", ""),
-                    "health": task.get("healthStatus", "UNKNOWN"),
-                    "started_at": task.get("startedAt"),
-                    "task_definition": task.get("taskDefinitionArn", "").rsplit("/", 1)[-1],
-                })
+        for task in tasks.get(service, []):  # a missing service: app.ecs.capacity reports it
+            rows.append({
+                "service": service, "task": task["taskArn"].rsplit("/", 1)[-1],
+                "last_status": task.get("lastStatus", ""),
+                "health": task.get("healthStatus", "UNKNOWN"),
+                "started_at": task.get("startedAt"),
+                "task_definition": task.get("taskDefinitionArn", "").rsplit("/", 1)[-1],
+            })
     return pd.DataFrame(rows, columns=TASK_COLUMNS)
 
 

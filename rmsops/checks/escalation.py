@@ -441,18 +441,14 @@ def deployment_changes(ctx: Context) -> list[dict[str, Any]]:
 
 
 def task_definition_changes(ctx: Context) -> list[dict[str, Any]]:
-    from rmsops.sources.ecs import describe_services, describe_task_definition
+    from rmsops.sources.ecs import describe_services, describe_task_definition, newest_revisions
 
-    ecs = ctx.client("ecs")
     families = sorted({str(s.get("taskDefinition", "")).rsplit("/", 1)[-1].rsplit(":", 1)[0]
                        for s in describe_services(ctx).get("services", []) if s.get("taskDefinition")})
     rows = []
     for family in families:
-        arns = ecs.list_task_definitions(familyPrefix=family, sort="DESC",
-                                         maxResults=TASK_DEFINITION_REVISIONS).get("taskDefinitionArns", [])
-        newest = sorted(arns, key=lambda a: int(a.rsplit(":", 1)[-1]), reverse=True)[:TASK_DEFINITION_REVISIONS]
-        for arn in newest:
-            td = describe_task_definition(ctx, arn) or {}  # shared with the other runbooks of a triage
+        for revision in newest_revisions(ctx, family, limit=TASK_DEFINITION_REVISIONS):
+            td = describe_task_definition(ctx, f"{family}:{revision}") or {}  # shared with the other runbooks
             registered = td.get("registeredAt")
             if not isinstance(registered, datetime):
                 continue  # the API omits it for old revisions (and emulators never set it)

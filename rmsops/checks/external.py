@@ -286,14 +286,9 @@ def fetch_reputation(ctx: Context) -> pd.DataFrame:
     period = metrics.period_for((end - start).total_seconds())
     queries = [metrics.MetricQuery(f"r{i}", "AWS/SES", name, (), "Average", name)
                for i, name in enumerate(SES_METRICS)]
-    rows = []
-    paginator = ctx.client("cloudwatch").get_paginator("get_metric_data")
-    for page in paginator.paginate(MetricDataQueries=[q.to_api(period) for q in queries], StartTime=start,
-                                   EndTime=end, ScanBy="TimestampAscending"):
-        for result in page["MetricDataResults"]:
-            label = next(q.metric for q in queries if q.id == result["Id"])
-            rows.extend((ts, result["Id"], label, float(v))
-                        for ts, v in zip(result["Timestamps"], result["Values"], strict=False))
+    labels = {q.id: q.metric for q in queries}
+    rows = [(ts, qid, labels[qid], value)
+            for qid, ts, value in metrics.datapoints(ctx.client("cloudwatch"), queries, period, start, end)]
     frame = pd.DataFrame(rows, columns=["timestamp", "id", "label", "value"])
     if not frame.empty:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)

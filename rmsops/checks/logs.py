@@ -403,13 +403,13 @@ def _status_plot(result: CheckResult, ctx: Context) -> Figure:
 def status_codes(ctx: Context) -> CheckResult:
     """Logged requests by status code class (access-log lines of the application logs)."""
     groups = app_groups(ctx)
-    frame = status_frame(logquery.run(ctx, groups.present, status_query(ctx.window.seconds))
-                         if groups.present else pd.DataFrame())
+    rows = logquery.run(ctx, groups.present, status_query(ctx.window.seconds)) if groups.present else pd.DataFrame()
+    frame = status_frame(rows)
     summary = status_summary(frame)
     per_bin = (frame.groupby(["timestamp", "class"])["requests"].sum().reset_index()
                if len(frame) else pd.DataFrame(columns=["timestamp", "class", "requests"]))
-    return CheckResult(findings=judge_status(summary, groups, ctx.thresholds), data=summary,
-                       frames={"requests per bin by class": per_bin})
+    findings = logquery.mark_truncated(judge_status(summary, groups, ctx.thresholds), logquery.truncated(rows))
+    return CheckResult(findings=findings, data=summary, frames={"requests per bin by class": per_bin})
 
 
 # --- RDS connection errors (11 logs.rds.connection_errors) ----------------------------------
@@ -525,12 +525,15 @@ def rds_connection_errors(ctx: Context) -> CheckResult:
     group = rds_group(ctx)
     present = group_exists(ctx, group)
     frame = pd.DataFrame(columns=["timestamp", "kind", "errors", "sample"])
+    capped = False
     if present:
         try:
-            frame = rds_frame(logquery.run(ctx, [group], rds_query(ctx.window.seconds)))
+            rows = logquery.run(ctx, [group], rds_query(ctx.window.seconds))
+            capped, frame = logquery.truncated(rows), rds_frame(rows)
         except ClientError as exc:  # deleted between the two calls
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise
             present = False
-    return CheckResult(findings=judge_rds(frame, group, present), data=rds_summary(frame),
+    return CheckResult(findings=logquery.mark_truncated(judge_rds(frame, group, present), capped),
+                       data=rds_summary(frame),
                        frames={"connection errors per bin by kind": frame[["timestamp", "kind", "errors"]]})

@@ -272,7 +272,9 @@ def fetch_oom_lines(ctx: Context, groups: list[str]) -> pd.DataFrame:
     for column in OOM_COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.Series(dtype=object)
-    return frame[OOM_COLUMNS]
+    lines = frame[OOM_COLUMNS]
+    lines.attrs["truncated"] = logquery.truncated(frame)
+    return lines
 
 
 def judge_oom_lines(df: pd.DataFrame, groups: list[str], cid: str = LOGS_OOM_ERRORS) -> list[Finding]:
@@ -311,4 +313,5 @@ def oom_errors(ctx: Context) -> CheckResult:
     """OutOfMemory lines in the services' log groups (Logs Insights, or filter_log_events)."""
     groups = service_log_groups(ctx)
     df = fetch_oom_lines(ctx, groups) if groups else pd.DataFrame(columns=OOM_COLUMNS)
-    return CheckResult(findings=judge_oom_lines(df, groups), data=df)
+    return CheckResult(findings=logquery.mark_truncated(judge_oom_lines(df, groups), logquery.truncated(df)),
+                       data=df)

@@ -77,6 +77,7 @@ def waf_aggregate(events: pd.DataFrame) -> pd.DataFrame:
 def waf_blocks_frame(ctx: Context, group: str, window: Window, region: str | None = None) -> pd.DataFrame:
     """Blocks per (client, rule, uri) in the window, from Logs Insights or the fallback."""
     frame = logquery.run(ctx, [group], WAF_QUERY, window=window, region=region)
+    capped = logquery.truncated(frame)
     frame = frame.rename(columns=_WAF_INSIGHTS_NAMES)
     for column in WAF_COLUMNS:
         if column not in frame.columns:
@@ -84,7 +85,9 @@ def waf_blocks_frame(ctx: Context, group: str, window: Window, region: str | Non
     frame["blocks"] = pd.to_numeric(frame["blocks"], errors="coerce").fillna(0).astype(int)
     for column in ("client", "rule", "uri"):
         frame[column] = frame[column].fillna("").astype(str)
-    return frame[WAF_COLUMNS].reset_index(drop=True)
+    blocks = frame[WAF_COLUMNS].reset_index(drop=True)
+    blocks.attrs["truncated"] = capped
+    return blocks
 
 
 def judge_waf_blocks(current: pd.DataFrame, baseline: int, thresholds: dict[str, float],
@@ -139,8 +142,9 @@ def waf_blocks(ctx: Context) -> CheckResult:
                 "Enable WAF logging to this log group (wafv2 put-logging-configuration) or fix "
                 f"logs.{'waf' if waf.guards == 'ALB' else 'waf_cloudfront'}."))
             continue
-        findings += judge_waf_blocks(current, int(previous["blocks"].sum()), ctx.thresholds, waf.group,
-                                     waf.guards, waf.region)
+        findings += logquery.mark_truncated(
+            judge_waf_blocks(current, int(previous["blocks"].sum()), ctx.thresholds, waf.group, waf.guards,
+                             waf.region), logquery.truncated(current, previous))
         frames.append(current)
     data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=WAF_COLUMNS)
     return CheckResult(findings=findings, data=data)
@@ -173,6 +177,7 @@ def auth_aggregate(events: pd.DataFrame) -> pd.DataFrame:
 
 def auth_failures_frame(ctx: Context, groups: list[str]) -> pd.DataFrame:
     frame = logquery.run(ctx, groups, AUTH_QUERY)
+    capped = logquery.truncated(frame)
     if "client" not in frame.columns:
         frame["client"] = "unknown"
     if "failures" not in frame.columns:
@@ -180,7 +185,9 @@ def auth_failures_frame(ctx: Context, groups: list[str]) -> pd.DataFrame:
     frame["client"] = frame["client"].fillna("unknown").replace("", "unknown").astype(str)
     frame["failures"] = pd.to_numeric(frame["failures"], errors="coerce").fillna(0).astype(int)
     frame = frame.groupby("client", as_index=False)["failures"].sum()
-    return frame.sort_values("failures", ascending=False, kind="stable").reset_index(drop=True)[AUTH_COLUMNS]
+    failures = frame.sort_values("failures", ascending=False, kind="stable").reset_index(drop=True)[AUTH_COLUMNS]
+    failures.attrs["truncated"] = capped
+    return failures
 
 
 def judge_auth_failures(df: pd.DataFrame, thresholds: dict[str, float], groups: list[str],
@@ -224,7 +231,8 @@ def auth_failures(ctx: Context) -> CheckResult:
             AUTH_FAILURES, Severity.INFO, "app-logs", "No application log groups configured",
             "Set logs.backend (and logs.frontend) in the environment file.")])
     df = auth_failures_frame(ctx, groups)
-    return CheckResult(findings=judge_auth_failures(df, ctx.thresholds, groups), data=df)
+    findings = logquery.mark_truncated(judge_auth_failures(df, ctx.thresholds, groups), logquery.truncated(df))
+    return CheckResult(findings=findings, data=df)
 
 
 # --- security.cloudtrail.sensitive --------------------------------------------------------------

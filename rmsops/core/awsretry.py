@@ -37,6 +37,10 @@ THROTTLING_CODES = frozenset({
     "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled",
     "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException",
 })
+# (service, operation, code) that is no throttling of the call rate but a wait for a resource: the
+# caller waits as long as its own deadline allows, and the service is not marked saturated for it.
+# Logs Insights' concurrent-query limit frees a slot whenever another query of the account ends.
+CALLER_WAITS = frozenset({("logs", "StartQuery", "LimitExceededException")})
 TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "InternalError", "InternalFailure",
                              "ServiceUnavailable", "InternalServerError"})
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
@@ -61,6 +65,8 @@ class RetryPolicy:
         if kind is None:
             return None
         service = operation.service_model.service_name if operation is not None else "?"
+        if (service, getattr(operation, "name", ""), _code(response)) in CALLER_WAITS:
+            return None
         context = (request_dict or {}).get("context")
         limit = MAX_CONNECTION_ATTEMPTS if kind == "connection" else MAX_ATTEMPTS
         delay = min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
@@ -94,16 +100,23 @@ class RetryPolicy:
         client.meta.events.register("after-call", self.after_call, unique_id="rmsops-retry-after-call")
 
 
+def _code(response: Any) -> str:
+    """The error code of a botocore (http, parsed) response; "" for none."""
+    if not response:
+        return ""
+    parsed = response[1]
+    return (parsed or {}).get("Error", {}).get("Code", "") if isinstance(parsed, dict) else ""
+
+
 def _retryable(response: Any, caught_exception: Exception | None) -> str | None:
     if caught_exception is not None:
         return "connection" if isinstance(caught_exception, _CONNECTION_ERRORS) else None
     if not response:
         return None
-    http, parsed = response
-    code = (parsed or {}).get("Error", {}).get("Code", "") if isinstance(parsed, dict) else ""
+    code = _code(response)
     if code in THROTTLING_CODES:
         return "throttled"
-    if code in TRANSIENT_CODES or getattr(http, "status_code", 0) in TRANSIENT_STATUS:
+    if code in TRANSIENT_CODES or getattr(response[0], "status_code", 0) in TRANSIENT_STATUS:
         return "failing"
     return None
 

@@ -38,17 +38,24 @@ def _terminate_as_exit() -> Iterator[None]:
 
 
 def demo(scenario: str = "incident", serve: bool = False, output: Path = Path("reports/demo"),
-         env_file: Path | None = None, lab: bool = False, region: str = layout.REGION, workers: int = 0) -> int:
+         env_file: Path | None = None, lab: bool = False, region: str = layout.REGION, workers: int = 0,
+         target_groups: int = layout.ALB_TARGET_GROUPS) -> int:
     """Exit 0 when the demo ran end to end (its findings are the point, not a failure).
 
     ``workers``: that many small, healthy worker services (rms-worker-01 …) besides the two behind the ALB.
+    ``target_groups``: the ALB's; each beyond the two services' puts one more worker behind the ALB.
     """
     if lab:
         serve = True
     layout.use_region(region)
-    layout.use_workers(workers)
+    try:
+        layout.use_workers(workers, target_groups)
+    except ValueError as exc:
+        raise UserError(f"demo: {exc}") from None
     started = time.monotonic()
     estate = f", {workers} worker service{'s' if workers != 1 else ''}" if workers else ""
+    if target_groups != layout.ALB_TARGET_GROUPS:
+        estate += f", {target_groups} target groups"
     print(f"rmsops demo: starting the demo environment (scenario {scenario}, region {region}{estate})…",
           file=sys.stderr, flush=True)
     environment = DemoEnvironment(progress=_say)

@@ -25,7 +25,7 @@ def render(scenario: str, endpoint_url: str, db_port: int, health_urls: Mapping[
         "protected": False,
         "aws": {"region": layout.REGION, "endpoint_url": endpoint_url, "local_test_credentials": True},
         "ecs": {"cluster": layout.CLUSTER, "services": [s.name for s in layout.all_services()]},
-        "alb": {"name": layout.ALB, "target_groups": [s.name for s in layout.SERVICES]},
+        "alb": {"name": layout.ALB, "target_groups": [s.name for s in layout.alb_services()]},
         "database": {
             "instance": layout.DB_INSTANCE, "host": "127.0.0.1", "port": int(db_port), "dbname": "rms",
             "user": layout.MONITOR_USER, "password_secret": layout.SECRET_NAME, "sslmode": "disable",

@@ -107,6 +107,7 @@ class DemoEnvironment:
             workers = f" + {len(layout.WORKERS)} workers" if layout.WORKERS else ""
             self._phase("aws", f"AWS resources seeded (scenario {spec.name}: ECS{workers}, ALB, RDS, metrics, logs)",
                         lambda: self._seed_aws(spec, patches))
+            self._strict_limits()
             self._phase("health", None, lambda: self._start_health(spec))
             self._wait_database(database, spec)
             self._write_env_file(spec, env_file)
@@ -261,6 +262,16 @@ class DemoEnvironment:
         ticker = metrics_ticker(self.endpoint_url, spec, self.aws.load_balancer_dimension,
                                 self.aws.seeded_at).start()
         self._push("metrics ticker", ticker.stop)
+
+    def _strict_limits(self) -> None:
+        """With RMSOPS_DEMO_STRICT_LIMITS set: AWS's per-call maxima and pages of two from now on
+        (after the seeding, which lists without paging)."""
+        from rmsops.demo import strict_limits
+
+        if strict_limits.enabled():
+            self._push("strict AWS limits", strict_limits.install())
+            self.progress(f"AWS's per-call maxima enforced, lists in pages of {strict_limits.PAGE_SIZE} "
+                          f"({strict_limits.ENV})")
 
     def _start_health(self, spec: Scenario) -> str:
         server = HealthServer(spec.health_status).start()

@@ -46,29 +46,47 @@ SERVICES = (
 
 
 # Small worker services (`rmsops demo --workers N`, use_workers): healthy, one task each, not behind
-# the ALB. Seeders read layout.WORKERS (or all_services()) when they run, never a copy taken at import.
+# the ALB unless `--target-groups` puts the first ones there. Seeders read layout.WORKERS (or
+# all_services(), alb_services()) when they run, never a copy taken at import.
 WORKERS: tuple[ServiceSpec, ...] = ()
 MAX_WORKERS = 99  # rms-worker-01 … rms-worker-99
 WORKER_IMAGE = f"{ECR}/rms-worker:2.14.0"
+WORKER_PORT = 8080  # a worker behind the ALB serves its health URL here
+ALB_TARGET_GROUPS = len(SERVICES)  # rms-backend's and rms-frontend's
 
 
-def worker_spec(number: int) -> ServiceSpec:
-    """rms-worker-NN: one container, no port (port 0: no portMappings, no target group)."""
+def worker_spec(number: int, behind_alb: bool = False) -> ServiceSpec:
+    """rms-worker-NN: one container; no port (no portMappings, no target group) unless behind the ALB."""
     name = f"rms-worker-{number:02d}"
+    if behind_alb:
+        return ServiceSpec(name, name, WORKER_PORT, "/health", (WORKER_IMAGE,), 256, 512)
     return ServiceSpec(name, name, 0, "", (WORKER_IMAGE,), 256, 512)
 
 
-def use_workers(count: int) -> None:
-    """Seed *count* worker services besides rms-backend and rms-frontend (0: none, the default)."""
+def use_workers(count: int, target_groups: int = ALB_TARGET_GROUPS) -> None:
+    """Seed *count* worker services besides rms-backend and rms-frontend (0: none, the default).
+
+    ``target_groups``: the ALB's target groups; beyond the two services' ones, each puts one more
+    worker (rms-worker-01, -02, …) behind the ALB with its own group and listener rule.
+    """
     global WORKERS
     if not 0 <= count <= MAX_WORKERS:
         raise ValueError(f"workers: expected 0 to {MAX_WORKERS}, got {count}")
-    WORKERS = tuple(worker_spec(n) for n in range(1, count + 1))
+    behind = target_groups - ALB_TARGET_GROUPS
+    if not 0 <= behind <= count:
+        raise ValueError(f"target groups: expected {ALB_TARGET_GROUPS} to {ALB_TARGET_GROUPS + count} with {count} "
+                         f"worker(s) (each group beyond {ALB_TARGET_GROUPS} fronts a worker), got {target_groups}")
+    WORKERS = tuple(worker_spec(n, behind_alb=n <= behind) for n in range(1, count + 1))
 
 
 def all_services() -> tuple[ServiceSpec, ...]:
     """Every ECS service of the cluster: the ALB's two, then the workers."""
     return SERVICES + WORKERS
+
+
+def alb_services() -> tuple[ServiceSpec, ...]:
+    """The services behind the ALB, one target group each (named after the service)."""
+    return SERVICES + tuple(spec for spec in WORKERS if spec.port)
 
 
 def use_region(region: str) -> None:

@@ -8,7 +8,9 @@ cannot represent through the API is finished by ``moto_patches``.
 
 With ``rmsops demo --workers N`` (``layout.WORKERS``) also N small worker services, healthy in every
 scenario: a task definition, one HEALTHY task, a COMPLETED deployment, steady-state events, their
-own security group (no ingress), AWS/ECS CPU and memory metrics and a log group each; no target group.
+own security group (no ingress), AWS/ECS CPU and memory metrics and a log group each; no target group,
+unless ``--target-groups`` puts the first ones behind the ALB: then each has a target group with its
+task registered (healthy), a listener rule (``/workers/<name>/*``) and the ALB may reach port 8080.
 """
 
 from __future__ import annotations
@@ -148,6 +150,10 @@ def _network(ec2: Any, out: SeededAws) -> _Network:
     if layout.WORKERS:
         workers_sg = ec2.create_security_group(GroupName="rms-workers", VpcId=vpc_id,
                                                Description="RMS worker tasks: no inbound traffic")["GroupId"]
+    if any(spec.port for spec in layout.WORKERS):  # some behind the ALB (--target-groups)
+        ec2.authorize_security_group_ingress(GroupId=workers_sg, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": layout.WORKER_PORT, "ToPort": layout.WORKER_PORT,
+             "UserIdGroupPairs": [{"GroupId": alb_sg, "Description": "rms-alb"}]}])
     return _Network(vpc_id, public, private, alb_sg, tasks_sg, db_sg, workers_sg)
 
 
@@ -163,7 +169,7 @@ def _load_balancer(elb: Any, net: _Network, out: SeededAws) -> None:
                                   Scheme="internet-facing", Type="application", IpAddressType="ipv4",
                                   Tags=[{"Key": "Environment", "Value": "production"}])["LoadBalancers"][0]
     out.load_balancer_arn, out.load_balancer_dns = lb["LoadBalancerArn"], lb["DNSName"]
-    for spec in SERVICES:
+    for spec in layout.alb_services():
         out.target_groups[spec.name] = elb.create_target_group(
             Name=spec.name, Protocol="HTTP", Port=spec.port, VpcId=net.vpc, TargetType="ip",
             HealthCheckProtocol="HTTP", HealthCheckPath=spec.health_path, HealthCheckIntervalSeconds=30,
@@ -177,6 +183,10 @@ def _load_balancer(elb: Any, net: _Network, out: SeededAws) -> None:
     elb.create_rule(ListenerArn=listener, Priority=10,
                     Conditions=[{"Field": "path-pattern", "Values": ["/api/*"]}],
                     Actions=[{"Type": "forward", "TargetGroupArn": out.target_groups["rms-backend"]}])
+    for priority, spec in enumerate(layout.alb_services()[len(SERVICES):], start=20):  # workers (--target-groups)
+        elb.create_rule(ListenerArn=listener, Priority=priority,
+                        Conditions=[{"Field": "path-pattern", "Values": [f"/workers/{spec.name}/*"]}],
+                        Actions=[{"Type": "forward", "TargetGroupArn": out.target_groups[spec.name]}])
 
 
 # --- ECS -----------------------------------------------------------------------------------------
@@ -222,20 +232,24 @@ def _ecs(ecs: Any, elb: Any, scenario: Scenario, net: _Network, patches: MotoPat
         total_running += state.running
         total_pending += state.pending
     if layout.WORKERS:  # after the ALB's services: their task IPs stay what they are without workers
-        _workers(ecs, scenario, {"awsvpcConfiguration": {**network["awsvpcConfiguration"],
-                                                         "securityGroups": [net.workers_sg]}}, out, now)
+        _workers(ecs, elb, scenario, {"awsvpcConfiguration": {**network["awsvpcConfiguration"],
+                                                              "securityGroups": [net.workers_sg]}}, out, now)
         total_running += WORKER_STATE.running * len(layout.WORKERS)
     moto_patches.shape_cluster(CLUSTER, total_running, total_pending, len(layout.all_services()))
 
 
-def _workers(ecs: Any, scenario: Scenario, network: dict[str, Any], out: SeededAws, now: datetime) -> None:
-    """rms-worker-NN: one revision, one healthy task each, steady for days; no load balancer."""
+def _workers(ecs: Any, elb: Any, scenario: Scenario, network: dict[str, Any], out: SeededAws, now: datetime) -> None:
+    """rms-worker-NN: one revision, one healthy task each, steady for days; no load balancer, unless the
+    worker has a port (``--target-groups``): then its task is registered, healthy, in its target group."""
     for spec in layout.WORKERS:
         arn = _register_task_definition(ecs, spec, spec.images[-1])
+        balanced = {"loadBalancers": [{"targetGroupArn": out.target_groups[spec.name], "containerName": spec.container,
+                                       "containerPort": spec.port}], "healthCheckGracePeriodSeconds": 60
+                    } if spec.port else {}
         ecs.create_service(
             cluster=CLUSTER, serviceName=spec.name, taskDefinition=arn, desiredCount=WORKER_STATE.desired,
             launchType="FARGATE", platformVersion="LATEST", networkConfiguration=network,
-            schedulingStrategy="REPLICA",
+            schedulingStrategy="REPLICA", **balanced,
             deploymentConfiguration={"maximumPercent": 200, "minimumHealthyPercent": 50,
                                      "deploymentCircuitBreaker": {"enable": True, "rollback": False}},
         )
@@ -246,7 +260,13 @@ def _workers(ecs: Any, scenario: Scenario, network: dict[str, Any], out: SeededA
         )["tasks"]]
         out.tasks[spec.name] = tasks
         moto_patches.set_task_health(CLUSTER, tasks, "HEALTHY", now - STEADY_SINCE + timedelta(minutes=1))
-        deployments, events = _history(scenario, spec, [arn], primary, tasks, [], out, now, WORKER_STATE)
+        ips = []
+        if spec.port:
+            ips = [_task_ip(t) for t in ecs.describe_tasks(cluster=CLUSTER, tasks=tasks)["tasks"]]
+            elb.register_targets(TargetGroupArn=out.target_groups[spec.name],
+                                 Targets=[{"Id": ip, "Port": spec.port} for ip in ips])
+            out.targets[spec.name] = ips
+        deployments, events = _history(scenario, spec, [arn], primary, tasks, ips, out, now, WORKER_STATE)
         moto_patches.shape_service(CLUSTER, spec.name, WORKER_STATE, deployments, events)
 
 
@@ -263,7 +283,7 @@ def _register_task_definition(ecs: Any, spec: ServiceSpec, image: str) -> str:
             "awslogs-group": f"/ecs/{spec.name}", "awslogs-region": layout.REGION, "awslogs-stream-prefix": "ecs"}},
         "environment": [{"name": "RMS_ENV", "value": "production"}],
     }
-    if not spec.port:
+    if spec.images[-1] == layout.WORKER_IMAGE:  # a worker, behind the ALB or not
         container["environment"].append({"name": "RMS_WORKER_QUEUE", "value": spec.name.removeprefix("rms-")})
     return ecs.register_task_definition(
         family=spec.name, networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
@@ -291,7 +311,7 @@ def _history(scenario: Scenario, spec: ServiceSpec, task_defs: list[str], primar
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Deployments (PRIMARY first) and service events (newest first) that tell the scenario's story.
 
-    ``state``: a service the scenario does not name (a worker); it has no target group either.
+    ``state``: a service the scenario does not name (a worker; a target group only with --target-groups).
     """
     state = state or scenario.services[spec.name]
     name = spec.name

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rmsops.core.config import Settings
+from rmsops.sources import limits
 
-MAX_NAMES_PER_CALL = 100  # DescribeAlarms' AlarmNames maximum
+MAX_NAMES_PER_CALL = limits.CLOUDWATCH_ALARM_NAMES  # DescribeAlarms' AlarmNames maximum
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,8 @@ def firing(cloudwatch: Any, settings: Settings) -> list[Alarm]:
 def _alarms_in_alarm(cloudwatch: Any, settings: Settings) -> Iterator[tuple[str, dict[str, Any]]]:
     """(kind, alarm) pairs: by explicit names, by prefix, or every alarm when neither is set."""
     queries: list[dict[str, Any]] = []
-    names = list(settings.alarm_names)
-    for first in range(0, len(names), MAX_NAMES_PER_CALL):
-        queries.append({"AlarmNames": names[first:first + MAX_NAMES_PER_CALL]})
+    for names in limits.chunks(settings.alarm_names, MAX_NAMES_PER_CALL):
+        queries.append({"AlarmNames": names})
     if settings.alarm_prefix:
         queries.append({"AlarmNamePrefix": settings.alarm_prefix})
     if not queries:

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from rmsops.sources import limits
+from rmsops.sources.ecs_tasks import service_tasks
+
 if TYPE_CHECKING:
     from rmsops.core.context import Context
 
@@ -19,10 +22,8 @@ def describe_services(ctx: Context) -> dict[str, Any]:
         ecs = ctx.client("ecs")
         services: list[dict] = []
         failures: list[dict] = []
-        names = list(ctx.settings.services)
-        for offset in range(0, len(names), 10):  # the API takes 10 services per call
-            answer = ecs.describe_services(cluster=ctx.settings.cluster,
-                                           services=names[offset:offset + 10])
+        for batch in limits.chunks(ctx.settings.services, limits.ECS_DESCRIBE_SERVICES):
+            answer = ecs.describe_services(cluster=ctx.settings.cluster, services=batch)
             services += answer.get("services", [])
             failures += answer.get("failures", [])
         return {"services": services, "failures": failures}
@@ -61,7 +62,12 @@ def split_revision(task_definition: str | None) -> tuple[str, int | None]:
 
 
 def describe_task_definition(ctx: Context, name: str) -> dict[str, Any] | None:
-    """One task definition (any status), fetched once per run; None when it does not exist."""
+    """One task definition (any status), fetched once per run; None when it does not exist.
+
+    DescribeTaskDefinition takes one task definition a call, so an ARN and its ``family:revision``
+    share one fetch: the checks that name it either way ask ECS once.
+    """
+    key = short_name(name) if ":task-definition/" in name else name
 
     def fetch() -> dict[str, Any] | None:
         ecs = ctx.client("ecs")
@@ -70,7 +76,30 @@ def describe_task_definition(ctx: Context, name: str) -> dict[str, Any] | None:
         except ecs.exceptions.ClientException:
             return None  # "Unable to describe task definition": never registered, or deleted
 
-    return ctx.memo(f"deploy.task_definition:{name}", fetch)
+    return ctx.memo(f"deploy.task_definition:{key}", fetch)
+
+
+def newest_revisions(ctx: Context, family: str, status: str = "ACTIVE", limit: int = 10) -> list[int]:
+    """The newest ``limit`` revision numbers of ``family`` with ``status``, newest first.
+
+    ListTaskDefinitions is paged (up to 100 ARNs a page); ``familyPrefix`` may also match longer
+    families (rms-backend-worker), which are skipped. With ``sort=DESC`` AWS lists a family's
+    revisions together, newest first, so the listing stops once ``limit`` of them are in.
+    """
+    def fetch() -> list[int]:
+        ecs = ctx.client("ecs")
+        numbers: set[int] = set()
+        for page in ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status=status,
+                                                                         sort="DESC"):
+            for arn in page.get("taskDefinitionArns", []):
+                name_family, revision = split_revision(arn)
+                if name_family == family and revision is not None:
+                    numbers.add(revision)
+            if len(numbers) >= limit:
+                break
+        return sorted(numbers, reverse=True)[:limit]
+
+    return ctx.memo(f"ecs.newest_revisions:{family}:{status}:{limit}", fetch)
 
 
 DEPLOYMENT_COLUMNS = ["service", "deployment", "status", "task_definition", "rollout_state",
@@ -158,27 +187,16 @@ def stopped_tasks(ctx: Context) -> pd.DataFrame:
     """
 
     def fetch() -> pd.DataFrame:
-        ecs = ctx.client("ecs")
-        cluster = ctx.settings.cluster
+        tasks = service_tasks(ctx, "STOPPED")  # a missing service: app.ecs.capacity reports it
         rows, undated = [], 0
         for service in ctx.settings.services:
-            arns: list[str] = []
-            try:
-                for page in ecs.get_paginator("list_tasks").paginate(
-                        cluster=cluster, serviceName=service, desiredStatus="STOPPED"):
-                    arns += page.get("taskArns", [])
-            except ecs.exceptions.ServiceNotFoundException:
-                continue  # app.ecs.capacity and deploy.ecs.rollout report the missing service
-            for offset in range(0, len(arns), 100):
-                for task in ecs.describe_tasks(cluster=cluster, tasks=arns[offset:offset + 100])["tasks"]:
-                    if task.get("group", f"service:{service}") != f"service:{service}":
-                        continue  # moto ignores serviceName: keep this service's tasks only
-                    stopped = task.get("stoppedAt")
-                    if not isinstance(stopped, datetime):
-                        undated += 1
-                        continue
-                    if ctx.window.start <= stopped <= ctx.window.end:
-                        rows.append(stopped_row(service, task))
+            for task in tasks.get(service, []):
+                stopped = task.get("stoppedAt")
+                if not isinstance(stopped, datetime):
+                    undated += 1
+                    continue
+                if ctx.window.start <= stopped <= ctx.window.end:
+                    rows.append(stopped_row(service, task))
         frame = stopped_frame(rows)
         frame.attrs["undated"] = undated
         return frame

@@ -14,10 +14,15 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
+from botocore.exceptions import ClientError
+
+from rmsops.core import budget
+from rmsops.core.findings import Finding, Severity
+from rmsops.sources import limits
 
 if TYPE_CHECKING:
     from rmsops.core.context import Context
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
 
 INSIGHTS_ROW_LIMIT = 10_000  # the rows a query returns by default (one page of get_query_results)
 INSIGHTS_MAX_ROWS = 100_000  # the most a query may return, in pages of 10 000 (StartQuery's limit)
+FILTER_MAX_EVENTS = 50_000  # the events the fallback reads before it stops (``attrs["truncated"]``)
+SLOT_FIRST_WAIT = 1.0  # seconds before asking again for a query slot (then doubling, up to SLOT_MAX_WAIT)
+SLOT_MAX_WAIT = 8.0
 EVENT_COLUMNS = ["timestamp", "log_group", "stream", "message"]
 _DONE = {"Complete", "Failed", "Cancelled", "Timeout", "Unknown"}
 
@@ -61,13 +69,22 @@ def run(ctx: Context, log_groups: Sequence[str], query: LogQuery, window: Window
 
 def insights(ctx: Context, log_groups: Sequence[str], query_string: str, window: Window,
              limit: int = INSIGHTS_ROW_LIMIT, timeout: float = 120.0, region: str | None = None) -> pd.DataFrame:
-    """Run a Logs Insights query and wait for it; ``attrs["truncated"]`` when the row limit was hit."""
+    """Run a Logs Insights query and wait for it; ``attrs["truncated"]`` when the row limit was hit.
+
+    It waits at most ``timeout`` seconds, and never past the run's budget: for a free query slot
+    when the account already runs as many queries as it may (StartQuery's LimitExceededException),
+    then for the answer, asking with growing pauses (0.2 s up to 2 s).
+    """
+    if len(log_groups) > limits.LOGS_INSIGHTS_LOG_GROUPS:  # one query cannot, and splitting breaks its stats
+        raise ValueError(f"a Logs Insights query reads at most {limits.LOGS_INSIGHTS_LOG_GROUPS} log groups; "
+                         f"{len(log_groups)} were given")
     logs = ctx.client("logs", region)
     limit = max(1, min(limit, INSIGHTS_MAX_ROWS))
-    query_id = logs.start_query(
-        logGroupNames=list(log_groups), startTime=int(window.start.timestamp()),
-        endTime=math.ceil(window.end.timestamp()), queryString=query_string, limit=limit)["queryId"]
-    deadline = time.monotonic() + timeout
+    left = budget.remaining()
+    allowed = timeout if left is None else min(timeout, left)
+    deadline = time.monotonic() + allowed
+    query_id = _start_query(logs, deadline, logGroupNames=list(log_groups), startTime=int(window.start.timestamp()),
+                            endTime=math.ceil(window.end.timestamp()), queryString=query_string, limit=limit)
     delay = 0.2
     while True:
         answer = logs.get_query_results(queryId=query_id)
@@ -76,8 +93,9 @@ def insights(ctx: Context, log_groups: Sequence[str], query_string: str, window:
         if time.monotonic() > deadline:
             with contextlib.suppress(Exception):  # it may have finished meanwhile
                 logs.stop_query(queryId=query_id)
-            raise TimeoutError(f"Logs Insights query did not finish in {timeout:.0f} s; narrow the window")
-        time.sleep(delay)
+            said = "" if allowed == timeout else " (what was left of the run's time budget)"
+            raise TimeoutError(f"Logs Insights query did not finish in {allowed:.0f} s{said}; narrow the window")
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 2.0)
     if answer["status"] != "Complete":
         raise RuntimeError(f"Logs Insights query ended {answer['status']}")
@@ -89,6 +107,51 @@ def insights(ctx: Context, log_groups: Sequence[str], query_string: str, window:
     frame.attrs["truncated"] = len(frame) >= limit
     frame.attrs["statistics"] = statistics
     return frame
+
+
+def _start_query(logs: object, deadline: float, **request: object) -> str:
+    """StartQuery, waiting (with growing pauses) for a query slot of the account until ``deadline``.
+
+    Logs Insights runs a limited number of queries per account and region at once; one more is
+    refused with LimitExceededException until another ends, which takes seconds, not minutes.
+    """
+    began, pause = time.monotonic(), SLOT_FIRST_WAIT
+    while True:
+        try:
+            return logs.start_query(**request)["queryId"]  # type: ignore[attr-defined]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "LimitExceededException":
+                raise
+            if time.monotonic() + pause > deadline:
+                raise RuntimeError(
+                    "Logs Insights refused the query: the account already runs as many queries as its "
+                    f"concurrency quota allows (LimitExceededException); no slot freed in "
+                    f"{time.monotonic() - began:.0f} s. Try again when other queries have ended.") from exc
+        time.sleep(pause)
+        pause = min(pause * 2, SLOT_MAX_WAIT)
+
+
+def truncated(*frames: pd.DataFrame) -> bool:
+    """Whether any of these answers of ``run`` (or their copies that kept ``attrs``) was capped."""
+    return any(bool(frame.attrs.get("truncated")) for frame in frames)
+
+
+def mark_truncated(findings: list[Finding], capped: bool) -> list[Finding]:
+    """Say on every judgement built from capped log rows that they were capped: evidence
+    ``truncated: true`` and a sentence in the detail (the counts are then lower bounds).
+
+    Logs Insights returns at most the query's ``limit`` rows (10 000 unless asked for more) and the
+    fallback reads at most FILTER_MAX_EVENTS events, so a busy window may hold more than was seen.
+    ``error`` findings (the query did not run) are left as they are.
+    """
+    if not capped:
+        return findings
+    note = ("The log query's results were capped at its row limit, so the counts here are lower bounds; "
+            "narrow the window to see everything.")
+    return [finding if finding.severity == Severity.ERROR else
+            replace(finding, detail=f"{finding.detail} {note}".strip(),
+                    evidence={**finding.evidence, "truncated": True})
+            for finding in findings]
 
 
 def _is_time_field(name: str) -> bool:
@@ -126,7 +189,7 @@ def insights_frame(results: list[list[dict]]) -> pd.DataFrame:
 
 
 def filter_events(ctx: Context, log_groups: Sequence[str], pattern: str, window: Window,
-                  max_events: int = 50_000, region: str | None = None) -> pd.DataFrame:
+                  max_events: int = FILTER_MAX_EVENTS, region: str | None = None) -> pd.DataFrame:
     """Raw events of each group in the window (paginated), sorted by time.
 
     At most ``max_events`` are read (the first ones the API returns, i.e. the oldest of each group);

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from rmsops.sources import limits
 
 if TYPE_CHECKING:
     from rmsops.core.context import Context
     from rmsops.core.window import Window
 
-MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit
+MAX_QUERIES_PER_CALL = limits.CLOUDWATCH_METRIC_QUERIES  # GetMetricData's limit
 
 
 @dataclass(frozen=True)
@@ -58,20 +62,29 @@ def fetch(ctx: Context, queries: list[MetricQuery], period: int | None = None,
     cloudwatch = ctx.client("cloudwatch", region)
     labels = {q.id: q.label or q.metric for q in queries}
     rows: list[tuple] = []
-    for offset in range(0, len(queries), MAX_QUERIES_PER_CALL):
-        batch = [q.to_api(period) for q in queries[offset:offset + MAX_QUERIES_PER_CALL]]
-        paginator = cloudwatch.get_paginator("get_metric_data")
-        for page in paginator.paginate(MetricDataQueries=batch, StartTime=window.start,
-                                       EndTime=window.end, ScanBy="TimestampAscending"):
-            for result in page["MetricDataResults"]:
-                qid = result["Id"]
-                rows.extend((ts, qid, labels.get(qid, qid), float(v))
-                            for ts, v in zip(result["Timestamps"], result["Values"], strict=False))
+    for qid, ts, value in datapoints(cloudwatch, queries, period, window.start, window.end):
+        rows.append((ts, qid, labels.get(qid, qid), value))
     frame = pd.DataFrame(rows, columns=columns)
     if frame.empty:
         return frame
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     return frame.sort_values(["id", "timestamp"]).reset_index(drop=True)
+
+
+def datapoints(cloudwatch: Any, queries: list[MetricQuery], period: int, start: datetime, end: datetime
+               ) -> Iterator[tuple[str, datetime, float]]:
+    """(query id, timestamp, value) of every datapoint, oldest first per query.
+
+    GetMetricData takes at most 500 queries a call and pages its answer (a query's values may
+    continue on the next page): both are followed here, for every caller.
+    """
+    paginator = cloudwatch.get_paginator("get_metric_data")
+    for batch in limits.chunks(queries, MAX_QUERIES_PER_CALL):
+        for page in paginator.paginate(MetricDataQueries=[q.to_api(period) for q in batch], StartTime=start,
+                                       EndTime=end, ScanBy="TimestampAscending"):
+            for result in page["MetricDataResults"]:
+                for ts, value in zip(result["Timestamps"], result["Values"], strict=False):
+                    yield result["Id"], ts, float(value)
 
 
 def fill_missing(frame: pd.DataFrame, start, end, period: int, value: float = 0.0) -> pd.DataFrame:

@@ -83,8 +83,9 @@ def automated_backup_window(ctx: Context, name: str | None = None) -> dict[str, 
 
     def fetch() -> dict[str, Any]:
         try:
-            backups = ctx.client("rds").describe_db_instance_automated_backups(
-                DBInstanceIdentifier=name).get("DBInstanceAutomatedBackups", [])
+            pages = ctx.client("rds").get_paginator("describe_db_instance_automated_backups").paginate(
+                DBInstanceIdentifier=name)
+            backups = [backup for page in pages for backup in page.get("DBInstanceAutomatedBackups", [])]
         except (ClientError, BotoCoreError):
             return {}
         for backup in backups:

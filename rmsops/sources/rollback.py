@@ -14,6 +14,7 @@ import pandas as pd
 from rmsops.sources.ecs import (
     current_task_definition,
     describe_task_definition,
+    newest_revisions,
     previous_task_definition,
     short_name,
     split_revision,
@@ -78,22 +79,10 @@ def choose_last_good(svc: dict[str, Any], previous: str | None, previous_how: st
 
 def revisions_frame(ctx: Context, service: str, svc: dict[str, Any]) -> pd.DataFrame:
     """The newest revisions of the service's family with their status, images and deployments."""
-    ecs = ctx.client("ecs")
     family, _ = split_revision(current_task_definition(svc))
     numbers: set[int] = set()
     for status in ("ACTIVE", "INACTIVE"):
-        # newest first; familyPrefix also matches longer families (rms-backend-worker): skip those, and
-        # stop once this family's newest revisions are in (AWS lists a family's revisions together)
-        found = 0
-        for page in ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family, status=status,
-                                                                         sort="DESC"):
-            for arn in page.get("taskDefinitionArns", []):
-                name_family, revision = split_revision(arn)
-                if name_family == family and revision is not None:
-                    numbers.add(revision)
-                    found += 1
-            if found >= MAX_REVISIONS:
-                break
+        numbers.update(newest_revisions(ctx, family, status, MAX_REVISIONS))
     deployments = {short_name(d.get("taskDefinition")): d for d in reversed(svc.get("deployments", []))}
     rows = []
     for revision in sorted(numbers, reverse=True)[:MAX_REVISIONS]:

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rmsops.core.window import Window
+from rmsops.sources import limits
 
 if TYPE_CHECKING:
     from rmsops.core.context import Context
 
-BATCH_SIZE = 5  # batch_get_traces takes at most 5 trace ids per call
+BATCH_SIZE = limits.XRAY_BATCH_GET_TRACES  # batch_get_traces takes at most 5 trace ids per call
 MAX_TRACES = 100  # the slowest traces of the window that are fetched in full
 MAX_TRACE_HOURS = 6  # the most recent part of the window that trace summaries are listed for
 MAX_SUMMARIES = 5000  # trace summaries read (pages of up to 100) before picking the slowest
@@ -68,8 +69,7 @@ def slowest_ids(summaries: Iterable[dict[str, Any]], limit: int = MAX_TRACES) ->
 
 
 def chunks(items: list[str], size: int = BATCH_SIZE) -> Iterator[list[str]]:
-    for offset in range(0, len(items), size):
-        yield items[offset:offset + size]
+    return limits.chunks(items, size)
 
 
 def batch_get_traces(ctx: Context, trace_ids: list[str]) -> list[dict[str, Any]]:
