@@ -14,8 +14,9 @@ S3 call to the per-client frame:
   temporary folder (8 at once), then one SQL query through the view that cuts each line with the
   Athena table's regex.
 
-Both give the same per-client frame (checked). Prints rows/s per reader and size, and the table
-for README's "Large logs".
+Each read runs in a process of its own, forked for it, so that its peak memory (RSS) is its own.
+Both give the same per-client frame (checked). Prints rows/s and peak memory per reader and size,
+and the table for README's "Large logs".
 """
 
 from __future__ import annotations
@@ -193,11 +194,26 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise SystemExit("moto_server did not start")
 
 
-def timed(fn: Any, *args: Any) -> tuple[float, float, Any]:
-    """(wall seconds, CPU seconds of this process, result)."""
-    cpu, began = time.process_time(), time.monotonic()
-    result = fn(*args)
-    return time.monotonic() - began, time.process_time() - cpu, result
+def timed(reader: str, url: str, keys: list[str], window: Window) -> tuple[float, float, float, pd.DataFrame]:
+    """(wall seconds, CPU seconds, peak memory MB, frame) of one reader, in a fresh forked process so
+    that its peak memory is its own."""
+    import multiprocessing
+    import resource
+
+    def child(pipe: Any) -> None:
+        s3 = boto3.client("s3", region_name=REGION, endpoint_url=url)
+        cpu, began = time.process_time(), time.monotonic()
+        frame = read_python(s3, keys, window)[0] if reader == "python" else read_duckdb(s3, keys, window)
+        wall, cpu = time.monotonic() - began, time.process_time() - cpu
+        pipe.send((wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, frame))
+        pipe.close()
+
+    parent, other = multiprocessing.get_context("fork").Pipe()
+    process = multiprocessing.get_context("fork").Process(target=child, args=(other,))
+    process.start()
+    result = parent.recv()
+    process.join()
+    return result
 
 
 def main() -> None:
@@ -223,27 +239,22 @@ def main() -> None:
             print(f"{total} MB: {len(keys)} objects, {lines} lines written in {time.monotonic() - began:.1f} s",
                   flush=True)
             results = {}
-            for reader, fn in (("python", read_python), ("duckdb", read_duckdb)):
-                best = None
-                for _ in range(args.repeat):
-                    wall, cpu, result = timed(fn, s3, keys, window)
-                    if best is None or wall < best[0]:
-                        best = (wall, cpu, result)
-                assert best is not None
+            for reader in ("python", "duckdb"):
+                best = min((timed(reader, url, keys, window) for _ in range(args.repeat)), key=lambda r: r[0])
                 results[reader] = best
-                print(f"  {reader:6} {best[0]:7.2f} s  {lines / best[0]:10,.0f} rows/s  CPU {best[1]:.2f} s",
-                      flush=True)
-            old = results["python"][2][0]
-            new = results["duckdb"][2]
-            same = old.reset_index(drop=True).equals(new.reset_index(drop=True))
-            rows.append((total, len(keys), lines, results["python"][0], results["duckdb"][0], same))
+                print(f"  {reader:6} {best[0]:7.2f} s  {lines / best[0]:10,.0f} rows/s  CPU {best[1]:.2f} s  "
+                      f"peak {best[2]:.0f} MB", flush=True)
+            same = results["python"][3].reset_index(drop=True).equals(results["duckdb"][3].reset_index(drop=True))
+            rows.append((total, len(keys), lines, results["python"], results["duckdb"], same))
         print(f"\n{os.cpu_count()} cores, DuckDB {__import__('duckdb').__version__}; rows/s from the first S3 call "
               "to the per-client frame\n")
-        print("| gzipped logs | objects | rows | Python parser | DuckDB | DuckDB / Python | same frame |")
-        print("|---|---|---|---|---|---|---|")
+        print("| gzipped logs | objects | rows | Python parser | DuckDB | DuckDB / Python "
+              "| peak memory Python / DuckDB | same frame |")
+        print("|---|---|---|---|---|---|---|---|")
         for total, objects, lines, python, duck, same in rows:
-            print(f"| {total} MB | {objects} | {lines:,} | {lines / python:,.0f} rows/s ({python:.1f} s) | "
-                  f"{lines / duck:,.0f} rows/s ({duck:.1f} s) | {python / duck:.1f}x | {'yes' if same else 'NO'} |")
+            print(f"| {total} MB | {objects} | {lines:,} | {lines / python[0]:,.0f} rows/s ({python[0]:.1f} s) | "
+                  f"{lines / duck[0]:,.0f} rows/s ({duck[0]:.1f} s) | {python[0] / duck[0]:.1f}x | "
+                  f"{python[2]:,.0f} MB / {duck[2]:,.0f} MB | {'yes' if same else 'NO'} |")
     finally:
         if server:
             server.terminate()
