@@ -104,7 +104,8 @@ def blocks_from_athena(ctx: Context, waf: Waf) -> tuple[pd.DataFrame, int, dict[
     from rmsops.sources import athena
 
     settings = waf.athena
-    assert settings is not None and settings.waf_table
+    if settings is None or not settings.waf_table:
+        raise ValueError(f"{waf.group}: not a WAF table in Athena (athena.waf_table)")
     rows = athena.run(ctx, blocks_sql(f'"{settings.database}"."{settings.waf_table}"', ctx.window),
                       athena.Query.of(settings))
     baseline = int(pd.to_numeric(rows["previous_blocks"], errors="coerce").fillna(0).iloc[0]) if len(rows) else 0
