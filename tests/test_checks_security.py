@@ -237,35 +237,6 @@ def alb_line(at: datetime, client: str = "203.0.113.5", status: int = 200, path:
             f'10 {when} "forward" "-" "-" "10.0.10.11:8000" "{status}" "-" "-"')
 
 
-def test_parse_alb_line_reads_client_status_and_path():
-    at = datetime(2026, 11, 28, 19, 5, 1, 123456, tzinfo=UTC)
-    entry = security.parse_alb_line(alb_line(at, "198.51.100.7", 401))
-    assert entry == {"time": at, "client": "198.51.100.7", "status": 401, "method": "POST", "path": "/api/login"}
-
-
-def test_parse_alb_line_refuses_malformed_lines():
-    assert security.parse_alb_line("") is None
-    assert security.parse_alb_line("h2 not-a-time x y") is None
-    assert security.parse_alb_line("http notatime " + " ".join(["x"] * 20)) is None
-
-
-def test_parse_alb_line_without_a_backend_status():
-    line = alb_line(datetime(2026, 11, 28, tzinfo=UTC)).replace(" 200 200 ", " 460 - ", 1)
-    assert security.parse_alb_line(line)["status"] == 460
-
-
-def test_aggregate_alb_per_client():
-    at = datetime(2026, 11, 28, 19, tzinfo=UTC)
-    entries = [security.parse_alb_line(alb_line(at, "1.1.1.1", s, p)) for s, p in
-               ((200, "/a"), (404, "/b"), (502, "/b"), (401, "/b"))] + \
-              [security.parse_alb_line(alb_line(at, "2.2.2.2"))]
-    frame = security.aggregate_alb(entries)
-    first = frame.iloc[0].to_dict()
-    assert first == {"client": "1.1.1.1", "requests": 4, "status_4xx": 2, "status_5xx": 1, "top_path": "/b",
-                     "top_path_requests": 3}
-    assert security.aggregate_alb([]).empty
-
-
 def test_log_prefixes_cover_each_day_of_the_window():
     window = Window(datetime(2026, 11, 28, 23, 30, tzinfo=UTC), datetime(2026, 11, 28, 23, 58, tzinfo=UTC))
     assert security.log_prefixes("rms-alb/", "123", "us-east-1", window) == [
@@ -445,7 +416,10 @@ def alb_with_logs(enabled: bool = True) -> str:
 
 
 def put_alb_file(lb_arn: str, closes: datetime, lines: list[str], prefix: str = "rms") -> None:
-    token = lb_arn.split(":loadbalancer/", 1)[1].replace("/", ".")
+    """A log file of the load balancer, its lines naming it as the ALB does (``app/<name>/<id>``)."""
+    elb = lb_arn.split(":loadbalancer/", 1)[1]
+    lines = [line.replace(f" {LB} ", f" {elb} ", 1) for line in lines]
+    token = elb.replace("/", ".")
     key = (f"{prefix}/AWSLogs/123456789012/elasticloadbalancing/us-east-1/{closes:%Y/%m/%d}/"
            f"123456789012_elasticloadbalancing_us-east-1_{token}_{closes:%Y%m%dT%H%MZ}_10.0.0.1_x1.log.gz")
     seed.client("s3").put_object(Bucket="rms-alb-logs", Key=key, Body=gzip.compress(("\n".join(lines) + "\n").encode()))
@@ -474,6 +448,23 @@ def test_alb_access_logs_normal_traffic_is_ok(aws, make_context):
     put_alb_file(lb, closes, [alb_line(closes - timedelta(seconds=i), f"10.0.0.{i % 7}") for i in range(30)])
     [finding] = make_context().run("security.alb.access_logs").findings
     assert finding.severity is OK and finding.evidence["entries"] == 30
+
+
+def test_alb_access_logs_read_at_most_the_object_cap_and_say_so(aws, make_context, monkeypatch):
+    """Past MAX_LOG_OBJECTS files the oldest are read (keys sort by time) and the evidence says what was left."""
+    lb = alb_with_logs()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    closes = now - timedelta(minutes=now.minute % 5)
+    for k, client in enumerate(("10.0.0.1", "10.0.0.2", "10.0.0.3")):
+        put_alb_file(lb, closes - timedelta(minutes=5 * (2 - k)), [alb_line(closes - timedelta(minutes=5 * (2 - k),
+                                                                                           seconds=9), client)])
+    monkeypatch.setattr(security, "MAX_LOG_OBJECTS", 2)
+    result = make_context().run("security.alb.access_logs")
+    [finding] = result.findings
+    assert finding.severity is OK
+    assert {k: finding.evidence[k] for k in ("files", "files_found", "truncated", "max_objects", "engine")} == {
+        "files": 2, "files_found": 3, "truncated": True, "max_objects": 2, "engine": "duckdb"}
+    assert set(result.data["client"]) == {"10.0.0.1", "10.0.0.2"}
 
 
 def test_alb_access_logs_not_enabled_is_info(aws, make_context):

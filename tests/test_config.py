@@ -132,3 +132,43 @@ def test_newer_keys_are_validated_too(tmp_path, changes, message):
     path = _write(tmp_path, yaml.safe_dump(merge(BASE_ENV, changes)))
     with pytest.raises(ConfigError, match=message):
         config.load(str(path))
+
+
+ATHENA = {"database": "rms_logs", "alb_table": "alb_access_logs", "waf_table": "waf_logs",
+          "output_location": "s3://aws-athena-query-results-123456789012-us-east-1/rmsops/"}
+
+
+def test_the_athena_section_is_read_with_its_defaults(env_file):
+    assert config.load(str(env_file())).athena is None  # without it: DuckDB reads the ALB's logs
+    athena = config.load(str(env_file(athena=ATHENA))).athena
+    assert athena == config.AthenaSettings(database="rms_logs", workgroup="primary", alb_table="alb_access_logs",
+                                           waf_table="waf_logs", output_location=ATHENA["output_location"],
+                                           max_scanned_mb=1024.0)
+
+
+def test_the_production_example_documents_the_athena_section():
+    example = (ROOT / "parameters" / "production.yaml").read_text()
+    commented = "\n".join(line.split("# ", 1)[1] for line in example.splitlines()
+                          if line.startswith("# athena:") or line.startswith("#   "))
+    raw = merge(BASE_ENV, yaml.safe_load(commented))
+    assert set(raw["athena"]) == set(config.SCHEMA["athena"])  # every key shown, each valid
+    assert config._athena(raw["athena"], Path("production.yaml")).max_scanned_mb == 1024.0
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"athena": {"alb_table": "alb_access_logs"}}, r"athena.database: missing"),
+    ({"athena": {"database": "rms_logs"}}, r"athena: name alb_table and/or waf_table"),
+    ({"athena": {**ATHENA, "alb_table": "alb; DROP TABLE x"}}, r"athena.alb_table: expected a Glue name"),
+    ({"athena": {**ATHENA, "database": "rms-logs"}}, r"athena.database: expected a Glue name"),
+    ({"athena": {**ATHENA, "output_location": "rms-results/q/"}}, r"athena.output_location: expected s3://"),
+    ({"athena": {**ATHENA, "max_scanned_mb": 0}}, r"athena.max_scanned_mb: expected a number above 0"),
+    ({"athena": {**ATHENA, "max_scanned_mb": "1 GB"}}, r"athena.max_scanned_mb: expected number, got text"),
+    ({"athena": {**ATHENA, "workgroup": "rms ops"}}, r"athena.workgroup: expected a workgroup name"),
+    ({"athena": {**ATHENA, "albtable": "x"}}, r"unknown key 'athena.albtable'; did you mean 'athena.alb_table'"),
+    ({"athena": "rms_logs"}, r"athena: expected a mapping"),
+])
+def test_athena_mistakes_are_one_line_naming_the_key(tmp_path, changes, message):
+    path = _write(tmp_path, yaml.safe_dump(merge(BASE_ENV, changes)))
+    with pytest.raises(ConfigError, match=message) as err:
+        config.load(str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)

@@ -7,6 +7,8 @@ IAM action of each call. From that record:
 * no diagnostic runbook calls an AWS API that is not a read;
 * ``docs/iam-policy.json`` grants exactly the actions the runbooks call (plus the few on code
   paths the demo does not take, each named below with its reason), so the policy cannot drift;
+  the Athena path (an ``athena:`` section, which the demo has not) is run against moto with the
+  same recorder, and what Athena itself calls with the caller's credentials is named with why;
 * ``docs/iam-policy-actions.json`` grants what the confirmed actions call.
 
 The database half: ``docs/postgres-monitoring-role.sql`` is applied to the real test PostgreSQL,
@@ -29,8 +31,9 @@ from rmsops.core.aws import AwsClients
 
 ROOT = Path(__file__).resolve().parent.parent
 READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Lookup", "Filter", "Search")
-# Logs Insights queries are reads that AWS names Start/Stop (they create no resource).
-READ_EXCEPTIONS = {"logs:StartQuery", "logs:StopQuery"}
+# Logs Insights and Athena queries are reads that AWS names Start/Stop (they create no resource;
+# Athena writes the rows to the results bucket, the one place the policy lets it write).
+READ_EXCEPTIONS = {"logs:StartQuery", "logs:StopQuery", "athena:StartQueryExecution", "athena:StopQueryExecution"}
 # In the policy but on code paths the demo does not take, each for a documented reason.
 NOT_TAKEN_BY_THE_DEMO = {
     "logs:StartQuery": "logs_query: insights (the demo uses filter: moto's Insights has no stats)",
@@ -38,6 +41,15 @@ NOT_TAKEN_BY_THE_DEMO = {
     "logs:StopQuery": "logs_query: insights, a query cut short",
     "rds-db:connect": "database.iam_auth: true (an RDS IAM token instead of a password)",
 }
+# Called by Athena, with the caller's credentials, for the queries rmsops starts: no client call of
+# rmsops's to record (moto's Athena runs no SQL). Partition projection needs no glue:GetPartitions.
+CALLED_BY_ATHENA = {
+    "glue:GetDatabase": "Athena reads the database of athena.database from the Glue Data Catalog",
+    "glue:GetTable": "Athena reads the table definitions (docs/athena/*.sql) from the Glue Data Catalog",
+    "s3:GetBucketLocation": "Athena checks the region of athena.output_location's bucket",
+    "s3:PutObject": "Athena writes the query's rows to athena.output_location (only aws-athena-query-results-*)",
+}
+ATHENA_RESULTS = {"arn:aws:s3:::aws-athena-query-results-*", "arn:aws:s3:::aws-athena-query-results-*/*"}
 
 
 def _is_read(action: str) -> bool:
@@ -90,6 +102,48 @@ def diagnostic_calls(demo_incident, demo_healthy, tmp_path_factory) -> set[str]:
     return called
 
 
+@pytest.fixture(scope="module")
+def athena_calls(tmp_path_factory) -> set[str]:
+    """The Athena path of security.alb.access_logs and security.waf.blocks, in moto: queries that
+    succeed, and one stopped at its deadline (moto's queries made to stay RUNNING)."""
+    import time
+
+    import yaml
+    from moto import mock_aws
+
+    from rmsops.core.context import Context
+    from tests import aws_seed as seed
+    from tests.conftest import BASE_ENV, merge
+    from tests.test_athena import ALB_COLUMNS, ATHENA, WAF_COLUMNS, queries_stay_running, queue
+    from tests.test_checks_security import alb_with_logs
+
+    env_file = tmp_path_factory.mktemp("athena") / "athena.yaml"
+    env_file.write_text(yaml.safe_dump(merge(BASE_ENV, {"athena": ATHENA, "logs_query": "filter"})))
+    monkeypatch = pytest.MonkeyPatch()
+    called = _record_calls(monkeypatch)
+    try:
+        with mock_aws():
+            from moto.athena.models import athena_backends
+            from moto.core import DEFAULT_ACCOUNT_ID
+
+            backend = athena_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+            seed.network()
+            alb_with_logs()
+            queue(backend, ALB_COLUMNS, ("10.0.0.1", 20, 0, 0, "/", 20, 1, 20))
+            queue(backend, WAF_COLUMNS, ("10.0.0.1", "rate", "/", 1, 0))
+            ctx = Context.open(env_file)
+            findings = [f for check in ("security.alb.access_logs", "security.waf.blocks")
+                        for f in ctx.run(check).findings]
+            assert {f.severity.value for f in findings} == {"ok"}
+            with queries_stay_running():
+                monkeypatch.setenv("RMSOPS_DEADLINE", f"{time.time() + 4:.3f}")
+                [stopped] = Context.open(env_file).run("security.alb.access_logs").findings
+                assert "did not finish in time" in stopped.detail
+    finally:
+        monkeypatch.undo()
+    return called
+
+
 def test_no_diagnostic_runbook_calls_a_mutating_aws_api(diagnostic_calls):
     assert len(diagnostic_calls) > 20  # the record really saw the runbooks' calls
     writes = sorted(a for a in diagnostic_calls if not _is_read(a))
@@ -107,13 +161,36 @@ def _policy_actions(path: Path) -> set[str]:
     return actions
 
 
-def test_the_iam_policy_grants_exactly_what_the_runbooks_call(diagnostic_calls):
+def test_the_athena_path_calls_only_reads(athena_calls):
+    athena = {a for a in athena_calls if a.startswith("athena:")}
+    assert athena == {"athena:GetWorkGroup", "athena:StartQueryExecution", "athena:GetQueryExecution",
+                      "athena:GetQueryResults", "athena:StopQueryExecution"}
+    assert not [a for a in athena_calls if not _is_read(a)]
+
+
+def _writes_outside_the_athena_results(path: Path) -> list[str]:
+    """Granted actions that are not reads: only rds-db:connect, and Athena's writes of its results
+    into the results buckets (a statement of its own, naming nothing else)."""
+    writes = []
+    for statement in json.loads(path.read_text())["Statement"]:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for action in statement["Action"]:
+            if _is_read(action) or action == "rds-db:connect":
+                continue
+            if not (action in CALLED_BY_ATHENA and set(resources) <= ATHENA_RESULTS):
+                writes.append(action)
+    return writes
+
+
+def test_the_iam_policy_grants_exactly_what_the_runbooks_call(diagnostic_calls, athena_calls):
     granted = _policy_actions(ROOT / "docs" / "iam-policy.json")
-    missing = sorted(diagnostic_calls - granted)
-    unused = sorted(granted - diagnostic_calls - set(NOT_TAKEN_BY_THE_DEMO))
+    called = diagnostic_calls | athena_calls
+    missing = sorted(called - granted)
+    unused = sorted(granted - called - set(NOT_TAKEN_BY_THE_DEMO) - set(CALLED_BY_ATHENA))
     assert not missing, f"called by the runbooks but not in docs/iam-policy.json: {missing}"
     assert not unused, f"in docs/iam-policy.json but never called: {unused}"
-    assert all(_is_read(action) or action == "rds-db:connect" for action in granted)
+    assert set(CALLED_BY_ATHENA) <= granted
+    assert _writes_outside_the_athena_results(ROOT / "docs" / "iam-policy.json") == []
 
 
 def test_the_actions_policy_covers_every_action_and_only_actions_need_writes():
@@ -128,8 +205,7 @@ def test_the_actions_policy_covers_every_action_and_only_actions_need_writes():
     granted_ops = {a.split(":", 1)[1] for a in granted}
     assert camel <= granted_ops, f"writes the actions make but the policy lacks: {sorted(camel - granted_ops)}"
     assert granted_ops - camel <= {"PassRole"}, f"granted but never called: {sorted(granted_ops - camel)}"
-    diagnostic = _policy_actions(ROOT / "docs" / "iam-policy.json")
-    assert not [a for a in diagnostic if not _is_read(a) and a != "rds-db:connect"]
+    assert _writes_outside_the_athena_results(ROOT / "docs" / "iam-policy.json") == []
 
 
 def test_the_signing_policy_grants_exactly_what_signing_calls_and_only_it_grants_kms():

@@ -8,27 +8,38 @@ untrusted: it is kept as data, never turned into markup here.
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections import Counter
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pandas as pd
 
+from rmsops.core import failure
 from rmsops.core.findings import Finding, Severity, iso
 from rmsops.core.registry import CheckResult, check
 from rmsops.render import plots
 from rmsops.render.figures import two_bars  # noqa: F401 - re-exported for callers of this module
 from rmsops.render.text import TOP, top  # noqa: F401 - re-exported for callers of this module
-from rmsops.sources import cloudtrail, logquery
+from rmsops.sources import alblogs, cloudtrail, logquery
+from rmsops.sources.alblogs import (  # noqa: F401 - re-exported for callers of this module
+    CLIENT_COLUMNS,
+    access_log_location,
+    in_window,
+    log_prefixes,
+)
 from rmsops.sources.applogs import (  # noqa: F401 - re-exported for callers of this module
     AUTH_FAILURE,
     IPV4,  # noqa: F401 - re-exported for callers of this module
     client_of,
 )
-from rmsops.sources.waf import WAF_LOG_KEYS, Waf, configured_wafs, parse_waf  # noqa: F401 - re-exported for callers of this module
+from rmsops.sources.waf import (  # noqa: F401 - re-exported for callers of this module
+    WAF_LOG_KEYS,
+    Waf,
+    blocking_wafs,
+    blocks_from_athena,
+    configured_wafs,
+    parse_waf,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -91,7 +102,9 @@ def waf_blocks_frame(ctx: Context, group: str, window: Window, region: str | Non
 
 
 def judge_waf_blocks(current: pd.DataFrame, baseline: int, thresholds: dict[str, float],
-                     group: str, guards: str = "", region: str = "", cid: str = WAF_BLOCKS) -> list[Finding]:
+                     group: str, guards: str = "", region: str = "", cid: str = WAF_BLOCKS,
+                     source: dict[str, Any] | None = None) -> list[Finding]:
+    """``source``: what the logs were read with (the engine; for Athena, what it scanned), for the evidence."""
     resource = f"waf:{group}"
     waf = f"{guards} WAF" if guards else "WAF"
     blocks = int(current["blocks"].sum()) if len(current) else 0
@@ -99,7 +112,7 @@ def judge_waf_blocks(current: pd.DataFrame, baseline: int, thresholds: dict[str,
     evidence = {"blocks": blocks, "previous_window_blocks": int(baseline), "waf_block_min": minimum,
                 "waf_block_spike_factor": factor, "top_clients": top(current, "client", "blocks"),
                 "top_rules": top(current, "rule", "blocks"), "top_uris": top(current, "uri", "blocks", 5),
-                "guards": guards, "region": region}
+                "guards": guards, "region": region, **(source or {})}
     numbers = (f"{blocks} blocked requests in the window against {baseline} in the window before "
                f"(spike: at least {minimum:g} and {factor:g}x the previous window).")
     if blocks >= minimum and blocks >= factor * baseline:
@@ -120,15 +133,30 @@ def _waf_plot(result: CheckResult, ctx: Context) -> Figure:
 @check(WAF_BLOCKS, plot=_waf_plot)
 def waf_blocks(ctx: Context) -> CheckResult:
     """WAF BLOCK actions in the window against the window before: top client IPs and rules."""
-    wafs = configured_wafs(ctx)
+    wafs = blocking_wafs(ctx)
     if not wafs:
         return CheckResult(findings=[Finding(
             WAF_BLOCKS, Severity.INFO, "waf", "No WAF log group configured",
             "Set logs.waf (the ALB's web ACL, logging in the environment's region) and/or "
             "logs.waf_cloudfront (CloudFront's, logging in us-east-1) in the environment file: the WAF "
-            "logging destinations, aws-waf-logs-....")])
+            "logging destinations, aws-waf-logs-...; or athena.waf_table for the ALB's WAF logging to S3.")])
     findings, frames = [], []
     for waf in wafs:
+        if waf.athena:  # the ALB's web ACL logging to S3, queried in Athena's table
+            try:
+                current, baseline, source = blocks_from_athena(ctx, waf)
+            except Exception as exc:  # noqa: BLE001 - the other WAF's finding stands; this one says why
+                reason = failure.describe(exc)
+                findings.append(Finding(
+                    WAF_BLOCKS, Severity.ERROR, f"waf:{waf.group}",
+                    f"Could not count the {waf.guards} WAF's blocks in Athena", reason,
+                    {"reason": reason, "table": waf.group, "engine": "athena"},
+                    "Fix the cause named in the detail and run the runbook again."))
+                continue
+            findings += judge_waf_blocks(current, baseline, ctx.thresholds, waf.group, waf.guards, waf.region,
+                                         source=source)
+            frames.append(current)
+            continue
         logs = ctx.client("logs", waf.region)
         try:
             current = waf_blocks_frame(ctx, waf.group, ctx.window, waf.region)
@@ -144,7 +172,8 @@ def waf_blocks(ctx: Context) -> CheckResult:
             continue
         findings += logquery.mark_truncated(
             judge_waf_blocks(current, int(previous["blocks"].sum()), ctx.thresholds, waf.group, waf.guards,
-                             waf.region), logquery.truncated(current, previous))
+                             waf.region, source={"engine": f"logs-{ctx.settings.logs_query}"}),
+            logquery.truncated(current, previous))
         frames.append(current)
     data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=WAF_COLUMNS)
     return CheckResult(findings=findings, data=data)
@@ -369,107 +398,16 @@ def cloudtrail_sensitive(ctx: Context) -> CheckResult:
 
 # --- security.alb.access_logs -------------------------------------------------------------------
 
-CLIENT_COLUMNS = ["client", "requests", "status_4xx", "status_5xx", "top_path", "top_path_requests"]
-MAX_LOG_OBJECTS = 2000  # 5-minute files: a day of a multi-node ALB
-_TOKEN = re.compile(r'"[^"]*"|\S+')
-_FILE_TIME = re.compile(r"_(\d{8}T\d{4}Z)_")
-
-
-def parse_alb_line(line: str) -> dict[str, Any] | None:
-    """One ALB access log entry: time, client, elb status, method, path (None for a malformed line).
-
-    Fields are space separated, some quoted: ``type time elb client:port target:port
-    request_processing_time target_processing_time response_processing_time elb_status_code
-    target_status_code received_bytes sent_bytes "request" "user_agent" ...``.
-    """
-    fields = _TOKEN.findall(line)
-    if len(fields) < 13:
-        return None
-    try:
-        when = datetime.fromisoformat(fields[1].replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    client = fields[3].rsplit(":", 1)[0] if ":" in fields[3] else fields[3]
-    request = fields[12].strip('"').split(" ")
-    method = request[0] if request else ""
-    path = urlsplit(request[1]).path if len(request) > 1 else ""
-    status = fields[8]
-    return {"time": when, "client": client, "status": int(status) if status.isdigit() else None,
-            "method": method, "path": path or "/"}
-
-
-def aggregate_alb(entries: list[dict[str, Any]]) -> pd.DataFrame:
-    """Requests per client with 4xx/5xx counts and the most requested path."""
-    if not entries:
-        return pd.DataFrame(columns=CLIENT_COLUMNS)
-    frame = pd.DataFrame(entries)
-    status = frame["status"].fillna(0)
-    frame["is_4xx"] = (status >= 400) & (status < 500)
-    frame["is_5xx"] = status >= 500
-    per = frame.groupby("client").agg(requests=("path", "size"), status_4xx=("is_4xx", "sum"),
-                                      status_5xx=("is_5xx", "sum"))
-    paths = frame.groupby(["client", "path"]).size().reset_index(name="n")
-    paths = paths.sort_values(["client", "n"], ascending=[True, False]).drop_duplicates("client").set_index("client")
-    per["top_path"] = paths["path"]
-    per["top_path_requests"] = paths["n"]
-    per = per.reset_index().sort_values("requests", ascending=False, kind="stable").reset_index(drop=True)
-    for column in ("requests", "status_4xx", "status_5xx", "top_path_requests"):
-        per[column] = per[column].astype(int)
-    return per[CLIENT_COLUMNS]
-
-
-def access_log_location(attributes: list[dict[str, str]]) -> tuple[bool, str, str]:
-    """(enabled, bucket, prefix) from describe_load_balancer_attributes."""
-    values = {a.get("Key"): a.get("Value", "") for a in attributes}
-    enabled = str(values.get("access_logs.s3.enabled", "false")).lower() == "true"
-    return enabled, values.get("access_logs.s3.bucket", ""), values.get("access_logs.s3.prefix", "")
-
-
-def log_prefixes(prefix: str, account: str, region: str, window: Window) -> list[str]:
-    """The day folders the window's log files are in (a file closes up to 5 minutes after its entries)."""
-    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    day, last = window.start.date(), (window.end + timedelta(minutes=5)).date()
-    folders = []
-    while day <= last:
-        folders.append(f"{base}AWSLogs/{account}/elasticloadbalancing/{region}/{day:%Y/%m/%d}/")
-        day += timedelta(days=1)
-    return folders
-
-
-def in_window(key: str, lb_token: str, window: Window) -> bool:
-    """Is this the load balancer's file, closed within the window (+5 min)?"""
-    if lb_token not in key:
-        return False
-    match = _FILE_TIME.search(key.rsplit("/", 1)[-1])
-    if not match:
-        return False
-    closed = datetime.strptime(match.group(1), "%Y%m%dT%H%MZ").replace(tzinfo=window.start.tzinfo)
-    return window.start <= closed <= window.end + timedelta(minutes=5)
+MAX_LOG_OBJECTS = alblogs.MAX_LOG_OBJECTS
 
 
 def alb_log_frame(ctx: Context, lb: dict[str, Any], bucket: str, prefix: str) -> tuple[pd.DataFrame, dict]:
-    """Read the window's gzipped log files; per-client totals and what was read."""
-    arn = lb["LoadBalancerArn"]
-    _, _, _, region, account, resource = arn.split(":", 5)
-    lb_token = resource.split("loadbalancer/", 1)[1].replace("/", ".")  # app.<name>.<id>
-    s3 = ctx.client("s3")
-    keys: list[str] = []
-    for folder in log_prefixes(prefix, account, region, ctx.window):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
-            keys += [o["Key"] for o in page.get("Contents", []) if in_window(o["Key"], lb_token, ctx.window)]
-    truncated = len(keys) > MAX_LOG_OBJECTS
-    entries: list[dict[str, Any]] = []
-    for key in sorted(keys)[:MAX_LOG_OBJECTS]:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        text = gzip.decompress(body).decode("utf-8", errors="replace") if key.endswith(".gz") else body.decode(
-            "utf-8", errors="replace")
-        for line in text.splitlines():
-            entry = parse_alb_line(line)
-            if entry and ctx.window.start <= entry["time"] <= ctx.window.end:
-                entries.append(entry)
-    read = {"bucket": bucket, "prefix": prefix, "files": min(len(keys), MAX_LOG_OBJECTS),
-            "files_found": len(keys), "truncated": truncated, "entries": len(entries)}
-    return aggregate_alb(entries), read
+    """Per-client totals of the window and what was read: Athena's table when the environment names
+    one (``athena.alb_table``), else the window's log objects, downloaded and read by DuckDB."""
+    settings = ctx.settings.athena
+    if settings and settings.alb_table:
+        return alblogs.clients_from_athena(ctx, lb["LoadBalancerArn"], settings, bucket, prefix)
+    return alblogs.clients_from_objects(ctx, lb["LoadBalancerArn"], bucket, prefix, MAX_LOG_OBJECTS)
 
 
 def judge_alb_clients(df: pd.DataFrame, thresholds: dict[str, float], alb: str, read: dict,
@@ -488,12 +426,20 @@ def judge_alb_clients(df: pd.DataFrame, thresholds: dict[str, float], alb: str, 
             "Unusual traffic from one client: " + ATTACK_RESOLUTION))
     if findings:
         return findings
-    if not read["files"]:
+    athena = read.get("engine") == "athena"
+    if athena and not read["entries"]:
+        return [Finding(cid, Severity.INFO, f"alb:{alb}", "No ALB access log entries for the window",
+                        f"Athena's table {read['table']} holds no entry of this load balancer for the window "
+                        f"({read['data_scanned_mb']:g} MB scanned; the ALB writes a file every 5 minutes).", read)]
+    if not athena and not read["files"]:
         return [Finding(cid, Severity.INFO, f"alb:{alb}", "No ALB access log files for the window",
                         f"Nothing under s3://{read['bucket']}/{read['prefix']} for the window yet (the ALB "
                         "writes a file every 5 minutes).", read)]
     busiest = df.iloc[0] if len(df) else None
-    detail = (f"{int(df['requests'].sum())} requests from {len(df)} clients in {read['files']} log files; "
+    where = (f"Athena's table {read['table']} ({read['data_scanned_mb']:g} MB scanned)" if athena
+             else f"{read['files']} log files")
+    detail = (f"{read.get('entries', int(df['requests'].sum()))} requests from {read.get('clients', len(df))} "
+              f"clients in {where}; "
               + (f"the busiest, {busiest['client']}, sent {int(busiest['requests'])} (limit {limit:g})."
                  if busiest is not None else "no entries in the window."))
     return [Finding(cid, Severity.OK, f"alb:{alb}", "No client above the request limit", detail,

@@ -135,6 +135,14 @@ SCHEMA: dict[str, Any] = {
         "names": (_LIST, False),
         "prefix": (_STR, False),
     },
+    "athena": {  # large logs on AWS's engine (docs/athena); without it DuckDB reads the ALB's S3 objects
+        "workgroup": (_STR, False),
+        "database": (_STR, False),  # required when the section is there (checked in _athena)
+        "alb_table": (_STR, False),
+        "waf_table": (_STR, False),
+        "output_location": (_STR, False),
+        "max_scanned_mb": (_NUM, False),
+    },
     "logs_query": (_STR, False),
     "health_urls": (_MAP, False),
     "thresholds": (_MAP, False),
@@ -161,6 +169,18 @@ class DatabaseSettings:
     iam_auth: bool = False
     sslmode: str = "prefer"
     statement_timeout_ms: int = 15_000
+
+
+@dataclass(frozen=True)
+class AthenaSettings:
+    """Where Athena reads the logs: the tables of docs/athena/*.sql, in ``database``."""
+
+    database: str
+    workgroup: str = "primary"
+    alb_table: str | None = None  # the ALB access logs (docs/athena/alb_access_logs.sql)
+    waf_table: str | None = None  # the ALB web ACL's WAF logs in S3 (docs/athena/waf_logs.sql)
+    output_location: str | None = None  # s3://... for the results; default: the workgroup's
+    max_scanned_mb: float = 1024.0  # a query that scans more is stopped (see rmsops.sources.athena)
 
 
 @dataclass(frozen=True)
@@ -196,6 +216,7 @@ class Settings:
     # dimensions name the ALB, a target group, a service or the DB instance above.
     alarm_names: tuple[str, ...] = ()
     alarm_prefix: str | None = None
+    athena: AthenaSettings | None = None  # None: ALB access logs are read here with DuckDB
     thresholds: dict[str, float] = field(default_factory=dict)
 
 
@@ -341,8 +362,36 @@ def _settings(raw: dict[str, Any], path: Path) -> Settings:
         logs_query=logs_query,
         alarm_names=tuple((raw.get("alarms") or {}).get("names") or ()),
         alarm_prefix=(raw.get("alarms") or {}).get("prefix"),
+        athena=_athena(raw.get("athena"), path),
         thresholds=overrides,
     )
+
+
+_ATHENA_NAME = re.compile(r"^[A-Za-z0-9_]{1,255}$")  # Glue names: they are written into the SQL
+_WORKGROUP = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def _athena(raw: dict[str, Any] | None, path: Path) -> AthenaSettings | None:
+    if raw is None:
+        return None
+    if not raw.get("database"):
+        raise ConfigError(f"{path}: athena.database: missing (text): the Glue database of the log tables")
+    for key in ("database", "alb_table", "waf_table"):
+        if raw.get(key) is not None and not _ATHENA_NAME.match(raw[key]):
+            raise ConfigError(f"{path}: athena.{key}: expected a Glue name (letters, digits, _), got {raw[key]!r}")
+    if not (raw.get("alb_table") or raw.get("waf_table")):
+        raise ConfigError(f"{path}: athena: name alb_table and/or waf_table (the tables of docs/athena/*.sql)")
+    workgroup = raw.get("workgroup", "primary")
+    if not _WORKGROUP.match(workgroup):
+        raise ConfigError(f"{path}: athena.workgroup: expected a workgroup name, got {workgroup!r}")
+    output = raw.get("output_location")
+    if output is not None and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", output):
+        raise ConfigError(f"{path}: athena.output_location: expected s3://bucket/prefix/, got {output!r}")
+    limit = raw.get("max_scanned_mb", 1024.0)
+    if limit <= 0:
+        raise ConfigError(f"{path}: athena.max_scanned_mb: expected a number above 0, got {limit!r}")
+    return AthenaSettings(database=raw["database"], workgroup=workgroup, alb_table=raw.get("alb_table"),
+                          waf_table=raw.get("waf_table"), output_location=output, max_scanned_mb=float(limit))
 
 
 def _existing_file(value: str | None, key: str, path: Path) -> str | None:
