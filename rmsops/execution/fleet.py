@@ -365,7 +365,7 @@ def _row(result: MemberResult) -> str:
                        for s in (Severity.CRITICAL, Severity.ERROR, Severity.WARNING))
     status = "" if result.status == "complete" else f" ({esc(result.status or 'unknown')})"
     return (f"<tr><td>{link}{status}</td><td>{verdict} {level}</td><td>{problem}</td><td>{counts}</td>"
-            f"<td>{result.seconds:.1f} s</td></tr>")
+            f"<td style=\"white-space:nowrap\">{result.seconds:.1f} s</td></tr>")
 
 
 def write(out: Path, results: list[MemberResult], window: Window) -> Path:
