@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rmsops.core import slowimports
+
 __version__ = "0.1.0"
+
+slowimports.skip()  # first: every rmsops process that touches a notebook would pay it
 
 if TYPE_CHECKING:
     from rmsops.notebook import RunbookSession

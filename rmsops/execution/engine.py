@@ -39,7 +39,7 @@ def write_notebook(nb: Any, path: str | Path) -> None:
     os.replace(staging, target)
 
 
-class _SparseSaves(NotebookExecutionManager):
+class SparseSaves(NotebookExecutionManager):
     _final = False
     _saved = False
 
@@ -57,14 +57,14 @@ class _SparseSaves(NotebookExecutionManager):
 
 
 class SparseSaveEngine(NBClientEngine):
-    """``NBClientEngine`` with ``_SparseSaves`` as its execution manager."""
+    """``NBClientEngine`` with ``SparseSaves`` as its execution manager."""
 
     @classmethod
     def execute_notebook(cls, nb: Any, kernel_name: str, output_path: str | None = None,
                          progress_bar: bool = True, log_output: bool = False, autosave_cell_every: int = 30,
                          **kwargs: Any) -> Any:
         # The body of papermill's Engine.execute_notebook, with our manager.
-        nb_man = _SparseSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+        nb_man = SparseSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
                               autosave_cell_every=autosave_cell_every)
         nb_man.notebook_start()
         try:

@@ -9,55 +9,19 @@ that overstays its timeout.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import threading
-import time
 import uuid
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
+from rmsops.execution import children
+from rmsops.execution.children import ForeignProcess
 from rmsops.execution.zygote import Zygote
 
-_kernels: dict[int, _ForeignProcess] = {}  # worker thread id -> its current kernel
 
-
-def running_kernel(thread_id: int) -> _ForeignProcess | None:
-    return _kernels.get(thread_id)
-
-
-class _ForeignProcess:
-    """Enough of Popen for jupyter_client, for a kernel that is the zygote's child, not ours."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.stdout = self.stderr = self.stdin = None
-
-    def poll(self) -> int | None:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return 0
-        return None
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
-            time.sleep(0.02)
-        return 0
-
-    def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
+def running_kernel(thread_id: int) -> ForeignProcess | None:
+    return children.running(thread_id)
 
 
 class ForkProvisioner(LocalProvisioner):
@@ -74,8 +38,8 @@ class ForkProvisioner(LocalProvisioner):
         # a forked one would keep the zygote's, so it is passed on explicitly.
         cwd = kwargs.get("cwd") or os.getcwd()
         pid = self.zygote.fork(connection_file, cwd, env, options)
-        self.process = _ForeignProcess(pid)
-        _kernels[threading.get_ident()] = self.process
+        self.process = ForeignProcess(pid)
+        children.register(self.process)
         self.pid = pid
         self.pgid = pid  # the kernel called setsid(): its pid is its process group
         self.cwd = cwd

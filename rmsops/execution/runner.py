@@ -24,6 +24,7 @@ from rmsops.core.errors import UserError
 from rmsops.core.findings import MIME_TYPE, Finding, document, write_document
 from rmsops.core.runbooks import Runbook
 from rmsops.core.window import Window
+from rmsops.execution import inline
 from rmsops.render.listing import RESERVED_PARAMETERS
 
 DEFAULT_TIMEOUT_SECONDS = 600
@@ -122,18 +123,23 @@ def missing_check_findings(runbook: Runbook, findings: list[Finding], reason: st
 def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: Path,
                 params: dict[str, Any] | None = None,
                 timeout: int = DEFAULT_TIMEOUT_SECONDS, relocate: tuple[Path, Path] | None = None,
-                **engine_options: Any) -> RunOutcome:
+                source: Path | None = None, **engine_options: Any) -> RunOutcome:
     """Execute one notebook; never raises for a failing notebook — its checks become errors.
 
     ``relocate`` (staging, final): the run writes into a staging folder that is renamed into place
     afterwards; the executed notebook records the final paths, which exist when someone reads it.
 
-    ``engine_options`` go to papermill's engine (e.g. ``kernel_manager_class`` for forked kernels,
-    ``on_cell_executed`` to see findings as they arrive).
+    ``source``: the notebook to run, when not ``runbook.notebook`` (a runner in another process
+    gets the path its command resolved). ``engine_options`` go to papermill's engine (e.g.
+    ``kernel_manager_class`` for forked kernels, ``on_cell_executed`` to see findings as they arrive).
     """
     import papermill
 
     from rmsops.execution import engine
+
+    engine_name = engine_options.pop("engine_name", engine.NAME)
+    if engine_name == inline.ENGINE_NAME:
+        from rmsops.execution import cellengine  # noqa: F401 - registers that engine with papermill
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
     out_dir = out_dir.resolve()  # papermill chdirs while it runs: relative paths would move under us
@@ -142,26 +148,41 @@ def run_runbook(runbook: Runbook, settings: Settings, window: Window, out_dir: P
     parameters = {"env": str(settings.path), "window": "", "start": window.start.isoformat(),
                   "end": window.end.isoformat(), "output_dir": str(out_dir.resolve()),
                   **(params or {})}
+    source = source or runbook.notebook
     started = time.monotonic()
     error = ""
     executed = None
     try:
         executed = papermill.execute_notebook(
-            str(runbook.notebook), str(notebook), parameters=parameters, kernel_name="python3",
-            engine_name=engine.NAME,
+            str(source), str(notebook), parameters=parameters, kernel_name="python3",
+            engine_name=engine_name,
             progress_bar=False, log_output=False, execution_timeout=timeout,
-            cwd=str(runbook.notebook.parent),
+            cwd=str(source.parent),
             # The kernel talks over loopback only: its TCP-without-encryption warning is noise. No
             # input history: concurrent kernels would contend for one SQLite file, for nothing.
             extra_arguments=["--IPKernelApp.log_level=ERROR", "--HistoryManager.enabled=False"], **engine_options)
     except Exception as exc:  # noqa: BLE001 - papermill's errors (cell error, dead kernel, timeout)
         error = _papermill_error(exc)
+    return finish_run(runbook, settings, window, out_dir, executed, error, started, relocate)
+
+
+def finish_run(runbook: Runbook, settings: Settings, window: Window, out_dir: Path,
+               executed: nbformat.NotebookNode | None, error: str, started: float,
+               relocate: tuple[Path, Path] | None = None, seen: list[Finding] | None = None) -> RunOutcome:
+    """The outcome of a run that ended (``error``: why it stopped early): the executed notebook
+    (else the file, as far as it got), its findings and HTML report written beside it. ``seen``:
+    the findings the run is known to have shown, when the notebook's file may predate some."""
+    from rmsops.execution import engine
+
+    notebook = out_dir / f"{runbook.stem}.ipynb"
     if executed is None and notebook.exists():  # it failed: the file shows how far it got
         executed = nbformat.read(notebook, as_version=4)
     if relocate is not None and executed is not None:
         executed = relocated(executed, *relocate)
         engine.write_notebook(executed, notebook)
     findings = collect_findings(executed) if executed is not None else []
+    if seen is not None and len(seen) > len(findings):
+        findings = list(seen)
     if error:
         findings += missing_check_findings(runbook, findings, f"the runbook stopped: {error}")
     findings_json = out_dir / "findings.json"

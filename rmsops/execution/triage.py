@@ -1,10 +1,12 @@
 """Triage: every diagnostic runbook at once, escalation last, one tamper-evident incident bundle.
 
-Runbooks run concurrently in kernels forked from a warm zygote (``rmsops.execution.zygote``): each has its
-own process, so no state leaks between them, but none pays the seconds of Python imports. A
-runbook that fails, hangs past its timeout or loses its kernel only turns its own checks into
-``error`` findings. The bundle is written into a hidden staging folder and moved into place when
-complete; Ctrl-C leaves a bundle marked incomplete, never a half-written one.
+Runbooks run concurrently, each in a process forked from a warm zygote (``rmsops.execution.zygote``):
+a runner that executes and reports the notebook itself (``rmsops.execution.inline``), or with
+``RMSOPS_ENGINE=kernel`` a Jupyter kernel. Each has its own process, so no state leaks between
+them, but none pays the seconds of Python imports. A runbook that fails, hangs past its timeout
+or loses its process only turns its own checks into ``error`` findings. The bundle is written
+into a hidden staging folder and moved into place when complete; Ctrl-C leaves a bundle marked
+incomplete, never a half-written one.
 """
 
 from __future__ import annotations
@@ -112,8 +114,9 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
         who.start()
         if not interrupted:
             zygote = zygote or Zygote().start()
-            threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True,
-                             name="rmsops-warm-exporter").start()
+            if not zygote.runners:  # runners export their own reports, warm from the zygote
+                threading.Thread(target=_warm_exporter_after, args=(zygote,), daemon=True,
+                                 name="rmsops-warm-exporter").start()
             with contextlib.nullcontext() if shown_by_caller else progress:
                 stopped = _run_all(diagnostics, settings, window, staging, jobs, timeout, zygote, progress, outcomes,
                                    params, final=out_dir)
@@ -286,46 +289,47 @@ def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, sta
 
 
 def _kill_running_kernels() -> None:
-    from rmsops.execution.fastkernel import running_kernel
+    from rmsops.execution import children
 
     for thread in threading.enumerate():
-        kernel = running_kernel(thread.ident or 0)
-        if kernel is not None and kernel.poll() is None:
-            kernel.kill()
+        process = children.running(thread.ident or 0)
+        if process is not None and process.poll() is None:
+            process.stop()
 
 
 def _run_one(runbook: Runbook, settings: Settings, window: Window, staging: Path, timeout: int,
              zygote: Zygote, progress: Progress, params: dict[str, Any] | None = None,
              final: Path | None = None) -> RunOutcome:
-    """One runbook in a forked kernel, with a watchdog for its whole-run timeout. ``final``: the
-    bundle folder the staging folder becomes (the executed notebook records paths in it)."""
-    from rmsops.execution.fastkernel import kernel_manager_class, running_kernel
+    """One runbook in a process forked from the zygote (a runner, or a kernel with
+    ``RMSOPS_ENGINE=kernel``), with a watchdog for its whole-run timeout. ``final``: the bundle
+    folder the staging folder becomes (the executed notebook records paths in it)."""
+    from rmsops.execution import children
 
     progress.state(runbook.stem, "running")
     worker = threading.get_ident()
     timed_out = threading.Event()
 
     def overdue() -> None:
-        kernel = running_kernel(worker)
-        if kernel is not None and kernel.poll() is None:
+        process = children.running(worker)
+        if process is not None and process.poll() is None:
             timed_out.set()
-            kernel.kill()
+            process.stop()
 
     watchdog = threading.Timer(timeout, overdue)
     watchdog.daemon = True
     watchdog.start()
 
-    def on_cell_executed(cell, **_: Any) -> None:
-        for output in cell.get("outputs", []):
-            record = output.get("data", {}).get(MIME_TYPE)
-            if record:
-                progress.findings(runbook.stem, [Finding.from_dict(f) for f in record["findings"]])
+    def found(records: list[dict[str, Any]]) -> None:
+        progress.findings(runbook.stem, [Finding.from_dict(f) for f in records])
 
+    relocate = (staging, final) if final is not None else None
     try:
-        outcome = run_runbook(runbook, settings, window, staging / runbook.stem, params, timeout=timeout,
-                              relocate=(staging, final) if final is not None else None,
-                              kernel_manager_class=kernel_manager_class(zygote),
-                              on_cell_executed=on_cell_executed)
+        if zygote.runners:
+            outcome = _run_in_runner(runbook, settings, window, staging / runbook.stem, params, timeout, relocate,
+                                     zygote, found)
+        else:
+            outcome = _run_in_kernel(runbook, settings, window, staging / runbook.stem, params, timeout, relocate,
+                                     zygote, found)
     except Exception as exc:  # noqa: BLE001 - a runbook's failure never stops the others
         outcome = _failed_outcome(runbook, settings, window, staging, failure.describe(exc))
     finally:
@@ -338,6 +342,54 @@ def _run_one(runbook: Runbook, settings: Settings, window: Window, staging: Path
         outcome.findings = kept + missing_check_findings(runbook, kept, reason)
     progress.state(runbook.stem, outcome.status)
     return outcome
+
+
+def _run_in_runner(runbook: Runbook, settings: Settings, window: Window, folder: Path,
+                   params: dict[str, Any] | None, timeout: int, relocate: tuple[Path, Path] | None,
+                   zygote: Zygote, found: Any) -> RunOutcome:
+    """The whole run in a runner forked from the zygote (``rmsops.execution.inline``); if it dies
+    before its outcome (killed), the outcome is built here from the notebook as far as it got."""
+    import os
+
+    from rmsops.execution import children, inline
+    from rmsops.execution.runner import finish_run
+
+    started = time.monotonic()
+    job = inline.job_order(run_runbook, runbook, settings, window, folder, params, timeout=timeout,
+                           relocate=relocate, source=runbook.notebook, engine_name=inline.ENGINE_NAME)
+    pid, conn = zygote.fork_runner(job, str(runbook.notebook.parent), dict(os.environ))
+    children.register(children.ForeignProcess(pid, interruptible=True))
+    outcome = None
+    seen: list[dict[str, Any]] = []  # what it showed: its notebook's file may be older
+    try:
+        for message in inline.read_messages(conn):
+            if "findings" in message:
+                seen += message["findings"]
+                found(message["findings"])
+            elif "outcome" in message:
+                outcome = inline.outcome_of(message)
+    finally:
+        conn.close()
+    if outcome is not None:
+        return outcome
+    return finish_run(runbook, settings, window, folder.resolve(), None,
+                      "the runbook's process ended before it finished", started, relocate,
+                      seen=[Finding.from_dict(f) for f in seen])
+
+
+def _run_in_kernel(runbook: Runbook, settings: Settings, window: Window, folder: Path,
+                   params: dict[str, Any] | None, timeout: int, relocate: tuple[Path, Path] | None,
+                   zygote: Zygote, found: Any) -> RunOutcome:
+    from rmsops.execution.fastkernel import kernel_manager_class
+
+    def on_cell_executed(cell, **_: Any) -> None:
+        for output in cell.get("outputs", []):
+            record = output.get("data", {}).get(MIME_TYPE)
+            if record:
+                found(record["findings"])
+
+    return run_runbook(runbook, settings, window, folder, params, timeout=timeout, relocate=relocate,
+                       kernel_manager_class=kernel_manager_class(zygote), on_cell_executed=on_cell_executed)
 
 
 def _rebased(outcome: RunOutcome, staging: Path, folder: Path) -> RunOutcome:

@@ -1,9 +1,11 @@
-"""A warm process that forks Jupyter kernels: a runbook's kernel starts in milliseconds.
+"""A warm process that forks a runbook's process (a runner, or a Jupyter kernel) in milliseconds.
 
 A stock Jupyter kernel starts a new Python, which then imports IPython, pandas, matplotlib,
 boto3 and rmsops: seconds on a small machine, paid again for every notebook. Here one *zygote*
-process pays it once and forks a fresh kernel per notebook. Each notebook still gets its own
-process (no state leaks between runbooks); the imports are shared copy-on-write.
+process pays it once and forks a fresh process per notebook: a runner (``rmsops.execution.inline``:
+the notebook run, written and exported in that process) or, with ``RMSOPS_ENGINE=kernel``, a
+kernel. Each notebook still gets its own process (no state leaks between runbooks); the imports
+are shared copy-on-write.
 
 The zygote is single-threaded (forking a threaded process is unsafe) and listens on a Unix socket
 in a private temp folder. This module is stdlib-only so the command line can start the zygote
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rmsops.core import sharedcache
+from rmsops.execution import inline
 
 # What every runbook imports: loaded once in the zygote, inherited by every forked kernel.
 WARM_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython",
@@ -40,7 +43,7 @@ FIRST_LOOK_MODULES = ("rmsops.core.context", "rmsops.checks", "rmsops.execution.
 READY = b"ready\n"
 # --- the zygote process -------------------------------------------------------------------------
 
-def zygote_main(socket_path: str, first_look: str = "") -> None:
+def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = False) -> None:
     """Import everything, then fork a kernel for each request until the socket is closed.
 
     ``first_look``: a JSON order (``rmsops.execution.firstlook``) to fork a first-look process as soon as
@@ -64,6 +67,8 @@ def zygote_main(socket_path: str, first_look: str = "") -> None:
 
     with contextlib.suppress(Exception):  # a model that fails to load only means a colder kernel
         aws.preload_models()  # forked kernels find every service model parsed, in memory
+    if warm_runners:
+        _warm_runners()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle, not ours
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
@@ -93,10 +98,23 @@ def zygote_main(socket_path: str, first_look: str = "") -> None:
             pid = os.fork()
             if pid == 0:
                 server.close()
+                if order.get("runner"):
+                    _become_runner(order, conn)  # never returns; tells its pid, then reports on conn
                 conn.close()
                 _become_kernel(order)  # never returns
             children.append(pid)
-            conn.sendall(f"{pid}\n".encode())
+            if not order.get("runner"):
+                conn.sendall(f"{pid}\n".encode())
+
+
+def _warm_runners() -> None:
+    """What a kernel-less runner needs beyond the kernels' imports: papermill, its engine and the
+    HTML exporter with its templates loaded. (Not the runner's IPython shell: a singleton, it would
+    stop a kernel forked from here from making its own; each runner makes one in 10 ms.)"""
+    with contextlib.suppress(Exception):  # a failed warm-up only means a colder runner
+        from rmsops.execution import cellengine, runner  # noqa: F401 - cellengine: imported to be inherited
+
+        runner.warm_exporter()
 
 
 def _draw_once() -> None:
@@ -156,21 +174,45 @@ def _read_line(conn: socket.socket) -> bytes:
     return data.strip()
 
 
-def _become_kernel(order: dict) -> None:
-    """In the forked child: a fresh session, the notebook's cwd and env, then the kernel loop."""
+def _settle(order: dict) -> None:
+    """In a forked child: its own session (a terminal's Ctrl-C is the command's), the order's cwd
+    and environment, stdin and stdout on /dev/null and stderr to its log (why it died)."""
+    os.setsid()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # interrupts the running cell
+    os.chdir(order.get("cwd") or os.getcwd())
+    os.environ.clear()
+    os.environ.update(order.get("env") or {})
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log = os.open(order["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.dup2(log, 2)
+
+
+def _become_runner(order: dict, conn: socket.socket) -> None:
+    """In the forked child: say who it is, then run the order's job, reporting on ``conn``."""
     try:
-        os.setsid()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # the kernel's interrupt
-        os.chdir(order.get("cwd") or os.getcwd())
-        os.environ.clear()
-        os.environ.update(order.get("env") or {})
-        devnull = os.open(os.devnull, os.O_RDWR)
-        log = os.open(order["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # why a kernel died
-        os.dup2(devnull, 0)
-        os.dup2(devnull, 1)
-        os.dup2(log, 2)
+        from rmsops.execution import inline
+
+        conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+        job = inline.load_job(order["job"])  # before the chdir: its modules are found from here
+        _settle(order)
+        inline.child_main(job, conn)
+    except BaseException:  # noqa: BLE001 - the command sees the end of the line without an outcome
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _become_kernel(order: dict) -> None:
+    """In the forked child: settled as the order says, then the kernel loop."""
+    try:
+        _settle(order)
         from ipykernel.kernelapp import IPKernelApp
 
         app = IPKernelApp.instance()
@@ -192,6 +234,7 @@ class Zygote:
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._error = ""
+        self.runners = inline.enabled()  # kernel-less runners, unless RMSOPS_ENGINE=kernel
 
     def start(self, first_look: dict[str, Any] | None = None) -> Zygote:
         """Start warming up; with ``first_look`` (``rmsops.execution.firstlook.order``) also take a first look,
@@ -204,7 +247,8 @@ class Zygote:
             order = json.dumps({**first_look, "fd": write_fd})
         self._process = subprocess.Popen(
             [sys.executable, "-c",
-             f"from rmsops.execution.zygote import zygote_main; zygote_main({self.socket_path!r}, {order!r})"],
+             f"from rmsops.execution.zygote import zygote_main; "
+             f"zygote_main({self.socket_path!r}, {order!r}, {self.runners!r})"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=fds)
         for fd in fds:
             os.close(fd)  # the zygote has its own copy
@@ -221,6 +265,29 @@ class Zygote:
     def wait_ready(self, timeout: float = 60.0) -> None:
         if not self._ready.wait(timeout) or self._error:
             raise RuntimeError(f"the kernel zygote did not start: {self._error.strip()[-500:]}")
+
+    def fork_runner(self, job: str, cwd: str, env: dict[str, str]) -> tuple[int, socket.socket]:
+        """A runner process for one runbook (``rmsops.execution.inline``): its pid and the connection
+        on which it reports (``inline.read_messages``); the caller closes the connection."""
+        self.wait_ready()
+        log = str(self.folder / f"runner-{len(os.listdir(self.folder))}.log")
+        env = {**env, sharedcache.ENV: str(self.shared_cache)}
+        order = json.dumps({"runner": True, "job": job, "cwd": cwd, "env": env, "log": log}) + "\n"
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self._lock:
+                conn.connect(self.socket_path)
+                conn.sendall(order.encode())
+            first = b""
+            while not first.endswith(b"\n"):  # byte by byte: what follows is the runner's
+                byte = conn.recv(1)
+                if not byte:
+                    raise RuntimeError("the zygote could not start a runner")
+                first += byte
+            return int(json.loads(first)["pid"]), conn
+        except BaseException:
+            conn.close()
+            raise
 
     def fork(self, connection_file: str, cwd: str | None, env: dict[str, str], args: list[str] | None = None) -> int:
         """A new kernel process; ``args`` are the kernel's ``--Name.trait=value`` options."""

@@ -1,0 +1,161 @@
+"""papermill's engine API with the cells run in this process, in an IPython shell (no kernel).
+
+Used by the kernel-less runners of a triage (``rmsops.execution.inline``): papermill parameterizes
+and records the notebook as usual (same metadata, injected-parameters cell, error cell), while
+``CellEngine`` runs each code cell in one IPython shell per process and turns what it displays,
+prints, returns and raises into the cell's outputs, as a kernel's messages would have.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from papermill.engines import Engine, papermill_engines
+
+from rmsops.execution import inline
+from rmsops.execution.engine import SparseSaves
+
+NAME = inline.ENGINE_NAME
+
+LANGUAGE_INFO = {"name": "python", "version": platform.python_version(), "mimetype": "text/x-python",
+                 "codemirror_mode": {"name": "ipython", "version": 3}, "pygments_lexer": "ipython3",
+                 "nbconvert_exporter": "python", "file_extension": ".py"}
+
+
+# --- the shell that runs the cells ---------------------------------------------------------------
+
+_shell: Any = None
+
+
+def shell() -> Any:
+    """One IPython shell per process whose displays, results and errors become notebook outputs."""
+    global _shell
+    if _shell is None:
+        _shell = _make_shell()
+    return _shell
+
+
+def _make_shell() -> Any:
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets import Type
+    from traitlets.config import Config
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs) -> None:
+            self.shell.cell_outputs.append({"output_type": "display_data", "data": dict(data),
+                                            "metadata": dict(metadata or {})})
+
+        def clear_output(self, wait: bool = False) -> None:
+            self.shell.cell_outputs.clear()
+
+    class ResultHook(DisplayHook):
+        def write_output_prompt(self) -> None:
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None) -> None:
+            self.shell.cell_outputs.append({"output_type": "execute_result", "data": dict(format_dict),
+                                            "metadata": dict(md_dict or {}),
+                                            "execution_count": self.shell.cell_count})
+
+        def finish_displayhook(self) -> None:
+            pass
+
+    class Shell(InteractiveShell):
+        display_pub_class = Type(Publisher)
+        displayhook_class = Type(ResultHook)
+        cell_outputs: list[dict[str, Any]] = []
+        cell_count = 0
+        cell_error: dict[str, Any] | None = None
+
+        def _showtraceback(self, etype, evalue, stb) -> None:
+            self.cell_error = {"output_type": "error", "ename": getattr(etype, "__name__", str(etype)),
+                               "evalue": str(evalue), "traceback": list(stb)}
+            self.cell_outputs.append(self.cell_error)
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no SQLite file per process, for nothing
+    config.InteractiveShell.colors = "nocolor"
+    return Shell.instance(config=config)
+
+
+class _Stream(io.TextIOBase):
+    """sys.stdout / sys.stderr during a cell: text becomes (merged) stream outputs."""
+
+    def __init__(self, name: str, outputs: list[dict[str, Any]]):
+        self.name, self.outputs = name, outputs
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text:
+            last = self.outputs[-1] if self.outputs else None
+            if last is not None and last.get("output_type") == "stream" and last.get("name") == self.name:
+                last["text"] += text
+            else:
+                self.outputs.append({"output_type": "stream", "name": self.name, "text": text})
+        return len(text)
+
+
+def run_cell(source: str) -> tuple[list[dict[str, Any]], int, dict[str, Any] | None]:
+    """Run one cell's source: its outputs, its execution count and its error output, if any."""
+    import nbformat
+
+    ipython = shell()
+    ipython.cell_count += 1
+    ipython.cell_outputs = outputs = []
+    ipython.cell_error = None
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Stream("stdout", outputs), _Stream("stderr", outputs)
+    try:
+        ipython.run_cell(source, store_history=False)
+    finally:
+        sys.stdout, sys.stderr = saved
+    return [nbformat.from_dict(o) for o in outputs], ipython.cell_count, ipython.cell_error
+
+
+class CellEngine(Engine):
+    """papermill's engine API, with cells run in this process (see the module's docstring)."""
+
+    @classmethod
+    def execute_notebook(cls, nb: Any, kernel_name: str, output_path: str | None = None,
+                         progress_bar: bool = True, log_output: bool = False, autosave_cell_every: int = 30,
+                         **kwargs: Any) -> Any:
+        nb_man = SparseSaves(nb, output_path=output_path, progress_bar=False, log_output=log_output,
+                              autosave_cell_every=autosave_cell_every)
+        nb_man.notebook_start()
+        try:
+            cls.execute_managed_notebook(nb_man, kernel_name, **kwargs)
+        finally:
+            nb_man.notebook_complete()
+        return nb_man.nb
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man: Any, kernel_name: str,
+                                 on_cell_executed: Callable[..., None] | None = None, **_: Any) -> None:
+        from nbclient.exceptions import CellExecutionError
+
+        nb_man.nb.metadata["language_info"] = dict(LANGUAGE_INFO)
+        for index, cell in enumerate(nb_man.nb.cells):
+            try:
+                nb_man.cell_start(cell, index)
+                if cell.cell_type == "code":
+                    cell.outputs, cell.execution_count, error = run_cell(cell.source)
+                    if on_cell_executed is not None:
+                        on_cell_executed(cell=cell, cell_index=index)
+                    if error is not None:
+                        raise CellExecutionError("\n".join(error["traceback"]), error["ename"], error["evalue"])
+            except CellExecutionError as exc:
+                nb_man.cell_exception(nb_man.nb.cells[index], cell_index=index, exception=exc)
+                break
+            finally:
+                nb_man.cell_complete(nb_man.nb.cells[index], cell_index=index)
+
+
+papermill_engines.register(NAME, CellEngine)

@@ -1,0 +1,68 @@
+"""The process each of a triage's worker threads is running a runbook in (a forked kernel or runner).
+
+A watchdog stops a runbook that overstays its timeout, and Ctrl-C stops them all, through this
+table: the processes are the zygote's children, not the command's, so ``Popen`` cannot be used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+
+_running: dict[int, ForeignProcess] = {}  # worker thread id -> its current process
+
+
+class ForeignProcess:
+    """Enough of Popen (for jupyter_client too) for a process that is not our child."""
+
+    def __init__(self, pid: int, interruptible: bool = False):
+        self.pid = pid
+        self.interruptible = interruptible  # SIGINT stops its cell and it still writes its notebook
+        self.stdout = self.stderr = self.stdin = None
+
+    def poll(self) -> int | None:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return 0
+        return None
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.02)
+        return 0
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float = 3.0) -> None:
+        """Interrupt it, when it can take that, and kill it if it is still there after ``grace``."""
+        if self.interruptible:
+            self.send_signal(signal.SIGINT)
+            timer = threading.Timer(grace, self.kill)
+            timer.daemon = True
+            timer.start()
+        else:
+            self.kill()
+
+
+def register(process: ForeignProcess) -> None:
+    _running[threading.get_ident()] = process
+
+
+def running(thread_id: int) -> ForeignProcess | None:
+    return _running.get(thread_id)

@@ -1,0 +1,122 @@
+"""Runbooks run by kernel-less runners forked from the zygote (rmsops.execution.inline, cellengine).
+
+The runner writes the same notebook a Jupyter kernel would: displays, printed text, a cell's value
+and an error become the cell's outputs, papermill's metadata and error cell are there, and each
+runbook still gets its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from rmsops.core import sharedcache
+from rmsops.core.findings import MIME_TYPE
+from rmsops.execution import cellengine, inline
+from rmsops.execution.zygote import Zygote
+
+
+def _notebook(tmp_path: Path, name: str, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    path = tmp_path / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _execute(tmp_path: Path, *sources: str) -> nbformat.NotebookNode:
+    """In this process, as a runner does: papermill with the cell engine."""
+    path = _notebook(tmp_path, "cells", *sources)
+    return papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                      engine_name=cellengine.NAME, progress_bar=False, cwd=str(tmp_path))
+
+
+def test_displays_prints_and_values_become_the_outputs_a_kernel_would_give(tmp_path):
+    nb = _execute(tmp_path,
+                  "from IPython.display import HTML, display\n"
+                  f"display({{'text/html': '<b>x</b>', 'text/plain': 'x', {MIME_TYPE!r}: {{'n': 1}}}}, raw=True)\n"
+                  "display(HTML('<i>y</i>'))",
+                  "print('to stdout'); print('again')",
+                  "import sys; print('to stderr', file=sys.stderr)",
+                  "6 * 7",
+                  "None")
+    first, printed, warned, value, nothing = (cell.outputs for cell in nb.cells)
+    assert [o.output_type for o in first] == ["display_data", "display_data"]
+    assert first[0].data[MIME_TYPE] == {"n": 1} and first[0].data["text/html"] == "<b>x</b>"
+    assert first[1].data["text/html"] == "<i>y</i>"
+    assert printed == [nbformat.v4.new_output("stream", name="stdout", text="to stdout\nagain\n")]
+    assert warned[0].name == "stderr" and warned[0].text == "to stderr\n"
+    assert value[0].output_type == "execute_result" and value[0].data["text/plain"] == "42"
+    assert nothing == []
+    assert [cell.execution_count for cell in nb.cells] == [1, 2, 3, 4, 5]
+    assert nb.metadata.papermill.exception is False or nb.metadata.papermill.exception is None
+    assert nb.metadata.language_info.name == "python"
+    nbformat.validate(nb)
+
+
+def test_an_error_stops_the_notebook_as_papermill_does_and_is_written(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
+        _execute(tmp_path, "x = 1", "raise RuntimeError('boom')", "never = True")
+    assert raised.value.ename == "RuntimeError" and raised.value.evalue == "boom"
+    written = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    failed = next(c for c in written.cells if c.get("outputs") and c.outputs[0].output_type == "error")
+    assert failed.outputs[0].ename == "RuntimeError"
+    assert "papermill-error-cell-tag" in written.cells[0].metadata.get("tags", [])  # papermill's banner
+    assert written.cells[-1].execution_count is None  # after the error: not run
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    warm = Zygote().start()
+    yield warm
+    warm.stop()
+
+
+def _probe_job(answer: str, on_cell_executed=None) -> str:
+    """Run in a runner: what it sees of its process, written to ``answer``."""
+    import sys
+
+    leaked = "_runner_state" in globals()
+    globals()["_runner_state"] = "set by a runner"
+    Path(answer).write_text(json.dumps({
+        "pid": os.getpid(), "leaked": leaked, "cwd": os.getcwd(), "cache": os.environ.get(sharedcache.ENV),
+        "warm": sorted(m for m in ("pandas", "boto3", "nbconvert", "rmsops.checks") if m in sys.modules)}))
+    return answer
+
+
+def test_each_runner_is_its_own_process_and_nothing_leaks(zygote, tmp_path):
+    pids = []
+    for name in ("one", "two"):
+        job = inline.job_order(_probe_job, str(tmp_path / f"{name}.json"))
+        pid, conn = zygote.fork_runner(job, str(tmp_path), dict(os.environ))
+        with conn:
+            list(inline.read_messages(conn))
+        pids.append(pid)
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one["pid"] != two["pid"] and {one["pid"], two["pid"]} == set(pids)
+    assert one["pid"] != os.getpid()
+    assert two["leaked"] is False  # the first runner's global stayed in its process
+    assert one["cache"] == str(zygote.shared_cache) and one["cwd"] == str(tmp_path)
+    assert one["warm"] == ["boto3", "nbconvert", "pandas", "rmsops.checks"]
+
+
+def test_sigint_interrupts_the_running_cell_and_the_notebook_is_still_written(tmp_path):
+    path = _notebook(tmp_path, "hang", "x = 'before'", "import time\nfor _ in range(600): time.sleep(0.1)", "y = 1")
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    began = time.monotonic()
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
+        papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   engine_name=cellengine.NAME, progress_bar=False, cwd=str(tmp_path))
+    assert time.monotonic() - began < 30
+    assert raised.value.ename == "KeyboardInterrupt"
+    assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].execution_count is None
