@@ -75,10 +75,10 @@ class Run:
 
 
 def timed(command: list[str], api_log: Path, demo: subprocess.Popen | None, on_terminal: bool = False,
-          **kw) -> Run:
+          extra_env: dict[str, str] | None = None, **kw) -> Run:
     """Run ``command``; with ``on_terminal`` its output goes to a pty and the first look is timed."""
     api_log.write_text("")
-    env = {**os.environ, "RMSOPS_API_LOG": str(api_log), "COLUMNS": "160", "LINES": "50"}
+    env = {**os.environ, "RMSOPS_API_LOG": str(api_log), "COLUMNS": "160", "LINES": "50", **(extra_env or {})}
     emulator_before = cpu_seconds(demo.pid) if demo else 0.0
     first = None
     began = time.monotonic()
@@ -167,16 +167,20 @@ def main() -> None:
             a_run = Run(a_seconds, 0, a_calls, a_cpu)
         for env_file, demo in ((small_env, small), (healthy_env, healthy)):  # learns the checks' times
             timed([str(BIN / "rmsops"), "check", "-e", str(env_file), *diagnostics], api_log, demo)
-        b_runs, c_runs, d_runs, h_runs = [], [], [], []
+        b_runs, c_runs, d_runs, h_runs, k_runs = [], [], [], [], []
         for turn in range(args.repeat):
             b_runs.append(timed([str(BIN / "rmsops"), "triage", "-e", str(small_env), "-o", str(work / f"b-{turn}"),
                                  "--jobs", str(args.jobs)], api_log, small, on_terminal=True))
+            k_runs.append(timed([str(BIN / "rmsops"), "triage", "-e", str(small_env), "-o", str(work / f"k-{turn}"),
+                                 "--jobs", str(args.jobs)], api_log, small, on_terminal=True,
+                                extra_env={"RMSOPS_ENGINE": "kernel"}))
             c_runs.append(timed([str(BIN / "rmsops"), "check", "-e", str(small_env), *diagnostics], api_log, small))
             d_runs.append(timed([str(BIN / "rmsops"), "triage", "-e", str(large_env), "-o", str(work / f"d-{turn}"),
                                  "--jobs", str(args.jobs)], api_log, large, on_terminal=True))
             h_runs.append(timed([str(BIN / "rmsops"), "check", "-e", str(healthy_env), *diagnostics], api_log, healthy))
             b_run, c_run, d_run, h_run = b_runs[-1], c_runs[-1], d_runs[-1], h_runs[-1]
-            print(f"  turn {turn + 1}: (b) {b_run.seconds:5.1f} s, first finding {b_run.first_finding or 0:.2f} s; "
+            print(f"  turn {turn + 1}: (b) {b_run.seconds:5.1f} s, with kernels {k_runs[-1].seconds:5.1f} s, "
+                  f"first finding {b_run.first_finding or 0:.2f} s; "
                   f"(c) {c_run.seconds:5.1f} s, healthy {h_run.seconds:5.1f} s; (d) {d_run.seconds:5.1f} s", flush=True)
     finally:
         for demo in (small, large, healthy):
@@ -184,6 +188,7 @@ def main() -> None:
         for demo in (small, large, healthy):
             demo.wait(timeout=60)
     b, c, d, h = median_run(b_runs), median_run(c_runs), median_run(d_runs), median_run(h_runs)
+    k = median_run(k_runs)
     firsts = [run.first_finding for run in b_runs if run.first_finding is not None]
     first = statistics.median(firsts) if firsts else None
     print(f"\n{len(selected)} runbooks, demo scenario {args.scenario}, {os.cpu_count()} cores, "
@@ -200,6 +205,8 @@ def main() -> None:
     rows.append(("(b) rmsops triage, 17 runbooks, bundle and zip",
                  f"{b.seconds:.2f} s = {b.seconds / c.seconds:.1f}x check", f"<= 1.5x check ({1.5 * c.seconds:.2f} s)",
                  verdict(b.seconds <= 1.5 * c.seconds)))
+    rows.append(("    the same with forked Jupyter kernels (RMSOPS_ENGINE=kernel)",
+                 f"{k.seconds:.2f} s = {k.seconds / c.seconds:.1f}x check", "", ""))
     if a_run:
         rows.append(("(a) stock papermill, one runbook after another",
                      f"{a_run.seconds:.1f} s = {a_run.seconds / b.seconds:.1f}x triage", ">= 15x triage",
@@ -218,7 +225,7 @@ def main() -> None:
                   f"({100 * run.emulator_cpu / run.seconds:4.1f}%), {sum(run.calls.values())} AWS calls")
     print("\nall times of the turns: " + "; ".join(
         f"{label} {', '.join(f'{r.seconds:.2f}' for r in runs)}" for label, runs in
-        (("(b)", b_runs), ("(c)", c_runs), ("(c) healthy", h_runs), ("(d)", d_runs)))
+        (("(b)", b_runs), ("(b) kernels", k_runs), ("(c)", c_runs), ("(c) healthy", h_runs), ("(d)", d_runs)))
           + f"; first finding {', '.join(f'{f:.2f}' for f in firsts)}")
     apis = sorted(set().union(*(run.calls for run in (a_run, b, c, d) if run)))
     print(f"\nAWS calls per API{'':29}  {'(a)':>5} {'(b)':>5} {'(c)':>5} {'(d)':>5}")
