@@ -17,7 +17,7 @@ from typing import Any
 from papermill.engines import Engine, papermill_engines
 
 from rmsops.execution import inline
-from rmsops.execution.engine import SparseSaves
+from rmsops.execution.engine import SparselySaved
 
 NAME = inline.ENGINE_NAME
 
@@ -120,21 +120,8 @@ def run_cell(source: str) -> tuple[list[dict[str, Any]], int, dict[str, Any] | N
     return [nbformat.from_dict(o) for o in outputs], ipython.cell_count, ipython.cell_error
 
 
-class CellEngine(Engine):
+class CellEngine(SparselySaved, Engine):
     """papermill's engine API, with cells run in this process (see the module's docstring)."""
-
-    @classmethod
-    def execute_notebook(cls, nb: Any, kernel_name: str, output_path: str | None = None,
-                         progress_bar: bool = True, log_output: bool = False, autosave_cell_every: int = 30,
-                         **kwargs: Any) -> Any:
-        nb_man = SparseSaves(nb, output_path=output_path, progress_bar=False, log_output=log_output,
-                              autosave_cell_every=autosave_cell_every)
-        nb_man.notebook_start()
-        try:
-            cls.execute_managed_notebook(nb_man, kernel_name, **kwargs)
-        finally:
-            nb_man.notebook_complete()
-        return nb_man.nb
 
     @classmethod
     def execute_managed_notebook(cls, nb_man: Any, kernel_name: str,

@@ -56,8 +56,8 @@ class SparseSaves(NotebookExecutionManager):
         super().notebook_complete(**kwargs)
 
 
-class SparseSaveEngine(NBClientEngine):
-    """``NBClientEngine`` with ``SparseSaves`` as its execution manager."""
+class SparselySaved:
+    """An engine mixin: papermill's ``Engine.execute_notebook`` with ``SparseSaves`` as its manager."""
 
     @classmethod
     def execute_notebook(cls, nb: Any, kernel_name: str, output_path: str | None = None,
@@ -65,7 +65,7 @@ class SparseSaveEngine(NBClientEngine):
                          **kwargs: Any) -> Any:
         # The body of papermill's Engine.execute_notebook, with our manager.
         nb_man = SparseSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
-                              autosave_cell_every=autosave_cell_every)
+                             autosave_cell_every=autosave_cell_every)
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
@@ -73,6 +73,10 @@ class SparseSaveEngine(NBClientEngine):
             nb_man.cleanup_pbar()
             nb_man.notebook_complete()
         return nb_man.nb
+
+
+class SparseSaveEngine(SparselySaved, NBClientEngine):
+    """``NBClientEngine`` (cells run in a Jupyter kernel) with ``SparseSaves`` as its manager."""
 
 
 papermill_engines.register(NAME, SparseSaveEngine)
