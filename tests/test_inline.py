@@ -97,16 +97,30 @@ def test_each_runner_is_its_own_process_and_nothing_leaks(zygote, tmp_path):
     pids = []
     for name in ("one", "two"):
         job = inline.job_order(_probe_job, str(tmp_path / f"{name}.json"))
-        pid, conn = zygote.fork_runner(job, str(tmp_path), dict(os.environ))
-        with conn:
-            list(inline.read_messages(conn))
-        pids.append(pid)
+        runner = zygote.fork_runner(job, str(tmp_path), dict(os.environ))
+        with runner.conn:
+            list(inline.read_messages(runner.conn))
+        pids.append(runner.pid)
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert one["pid"] != two["pid"] and {one["pid"], two["pid"]} == set(pids)
     assert one["pid"] != os.getpid()
     assert two["leaked"] is False  # the first runner's global stayed in its process
     assert one["cache"] == str(zygote.shared_cache) and one["cwd"] == str(tmp_path)
     assert one["warm"] == ["boto3", "nbconvert", "pandas", "rmsops.checks"]
+
+
+def _failing_job(on_cell_executed=None):
+    raise RuntimeError("the runner's own failure, for the log")
+
+
+def test_a_runner_that_fails_outside_a_cell_says_why_in_its_log(zygote, tmp_path):
+    runner = zygote.fork_runner(inline.job_order(_failing_job), str(tmp_path), dict(os.environ))
+    with runner.conn:
+        assert list(inline.read_messages(runner.conn)) == []  # no outcome: the command builds one
+    deadline = time.monotonic() + 10
+    while not runner.last_words() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner.last_words() == "RuntimeError: the runner's own failure, for the log"
 
 
 def test_sigint_interrupts_the_running_cell_and_the_notebook_is_still_written(tmp_path):

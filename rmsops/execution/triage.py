@@ -357,24 +357,28 @@ def _run_in_runner(runbook: Runbook, settings: Settings, window: Window, folder:
     started = time.monotonic()
     job = inline.job_order(run_runbook, runbook, settings, window, folder, params, timeout=timeout,
                            relocate=relocate, source=runbook.notebook, engine_name=inline.ENGINE_NAME)
-    pid, conn = zygote.fork_runner(job, str(runbook.notebook.parent), dict(os.environ))
-    children.register(children.ForeignProcess(pid, interruptible=True))
+    runner = zygote.fork_runner(job, str(runbook.notebook.parent), dict(os.environ))
+    process = children.ForeignProcess(runner.pid, interruptible=True)
+    children.register(process)
     outcome = None
     seen: list[dict[str, Any]] = []  # what it showed: its notebook's file may be older
     try:
-        for message in inline.read_messages(conn):
+        for message in inline.read_messages(runner.conn):
             if "findings" in message:
                 seen += message["findings"]
                 found(message["findings"])
             elif "outcome" in message:
                 outcome = inline.outcome_of(message)
     finally:
-        conn.close()
+        runner.conn.close()
     if outcome is not None:
         return outcome
+    with contextlib.suppress(Exception):
+        process.wait(timeout=5)  # its last words are written
+    why = runner.last_words()
     return finish_run(runbook, settings, window, folder.resolve(), None,
-                      "the runbook's process ended before it finished", started, relocate,
-                      seen=[Finding.from_dict(f) for f in seen])
+                      f"the runbook's process ended before it finished{': ' + why if why else ''}", started,
+                      relocate, seen=[Finding.from_dict(f) for f in seen])
 
 
 def _run_in_kernel(runbook: Runbook, settings: Settings, window: Window, folder: Path,

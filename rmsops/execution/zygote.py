@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +224,22 @@ def _become_kernel(order: dict) -> None:
         os._exit(0)
 
 
+@dataclass
+class Runner:
+    """A runner the zygote forked: its pid, the connection it reports on, and its log (stderr)."""
+
+    pid: int
+    conn: socket.socket
+    log: Path
+
+    def last_words(self) -> str:
+        """The last line it wrote to stderr (a traceback's last line says why it ended), if any."""
+        with contextlib.suppress(OSError):
+            lines = [line.strip() for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
+            return lines[-1][:300] if lines else ""
+        return ""
+
+
 class Zygote:
     """The warm process: started once (in the background), asked to fork kernels."""
 
@@ -266,13 +284,13 @@ class Zygote:
         if not self._ready.wait(timeout) or self._error:
             raise RuntimeError(f"the kernel zygote did not start: {self._error.strip()[-500:]}")
 
-    def fork_runner(self, job: str, cwd: str, env: dict[str, str]) -> tuple[int, socket.socket]:
-        """A runner process for one runbook (``rmsops.execution.inline``): its pid and the connection
-        on which it reports (``inline.read_messages``); the caller closes the connection."""
+    def fork_runner(self, job: str, cwd: str, env: dict[str, str]) -> Runner:
+        """A runner process for one runbook (``rmsops.execution.inline``), with the connection on
+        which it reports (``inline.read_messages``); the caller closes the connection."""
         self.wait_ready()
-        log = str(self.folder / f"runner-{len(os.listdir(self.folder))}.log")
+        log = self.folder / f"runner-{uuid.uuid4().hex[:12]}.log"
         env = {**env, sharedcache.ENV: str(self.shared_cache)}
-        order = json.dumps({"runner": True, "job": job, "cwd": cwd, "env": env, "log": log}) + "\n"
+        order = json.dumps({"runner": True, "job": job, "cwd": cwd, "env": env, "log": str(log)}) + "\n"
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with self._lock:
@@ -284,7 +302,7 @@ class Zygote:
                 if not byte:
                     raise RuntimeError("the zygote could not start a runner")
                 first += byte
-            return int(json.loads(first)["pid"]), conn
+            return Runner(int(json.loads(first)["pid"]), conn, log)
         except BaseException:
             conn.close()
             raise
