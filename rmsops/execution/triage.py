@@ -127,7 +127,8 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                     escalation = runbooks.find(ESCALATION)
                     # The timeline needs the diagnostics' tables and 5xx finding only: drawn while
                     # escalation runs, it is off the path to the bundle.
-                    drawing = threading.Thread(target=lambda: picture.append(_timeline(staging, window, merged)),
+                    drawing = threading.Thread(target=lambda: picture.append(
+                                                   _timeline_drawn(zygote, staging, window, merged)),
                                                daemon=True, name="rmsops-timeline")
                     drawing.start()
                     outcomes[ESCALATION] = _run_one(
@@ -466,6 +467,28 @@ def _local_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: list[Finding]) -> str | None:
+    """The timeline, drawn by a runner forked from the warm zygote when there are runners (matplotlib
+    loaded, fonts cached: the command never imports matplotlib), else here."""
+    import os
+
+    from rmsops.execution import inline
+
+    if zygote.runners:
+        with contextlib.suppress(Exception):  # drawn here instead
+            runner = zygote.fork_runner(inline.job_order(_timeline_job, staging, window, findings), str(staging),
+                                        dict(os.environ))
+            with runner.conn:
+                for message in inline.read_messages(runner.conn):
+                    if "outcome" in message:
+                        return inline.outcome_of(message)
+    return _timeline(staging, window, findings)
+
+
+def _timeline_job(staging: Path, window: Window, findings: list[Finding], on_cell_executed: Any = None) -> str | None:
+    return _timeline(staging, window, findings)
 
 
 def _timeline(staging: Path, window: Window, findings: list[Finding]) -> str | None:
