@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 
 from rmsops.core import sharedcache
 from rmsops.core.findings import MIME_TYPE
-from rmsops.execution import cellengine, inline
+from rmsops.execution import cellengine, children, inline
 from rmsops.execution.zygote import Zygote
 
 
@@ -134,3 +136,26 @@ def test_sigint_interrupts_the_running_cell_and_the_notebook_is_still_written(tm
     assert time.monotonic() - began < 30
     assert raised.value.ename == "KeyboardInterrupt"
     assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].execution_count is None
+
+
+def _stubborn(own_session: bool) -> subprocess.Popen:
+    """A process that ignores SIGINT, leading its own session (as a runner does) or not."""
+    code = ("import os, signal, sys, time\n" + ("os.setsid()\n" if own_session else "")
+            + "signal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_a_runner_that_ignores_the_interrupt_is_killed_after_the_grace_and_nothing_else_is():
+    runner_like, other = _stubborn(own_session=True), _stubborn(own_session=False)
+    try:
+        children.ForeignProcess(runner_like.pid, interruptible=True).stop(grace=0.3)
+        children.ForeignProcess(other.pid, interruptible=True).stop(grace=0.3)  # its pid: not a runner's
+        assert runner_like.wait(timeout=10) == -signal.SIGKILL
+        time.sleep(1.0)
+        assert other.poll() is None  # interrupted (ignored) but never killed: not a session leader
+    finally:
+        for process in (runner_like, other):
+            process.kill()
+            process.wait()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 _running: dict[int, ForeignProcess] = {}  # worker thread id -> its current process
 
@@ -53,10 +54,19 @@ class ForeignProcess:
         """Interrupt it, when it can take that, and kill it if it is still there after ``grace``."""
         if self.interruptible:
             self.send_signal(signal.SIGINT)
-            timer = threading.Timer(grace, self.kill)
+            timer = threading.Timer(grace, self._kill_if_same)
             timer.daemon = True
             timer.start()
         else:
+            self.kill()
+
+    def _kill_if_same(self) -> None:
+        """Kill it unless its pid now names another process: ours lead their own session (setsid)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return  # gone
+        if int(fields[3]) == self.pid:  # the session id
             self.kill()
 
 
