@@ -125,6 +125,19 @@ def test_a_runner_that_fails_outside_a_cell_says_why_in_its_log(zygote, tmp_path
     assert runner.last_words() == "RuntimeError: the runner's own failure, for the log"
 
 
+def _pyplot_outputs(folder: str, on_cell_executed=None) -> list[str]:
+    """In a runner (pyplot not yet imported, as in a runbook): a cell that draws with pyplot."""
+    nb = _execute(Path(folder), "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('drawn')\nNone")
+    return [o.output_type for o in nb.cells[0].outputs if "image/png" in o.get("data", {})]
+
+
+def test_a_pyplot_figure_is_shown_as_a_kernel_would_show_it(zygote, tmp_path):
+    runner = zygote.fork_runner(inline.job_order(_pyplot_outputs, str(tmp_path)), str(tmp_path), dict(os.environ))
+    with runner.conn:
+        outcomes = [inline.outcome_of(m) for m in inline.read_messages(runner.conn) if "outcome" in m]
+    assert outcomes == [["display_data"]], runner.last_words()
+
+
 def test_sigint_interrupts_the_running_cell_and_the_notebook_is_still_written(tmp_path):
     path = _notebook(tmp_path, "hang", "x = 'before'", "import time\nfor _ in range(600): time.sleep(0.1)", "y = 1")
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))

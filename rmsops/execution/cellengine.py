@@ -81,7 +81,18 @@ def _make_shell() -> Any:
     config = Config()
     config.HistoryManager.enabled = False  # no SQLite file per process, for nothing
     config.InteractiveShell.colors = "nocolor"
+    _inline_pyplot()
     return Shell.instance(config=config)
+
+
+def _inline_pyplot() -> None:
+    """As in a kernel, a cell that draws with pyplot shows its figures: pyplot, when a cell first
+    imports it, takes the inline backend, which hooks itself to this shell. (matplotlib read
+    MPLBACKEND when the warm process imported it, so the setting goes to its rcParams.)"""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.rcParams["backend"] = "module://matplotlib_inline.backend_inline"
 
 
 class _Stream(io.TextIOBase):

@@ -41,6 +41,9 @@ WARM_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger
                 "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.logger", "IPython.core.oinspect",
                 "IPython.extensions.storemagic", "IPython.utils.wildcard", "sqlite3", "pdb", "faulthandler",
                 "tornado.platform.asyncio")
+# Not for runners: imported before a runner's shell exists, the inline backend could not hook itself
+# to it, and a runbook cell that draws with pyplot would show nothing.
+KERNEL_ONLY_MODULES = ("matplotlib_inline.backend_inline",)
 FIRST_LOOK_MODULES = ("rmsops.core.context", "rmsops.checks", "rmsops.execution.firstlook")  # imported first
 READY = b"ready\n"
 # --- the zygote process -------------------------------------------------------------------------
@@ -60,7 +63,8 @@ def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = Fal
     if first_look:
         children.append(_fork_first_look(json.loads(first_look), Path(socket_path).parent / "shared"))
     for name in WARM_MODULES:
-        importlib.import_module(name)
+        if not (warm_runners and name in KERNEL_ONLY_MODULES):
+            importlib.import_module(name)
     from rmsops.core import aws, registry
 
     registry.load_all()  # every check module: a kernel that imports them itself pays ~0.25 s of CPU
