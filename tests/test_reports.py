@@ -103,6 +103,7 @@ def test_executed_notebooks_record_the_bundle_not_the_staging_folder(bundle):
         nb = nbformat.read(bundle / stem / f"{stem}.ipynb", as_version=4)
         recorded = nb.metadata["papermill"]["parameters"]
         assert recorded["output_dir"] == str((bundle / stem).resolve())
+        assert nb.metadata["papermill"]["output_path"] == str((bundle / stem / f"{stem}.ipynb").resolve())
         [injected] = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert ".partial-" not in injected.source and str(bundle.resolve()) in injected.source
     assert recorded["findings"] == str((bundle / "findings.json").resolve())

@@ -199,10 +199,13 @@ def relocated(nb: nbformat.NotebookNode, staging: Path, final: Path) -> nbformat
     for cell in nb.cells:
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             cell.source = cell.source.replace(old, new)
-    recorded = nb.metadata.get("papermill", {}).get("parameters", {})
+    papermill_record = nb.metadata.get("papermill", {})
+    recorded = papermill_record.get("parameters", {})
     for name, value in list(recorded.items()):
         if isinstance(value, str):
             recorded[name] = value.replace(old, new)
+    if isinstance(papermill_record.get("output_path"), str):
+        papermill_record["output_path"] = papermill_record["output_path"].replace(old, new)
     return nb
 
 
