@@ -2,8 +2,8 @@
 
 ``kernel_manager_class(zygote)`` gives a jupyter_client kernel manager whose provisioner asks the
 zygote to fork instead of spawning ``python -m ipykernel``; pass it to papermill as
-``kernel_manager_class``. ``running_kernel()`` lets a watchdog kill the kernel of a runbook
-that overstays its timeout.
+``kernel_manager_class``. Each kernel is registered in ``rmsops.execution.children``, where a
+watchdog finds the kernel of a runbook that overstays its timeout.
 """
 
 from __future__ import annotations
@@ -18,10 +18,6 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from rmsops.execution import children
 from rmsops.execution.children import ForeignProcess
 from rmsops.execution.zygote import Zygote
-
-
-def running_kernel(thread_id: int) -> ForeignProcess | None:
-    return children.running(thread_id)
 
 
 class ForkProvisioner(LocalProvisioner):

@@ -22,7 +22,7 @@ import json
 import os
 import pickle
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 ENGINE_ENV = "RMSOPS_ENGINE"  # "kernel": forked Jupyter kernels instead
@@ -80,4 +80,16 @@ def read_messages(conn: socket.socket) -> Iterator[dict[str, Any]]:
 
 def outcome_of(message: dict[str, Any]) -> Any:
     return pickle.loads(base64.b64decode(message["outcome"]))
+
+
+def collect(conn: socket.socket, on_findings: Callable[[list[dict[str, Any]]], None] | None = None
+            ) -> tuple[bool, Any]:
+    """Read a runner to its end: (True, what its job returned), or (False, None) when it ended
+    without saying (killed, or it failed outside its job). ``on_findings`` gets each cell's findings."""
+    for message in read_messages(conn):
+        if "findings" in message and on_findings is not None:
+            on_findings(message["findings"])
+        elif "outcome" in message:
+            return True, outcome_of(message)
+    return False, None
 

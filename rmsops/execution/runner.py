@@ -181,7 +181,7 @@ def finish_run(runbook: Runbook, settings: Settings, window: Window, out_dir: Pa
         executed = relocated(executed, *relocate)
         engine.write_notebook(executed, notebook)
     findings = collect_findings(executed) if executed is not None else []
-    if seen is not None and len(seen) > len(findings):
+    if seen is not None:  # told as they were shown: a superset of what the file has
         findings = list(seen)
     if error:
         findings += missing_check_findings(runbook, findings, f"the runbook stopped: {error}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import platform
 import shutil
 import threading
@@ -139,9 +140,9 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
     except KeyboardInterrupt:
         interrupts.hold()
         stopped = _stop_reason()
-        _kill_running_kernels()
+        _stop_running_runbooks()
     except BaseException:  # bad input or a bug: nothing is presented as a bundle
-        _kill_running_kernels()
+        _stop_running_runbooks()
         if own_zygote and zygote is not None:
             zygote.stop()
         if staging is not None:
@@ -280,7 +281,7 @@ def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, sta
         for future, rb in futures.items():
             if future.cancel():
                 progress.state(rb.stem, "cancelled")
-        _kill_running_kernels()
+        _stop_running_runbooks()
         pool.shutdown(wait=True)  # the killed runbooks write what they had
         for future, rb in futures.items():
             if not future.cancelled() and future.done() and rb.stem not in outcomes:
@@ -289,7 +290,7 @@ def _run_all(diagnostics: list[Runbook], settings: Settings, window: Window, sta
     return stopped
 
 
-def _kill_running_kernels() -> None:
+def _stop_running_runbooks() -> None:
     from rmsops.execution import children
 
     for thread in threading.enumerate():
@@ -350,8 +351,6 @@ def _run_in_runner(runbook: Runbook, settings: Settings, window: Window, folder:
                    zygote: Zygote, found: Any) -> RunOutcome:
     """The whole run in a runner forked from the zygote (``rmsops.execution.inline``); if it dies
     before its outcome (killed), the outcome is built here from the notebook as far as it got."""
-    import os
-
     from rmsops.execution import children, inline
     from rmsops.execution.runner import finish_run
 
@@ -361,18 +360,15 @@ def _run_in_runner(runbook: Runbook, settings: Settings, window: Window, folder:
     runner = zygote.fork_runner(job, str(runbook.notebook.parent), dict(os.environ))
     process = children.ForeignProcess(runner.pid, interruptible=True)
     children.register(process)
-    outcome = None
     seen: list[dict[str, Any]] = []  # what it showed: its notebook's file may be older
-    try:
-        for message in inline.read_messages(runner.conn):
-            if "findings" in message:
-                seen += message["findings"]
-                found(message["findings"])
-            elif "outcome" in message:
-                outcome = inline.outcome_of(message)
-    finally:
-        runner.conn.close()
-    if outcome is not None:
+
+    def shown(records: list[dict[str, Any]]) -> None:
+        seen.extend(records)
+        found(records)
+
+    with runner.conn:
+        finished, outcome = inline.collect(runner.conn, shown)
+    if finished:
         return outcome
     with contextlib.suppress(Exception):
         process.wait(timeout=5)  # its last words are written
@@ -472,8 +468,6 @@ def _local_user() -> str:
 def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: list[Finding]) -> str | None:
     """The timeline, drawn by a runner forked from the warm zygote when there are runners (matplotlib
     loaded, fonts cached: the command never imports matplotlib), else here."""
-    import os
-
     from rmsops.execution import inline
 
     if zygote.runners:
@@ -481,9 +475,9 @@ def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: lis
             runner = zygote.fork_runner(inline.job_order(_timeline_job, staging, window, findings), str(staging),
                                         dict(os.environ))
             with runner.conn:
-                for message in inline.read_messages(runner.conn):
-                    if "outcome" in message:
-                        return inline.outcome_of(message)
+                finished, drawn = inline.collect(runner.conn)
+            if finished:
+                return drawn
     return _timeline(staging, window, findings)
 
 

@@ -49,7 +49,7 @@ READY = b"ready\n"
 # --- the zygote process -------------------------------------------------------------------------
 
 def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = False) -> None:
-    """Import everything, then fork a kernel for each request until the socket is closed.
+    """Import everything, then fork a runner or a kernel for each request until the socket is closed.
 
     ``first_look``: a JSON order (``rmsops.execution.firstlook``) to fork a first-look process as soon as
     the checks are imported, before the kernel warm-up goes on.
@@ -245,7 +245,7 @@ class Runner:
 
 
 class Zygote:
-    """The warm process: started once (in the background), asked to fork kernels."""
+    """The warm process: started once (in the background), asked to fork runners or kernels."""
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="rmsops-zygote-"))  # private (0700): sockets, logs
