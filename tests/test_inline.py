@@ -151,6 +151,34 @@ def test_sigint_interrupts_the_running_cell_and_the_notebook_is_still_written(tm
     assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].execution_count is None
 
 
+def _stop_between_cells_then_after_them(folder: str, on_cell_executed=None) -> dict:
+    """In a runner: a stop that a cell swallows still runs no further cell; one after the last cell
+    (while the report is written) cuts nothing short."""
+    swallowed = ("import os, signal, time\ntry:\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(5)\n"
+                 "except KeyboardInterrupt:\n    pass")
+    try:
+        _execute(Path(folder), "x = 1", swallowed, "never = True")
+        error = ""
+    except papermill.PapermillExecutionError as exc:
+        error = exc.ename
+    ran = [c.execution_count is not None and not any(o.output_type == "error" for o in c.outputs)
+           for c in nbformat.read(Path(folder) / "out.ipynb", as_version=4).cells if c.cell_type == "code"]
+    os.kill(os.getpid(), signal.SIGINT)  # now, as the report would be written
+    time.sleep(0.2)
+    return {"error": error, "ran": ran, "after": "written"}
+
+
+def test_a_stop_ends_the_cells_but_never_the_writing_of_the_report(zygote, tmp_path):
+    runner = zygote.fork_runner(inline.job_order(_stop_between_cells_then_after_them, str(tmp_path)), str(tmp_path),
+                                dict(os.environ))
+    with runner.conn:
+        finished, outcome = inline.collect(runner.conn)
+    assert finished, runner.last_words()
+    assert outcome["error"] == "KeyboardInterrupt"
+    assert outcome["ran"] == [True, True, False]  # the cell after the stop did not run
+    assert outcome["after"] == "written"
+
+
 def _stubborn(own_session: bool) -> subprocess.Popen:
     """A process that ignores SIGINT, leading its own session (as a runner does) or not."""
     code = ("import os, signal, sys, time\n" + ("os.setsid()\n" if own_session else "")

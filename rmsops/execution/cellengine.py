@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import platform
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,31 @@ NAME = inline.ENGINE_NAME
 LANGUAGE_INFO = {"name": "python", "version": platform.python_version(), "mimetype": "text/x-python",
                  "codemirror_mode": {"name": "ipython", "version": 3}, "pygments_lexer": "ipython3",
                  "nbconvert_exporter": "python", "file_extension": ".py"}
+
+
+# --- interrupting: cells only --------------------------------------------------------------------
+
+_stop_requested = False
+_in_cell = False
+
+
+def interrupt_cells_only() -> None:
+    """SIGINT (a stop or a timeout) interrupts the running cell and runs no further cell, but never
+    cuts short what follows the last cell: the notebook, its findings and its report are written.
+    For a runner's process, not an interactive one."""
+    signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    global _stop_requested
+    _stop_requested = True
+    if _in_cell:
+        raise KeyboardInterrupt
+
+
+def _interrupted_output() -> dict[str, Any]:
+    return {"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "stopped before this cell ran",
+            "traceback": ["KeyboardInterrupt: stopped before this cell ran"]}
 
 
 # --- the shell that runs the cells ---------------------------------------------------------------
@@ -118,15 +144,21 @@ def run_cell(source: str) -> tuple[list[dict[str, Any]], int, dict[str, Any] | N
     """Run one cell's source: its outputs, its execution count and its error output, if any."""
     import nbformat
 
+    global _in_cell
     ipython = shell()
     ipython.cell_count += 1
+    if _stop_requested:  # interrupted between cells: this one does not run
+        error = _interrupted_output()
+        return [nbformat.from_dict(error)], ipython.cell_count, error
     ipython.cell_outputs = outputs = []
     ipython.cell_error = None
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Stream("stdout", outputs), _Stream("stderr", outputs)
+    _in_cell = True
     try:
         ipython.run_cell(source, store_history=False)
     finally:
+        _in_cell = False
         sys.stdout, sys.stderr = saved
     return [nbformat.from_dict(o) for o in outputs], ipython.cell_count, ipython.cell_error
 

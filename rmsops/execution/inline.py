@@ -10,7 +10,8 @@ report and its findings are written by that process, and the command reads one l
 that found something, then the outcome.
 
 Each runbook keeps its own process (no state leaks between runbooks, a hung one can be killed);
-SIGINT interrupts the running cell as a kernel interrupt would, and the notebook is still written.
+SIGINT interrupts the running cell as a kernel interrupt would and runs no further cell; the
+notebook, its findings and its report are still written (``cellengine.interrupt_cells_only``).
 ``RMSOPS_ENGINE=kernel`` brings back the forked Jupyter kernels (``rmsops.execution.fastkernel``).
 This module is stdlib-only: the command imports it without papermill.
 """

@@ -205,6 +205,9 @@ def _become_runner(order: dict, conn: socket.socket) -> None:
         conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
         job = inline.load_job(order["job"])  # before the chdir: its modules are found from here
         _settle(order)
+        from rmsops.execution import cellengine
+
+        cellengine.interrupt_cells_only()  # a stop ends the cells, never the writing of the report
         inline.child_main(job, conn)
     except BaseException:  # noqa: BLE001 - the command sees the end of the line without an outcome
         import traceback
