@@ -5,20 +5,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rmsops-installed
 
-.PHONY: demo test lab lint clean
+.PHONY: demo test lab lint clean bytecode
 
-demo: $(STAMP)  ## the embedded demo environment with a seeded incident, triaged end to end
+demo: $(STAMP) bytecode  ## the embedded demo environment with a seeded incident, triaged end to end
 	$(BIN)/rmsops demo $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REGION),--region $(REGION)) $(if $(WORKERS),--workers $(WORKERS))
 
-test: $(STAMP)  ## lint, unit and integration tests, and every notebook under nbval
+test: $(STAMP) bytecode  ## lint, unit and integration tests, and every notebook under nbval
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -p tests.demo_server --nbval-lax --nbval-current-env tests notebooks
 
-lab: $(STAMP)  ## JupyterLab on notebooks/ against a running demo environment
+lab: $(STAMP) bytecode  ## JupyterLab on notebooks/ against a running demo environment
 	$(BIN)/rmsops demo --serve --lab $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(REGION),--region $(REGION)) $(if $(WORKERS),--workers $(WORKERS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# pip compiles an installed wheel; an editable install is compiled here, else every process
+# (and a triage starts about 20) compiles rmsops again where PYTHONDONTWRITEBYTECODE is set.
+# Quick when nothing changed; a stale file is only recompiled in memory, never used.
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q rmsops > /dev/null
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -139,6 +139,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=10, help="services added for the larger estate (d)")
     parser.add_argument("--skip-papermill", action="store_true", help="leave out (a), which takes minutes")
     args = parser.parse_args()
+    # As installed: pip compiles a wheel's modules, an editable checkout is compiled here (else,
+    # where PYTHONDONTWRITEBYTECODE is set, every process of a triage compiles rmsops again).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "rmsops")], stdout=subprocess.DEVNULL,
+                   check=True)
     selected = [*triage.default_selection(), runbooks.find(triage.ESCALATION)]
     diagnostics = [rb.stem for rb in selected if rb.stem != triage.ESCALATION]
     work = Path(tempfile.mkdtemp(prefix="rmsops-bench-"))

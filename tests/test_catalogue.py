@@ -124,13 +124,22 @@ def test_the_catalogue_and_the_first_look_are_light_to_import():
     assert out.strip() == ""
 
 
+def test_a_triage_command_imports_neither_pandas_nor_the_notebook_libraries():
+    """The command of a triage starts the warm process, then only waits, shows and bundles: the
+    runbooks' libraries (a second of CPU on a 2-core machine) are the warm process's to import."""
+    heavy = ("pandas", "numpy", "psycopg", "matplotlib", "nbformat", "papermill", "IPython", "rmsops.checks")
+    code = ("import sys, rmsops.cli, rmsops.execution.triage, rmsops.core.failure, rmsops.core.registry; "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
+
+
 def test_the_registry_does_not_import_the_checks_or_the_context_statically():
     source = (ROOT / "rmsops" / "core" / "registry.py").read_text()
     tree = ast.parse(source)
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert not {"rmsops.checks", "rmsops.core.context"} & imported
-    assert "TYPE_CHECKING" not in source
+    assert not {"rmsops.checks", "rmsops.core.context"} & imported  # under TYPE_CHECKING too
 
 
 def test_every_check_id_written_in_the_code_is_in_the_catalogue():

@@ -5,15 +5,11 @@ These lines become ``error`` findings; they never carry a traceback or a secret.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
-import botocore.exceptions
-import botocore.parsers
-import psycopg
-
 from rmsops.core import awsretry, secrets
-from rmsops.core.db import ACCESS_KINDS, LOCK_TIMEOUT_MS, DatabaseUnavailable
 
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
            "UnauthorizedException", "AuthorizationError", "AuthFailure"}
@@ -69,6 +65,14 @@ def describe(exc: BaseException) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    return _aws_failure(exc) or _database_failure(exc) or f"{type(exc).__name__}: {_first_line(str(exc))}"
+
+
+def _aws_failure(exc: BaseException) -> str:
+    """What an AWS failure means, or "" when ``exc`` is none."""
+    import botocore.exceptions
+    import botocore.parsers
+
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "")
@@ -94,20 +98,34 @@ def _describe(exc: BaseException) -> str:
                 f"{why + '; ' if why else ''}check the network or VPN, aws.region and aws.endpoint_url")
     if isinstance(exc, botocore.exceptions.ReadTimeoutError):
         return "AWS did not answer in time; try again or narrow the window"
-    if isinstance(exc, DatabaseUnavailable):
-        if exc.kind in ACCESS_KINDS:
+    return ""
+
+
+def _database_failure(exc: BaseException) -> str:
+    """What a database failure means, or "" when ``exc`` is none.
+
+    A process that never imported the database layer (the command of a triage) has no database
+    error to describe, and need not import psycopg and pandas to say so.
+    """
+    db = sys.modules.get("rmsops.core.db")
+    if db is not None and isinstance(exc, db.DatabaseUnavailable):
+        if exc.kind in db.ACCESS_KINDS:
             return f"rmsops could not get into the database ({exc.kind}): {exc}; see db.connectivity"
         return f"database unreachable ({exc.kind}): {exc}"
+    if "psycopg" not in sys.modules:
+        return ""
+    import psycopg
+
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return "the query hit the statement timeout (database.statement_timeout_ms); the database is busy"
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return f"database permission denied: {_first_line(str(exc))}; GRANT pg_monitor TO the rmsops user"
-    if isinstance(exc, psycopg.errors.LockNotAvailable):  # an OperationalError, but the session is fine
-        return (f"the query waited longer than the lock timeout ({LOCK_TIMEOUT_MS / 1000:g} s) for a lock another "
+    if db is not None and isinstance(exc, psycopg.errors.LockNotAvailable):  # an OperationalError; the session is fine
+        return (f"the query waited longer than the lock timeout ({db.LOCK_TIMEOUT_MS / 1000:g} s) for a lock another "
                 "session holds; the database is busy - see db.locks.blocked")
     if isinstance(exc, psycopg.OperationalError):
         return f"database connection lost: {_first_line(str(exc))}"
-    return f"{type(exc).__name__}: {_first_line(str(exc))}"
+    return ""
 
 
 def _first_line(text: str) -> str:

@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from rmsops.core import failure, runbooks
 from rmsops.core.findings import Finding, Severity
+
+if TYPE_CHECKING:  # the checks import pandas; the catalogue alone (a triage's command) need not
+    import pandas as pd
 
 
 @dataclass

@@ -7,6 +7,7 @@ plots embedded, code hidden) and ``findings.json`` into its output folder.
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import re
 import threading
@@ -14,9 +15,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from rmsops.core import registry, thresholds
 from rmsops.core.config import Settings
@@ -26,6 +25,9 @@ from rmsops.core.runbooks import Runbook
 from rmsops.core.window import Window
 from rmsops.execution import inline
 from rmsops.render.listing import RESERVED_PARAMETERS
+
+if TYPE_CHECKING:  # nbformat is imported where a notebook is read: a triage's command never needs it
+    import nbformat
 
 DEFAULT_TIMEOUT_SECONDS = 600
 
@@ -46,10 +48,11 @@ class RunOutcome:
 @cache
 def notebook_parameters(runbook: Runbook) -> dict[str, Any]:
     """The notebook's parameters cell as {name: default value}."""
-    nb = nbformat.read(runbook.notebook, as_version=4)
-    for cell in nb.cells:
+    cells = json.loads(runbook.notebook.read_text(encoding="utf-8"))["cells"]  # v4 JSON; nbformat costs 0.1 s
+    for cell in cells:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            tree = ast.parse(cell.source)
+            source = cell["source"]
+            tree = ast.parse("".join(source) if isinstance(source, list) else source)
             return {node.targets[0].id: ast.literal_eval(node.value)
                     for node in tree.body
                     if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
@@ -108,8 +111,8 @@ def collect_findings(nb: nbformat.NotebookNode) -> list[Finding]:
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             record = output.get("data", {}).get(MIME_TYPE)
-            if record:
-                found += [Finding.from_dict(f) for f in record["findings"]]
+            if record:  # as plain JSON values: a runner's outcome then unpickles without nbformat
+                found += [Finding.from_dict(f) for f in json.loads(json.dumps(record["findings"]))]
     return found
 
 
@@ -172,6 +175,8 @@ def finish_run(runbook: Runbook, settings: Settings, window: Window, out_dir: Pa
     """The outcome of a run that ended (``error``: why it stopped early): the executed notebook
     (else the file, as far as it got), its findings and HTML report written beside it. ``seen``:
     the findings the run is known to have shown, when the notebook's file may predate some."""
+    import nbformat
+
     from rmsops.execution import engine
 
     notebook = out_dir / f"{runbook.stem}.ipynb"
@@ -220,15 +225,45 @@ _exporter_lock = threading.Lock()
 _exporter: Any = None
 
 
+# What a runbook's narrative uses. The markdown parser compiles its patterns as it meets each
+# construct (a third of a report's markdown time): met once in a warm process, they are inherited.
+_WARM_UP_MARKDOWN = """# 00 · Warm-up
+
+Guide *Section → Part*. **Symptoms:** text with `code`, a [link](https://example.com) and — dashes.
+
+## 1. Steps
+
+- **Cause:** runbook 07 (slow statements); `fields @timestamp | sort @timestamp desc`.
+  - nested item
+- another item
+
+1. first
+2. second
+
+> a quote
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+```
+code block
+```
+"""
+
+
 def warm_exporter() -> None:
-    """Import nbconvert and load its templates now (seconds), e.g. while the first kernels start."""
+    """Import nbconvert, load its templates and compile its markdown patterns now (seconds), e.g.
+    while the first kernels start."""
+    import nbformat
+
     global _exporter
     with _exporter_lock:
         if _exporter is None:
             _exporter = _report_exporter()(exclude_input=True, exclude_input_prompt=True,
                                            exclude_output_prompt=True, optimistic_validation=True)
-            # an empty export loads and compiles the templates
-            _exporter.from_notebook_node(nbformat.v4.new_notebook(), resources={"metadata": {"name": "warm-up"}})
+            warm_up = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(_WARM_UP_MARKDOWN)])
+            _exporter.from_notebook_node(warm_up, resources={"metadata": {"name": "warm-up"}})
 
 
 _NO_ALT = re.compile(r"<img (?![^>]*\balt=)")
@@ -263,6 +298,8 @@ def _report_exporter() -> type:
 
 def export_html(notebook: Path | nbformat.NotebookNode, target: Path) -> Path:
     """A standalone HTML report: outputs and narrative, code hidden, images embedded."""
+    import nbformat
+
     warm_exporter()
     nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, Path) else notebook
     with _exporter_lock:  # one exporter (its templates load once); exports are short

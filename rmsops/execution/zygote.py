@@ -114,13 +114,19 @@ def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = Fal
 
 
 def _warm_runners() -> None:
-    """What a kernel-less runner needs beyond the kernels' imports: papermill, its engine and the
-    HTML exporter with its templates loaded. (Not the runner's IPython shell: a singleton, it would
-    stop a kernel forked from here from making its own; each runner makes one in 10 ms.)"""
+    """What a kernel-less runner needs beyond the kernels' imports, made once here rather than in
+    each of a triage's 17 runners: papermill, its engine, the HTML exporter with its templates
+    loaded and its markdown patterns compiled, the IPython shell that runs the cells, and a
+    botocore session (together about 70 ms of CPU per runner). A kernel forked from here drops that
+    shell (a singleton) to make its own."""
+    from rmsops.core import aws
+
     with contextlib.suppress(Exception):  # a failed warm-up only means a colder runner
-        from rmsops.execution import cellengine, runner  # noqa: F401 - cellengine: imported to be inherited
+        from rmsops.execution import cellengine, runner
 
         runner.warm_exporter()
+        cellengine.shell()
+    aws.prepare_session()
 
 
 def _draw_once() -> None:
@@ -223,6 +229,10 @@ def _become_kernel(order: dict) -> None:
     try:
         _settle(order)
         from ipykernel.kernelapp import IPKernelApp
+        from IPython.core.interactiveshell import InteractiveShell
+
+        if InteractiveShell.initialized():  # a zygote warmed for runners made their shell: a singleton
+            type(InteractiveShell.instance()).clear_instance()
 
         app = IPKernelApp.instance()
         app.initialize(["-f", order["connection_file"], *order.get("args", [])])
