@@ -15,6 +15,7 @@ before it imports anything heavy itself.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -32,18 +33,17 @@ from typing import Any
 from rmsops.core import sharedcache
 from rmsops.execution import inline
 
-# What every runbook imports: loaded once in the zygote, inherited by every forked kernel.
-WARM_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger", "IPython",
-                "matplotlib_inline.backend_inline", "pandas", "numpy", "matplotlib", "matplotlib.figure",
-                "boto3", "botocore.session", "psycopg", "yaml", "rmsops", "rmsops.notebook", "rmsops.checks",
-                "rmsops.core.context", "rmsops.actions", "rmsops.render.plots", "rmsops.render.report",
-                # what IPython imports as a kernel starts
-                "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.logger", "IPython.core.oinspect",
-                "IPython.extensions.storemagic", "IPython.utils.wildcard", "sqlite3", "pdb", "faulthandler",
-                "tornado.platform.asyncio")
-# Not for runners: imported before a runner's shell exists, the inline backend could not hook itself
-# to it, and a runbook cell that draws with pyplot would show nothing.
-KERNEL_ONLY_MODULES = ("matplotlib_inline.backend_inline",)
+# What every runbook imports: loaded once in the zygote, inherited by every forked runner or kernel.
+WARM_MODULES = ("IPython", "pandas", "numpy", "matplotlib", "matplotlib.figure", "boto3", "botocore.session",
+                "psycopg", "yaml", "rmsops", "rmsops.notebook", "rmsops.checks", "rmsops.core.context",
+                "rmsops.actions", "rmsops.render.plots", "rmsops.render.report")
+# What a kernel adds: ipykernel (with debugpy) and what IPython imports as a kernel starts. Not for
+# runners: they need none of it (about 0.3 s of the warm-up), and imported before a runner's shell
+# exists, the inline backend could not hook itself to it and a cell drawing with pyplot would show nothing.
+KERNEL_ONLY_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger",
+                       "matplotlib_inline.backend_inline", "IPython.core.completerlib", "IPython.core.debugger",
+                       "IPython.core.logger", "IPython.core.oinspect", "IPython.extensions.storemagic",
+                       "IPython.utils.wildcard", "sqlite3", "pdb", "faulthandler", "tornado.platform.asyncio")
 FIRST_LOOK_MODULES = ("rmsops.core.context", "rmsops.checks", "rmsops.execution.firstlook")  # imported first
 READY = b"ready\n"
 # --- the zygote process -------------------------------------------------------------------------
@@ -57,14 +57,14 @@ def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = Fal
     import importlib
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
+    gc.disable()  # the warm-up makes objects that all live on: collecting during it finds nothing
     for name in FIRST_LOOK_MODULES:
         importlib.import_module(name)
     children: list[int] = []  # killed when the zygote stops: no kernel or first look outlives a run
     if first_look:
         children.append(_fork_first_look(json.loads(first_look), Path(socket_path).parent / "shared"))
-    for name in WARM_MODULES:
-        if not (warm_runners and name in KERNEL_ONLY_MODULES):
-            importlib.import_module(name)
+    for name in WARM_MODULES if warm_runners else (*KERNEL_ONLY_MODULES, *WARM_MODULES):
+        importlib.import_module(name)
     from rmsops.core import aws, registry
 
     registry.load_all()  # every check module: a kernel that imports them itself pays ~0.25 s of CPU
@@ -75,6 +75,10 @@ def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = Fal
         aws.preload_models()  # forked kernels find every service model parsed, in memory
     if warm_runners:
         _warm_runners()
+    # What the warm-up made lives as long as every child: out of the collector's sight, a child's
+    # collections neither walk it (CPU) nor write to its pages (copies of shared memory).
+    gc.freeze()
+    gc.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle, not ours
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
@@ -164,6 +168,8 @@ def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> int:
     pid = os.fork()
     if pid == 0:
         try:
+            gc.freeze()  # as a runner does (see zygote_main)
+            gc.enable()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.environ[sharedcache.ENV] = str(shared_cache)  # the runbooks reuse what it fetches
