@@ -15,7 +15,6 @@ before it imports anything heavy itself.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rmsops.core import sharedcache
+from rmsops.core import longlived, sharedcache
 from rmsops.execution import inline
 
 # What every runbook imports: loaded once in the zygote, inherited by every forked runner or kernel.
@@ -57,7 +56,7 @@ def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = Fal
     import importlib
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
-    gc.disable()  # the warm-up makes objects that all live on: collecting during it finds nothing
+    longlived.begin()  # the warm-up makes objects that all live on: collecting during it finds nothing
     for name in FIRST_LOOK_MODULES:
         importlib.import_module(name)
     children: list[int] = []  # killed when the zygote stops: no kernel or first look outlives a run
@@ -77,8 +76,7 @@ def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = Fal
         _warm_runners()
     # What the warm-up made lives as long as every child: out of the collector's sight, a child's
     # collections neither walk it (CPU) nor write to its pages (copies of shared memory).
-    gc.freeze()
-    gc.enable()
+    longlived.end()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle, not ours
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
@@ -168,8 +166,7 @@ def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> int:
     pid = os.fork()
     if pid == 0:
         try:
-            gc.freeze()  # as a runner does (see zygote_main)
-            gc.enable()
+            longlived.end()  # as a runner's (see zygote_main)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.environ[sharedcache.ENV] = str(shared_cache)  # the runbooks reuse what it fetches

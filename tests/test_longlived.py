@@ -1,0 +1,31 @@
+"""Objects made once and kept: not collected while made, frozen afterwards."""
+
+from __future__ import annotations
+
+import gc
+
+from rmsops.core import longlived
+
+
+def test_what_is_made_while_setting_up_is_frozen_and_collection_resumes():
+    gc.unfreeze()
+    try:
+        with longlived.setting_up():
+            assert not gc.isenabled()
+            kept = [{"made": n} for n in range(1000)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_setting_up_leaves_a_disabled_collector_disabled():
+    gc.disable()
+    try:
+        with longlived.setting_up():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
