@@ -108,6 +108,12 @@ class RunbookSession:
         except Exception as exc:  # noqa: BLE001 - a failed chart must not hide the findings
             display(HTML(f"<p><i>(plot unavailable: {report.esc(type(exc).__name__)})</i></p>"))
             return
+        notice = plots.empty_notice(figure)
+        if notice:  # an empty chart says less than a line, and takes a screenful and 0.1 s to draw
+            title = _figure_title(figure) or f"plot of {spec.id}"
+            display({"text/html": f'<p class="no-plot"><i>{report.esc(title)}: {report.esc(notice)}</i></p>',
+                     "text/plain": f"<{report.clean(title)}: {report.clean(notice)}>"}, raw=True)
+            return
         image = plots.png(figure)  # texts made safe first: the title below is the cleaned one
         alt = _figure_title(figure) or f"plot of {spec.id}"
         # An <img> with the figure's title as alt text (the HTML export gives a bare image none).

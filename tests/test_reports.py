@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from rmsops import cli
-from rmsops.render import report
+from rmsops import cli, notebook
+from rmsops.render import db_figures, plots, report
 
 APP, ESCALATION = "01-application-not-responding", "18-escalation"
 
@@ -138,3 +139,29 @@ def test_a_real_browser_shows_the_verdict_first_without_errors_or_broken_links(b
         if name == "index":  # the first screen opens on the critical banner's red (#c62828)
             red, green, blue = pixels[20, 700][:3]
             assert red > 0.7 and green < 0.3 and blue < 0.3, pixels[20, 700]
+
+
+def test_an_empty_chart_is_one_line_of_text_and_a_chart_with_something_to_show_an_image(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(notebook, "display", lambda obj, **_: shown.append(obj))
+    session = notebook.RunbookSession(SimpleNamespace(output_dir=str(tmp_path)))
+    png = tmp_path / "plots" / "x.y.png"
+    empty = pd.DataFrame(columns=["timestamp", "label", "value"])
+
+    def plot(figure_of):
+        session._plot(SimpleNamespace(id="x.y", plot=lambda result, ctx: figure_of()), None)
+        return shown[-1]["text/html"]
+
+    assert plot(lambda: plots.timeseries(empty, "CPU <b>")) == \
+        '<p class="no-plot"><i>CPU &lt;b&gt;: no datapoints in the window</i></p>'
+    assert not png.exists()
+    statements = pd.DataFrame(columns=["query", "calls", "total_ms", "mean_ms"])
+    assert "no statements recorded</i>" in plot(lambda: db_figures.statements_figure(
+        statements, pd.Series(dtype=bool), 100, 50)), "every axes empty: one line"
+    assert plot(lambda: plots.timeseries(empty, "CPU", lines={"limit": 5})).startswith("<img"), \
+        "a threshold line is something to show"
+    assert png.exists()
+    png.unlink()
+    moments = pd.to_datetime(["2026-12-03T08:00Z", "2026-12-03T08:01Z"])
+    data = pd.DataFrame({"timestamp": moments, "label": ["api", "api"], "value": [1.0, 2.0]})
+    assert plot(lambda: plots.timeseries(data, "CPU")).startswith("<img") and png.exists()

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-NO_DATA_COLOUR = "#666"
 SLOW_COLOUR = "#c62828"
 STATEMENT_COLOUR = "#1565c0"
 LABEL_CHARS = 48  # a statement's tick label; plots.fixed_margins makes room for it
@@ -47,10 +46,6 @@ def one_line(text: Any, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _no_data(ax: Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=NO_DATA_COLOUR)
-
-
 # --- db.queries.slow ---------------------------------------------------------------------------
 
 
@@ -70,7 +65,7 @@ def statements_figure(statements: pd.DataFrame, slow: pd.Series, mean_limit_ms: 
     scatter.set_title("Calls against mean time", loc="left", fontsize=11)
     if statements.empty:
         for ax in (bars, scatter):
-            _no_data(ax, "no statements recorded")
+            plots.no_data(ax, "no statements recorded")
         return fig
     top = statements.sort_values("total_ms", ascending=False).head(10)
     colours = [SLOW_COLOUR if s else STATEMENT_COLOUR for s in slow.loc[top.index]]
@@ -142,7 +137,7 @@ def locks_figure(blocked: pd.DataFrame, states: pd.DataFrame) -> Figure:
     right.set_title("Blocked → blocker", loc="left", fontsize=11)
     right.set_axis_off()
     if blocked.empty:
-        _no_data(right, "no blocked sessions")
+        plots.no_data(right, "no blocked sessions")
     else:
         _blocking_graph(right, blocked)
     return fig
@@ -151,7 +146,7 @@ def locks_figure(blocked: pd.DataFrame, states: pd.DataFrame) -> Figure:
 def _connections_by_state(ax: Axes, states: pd.DataFrame) -> None:
     ax.set_title("Client connections by state", loc="left", fontsize=11)
     if states.empty:
-        _no_data(ax, "no client connections")
+        plots.no_data(ax, "no client connections")
         return
     ax.barh(states["state"].astype(str), states["connections"],
             color=[plots.STATE_COLOURS.get(str(s), STATEMENT_COLOUR) for s in states["state"]])
@@ -215,7 +210,7 @@ def table_sizes_figure(tables: pd.DataFrame) -> Figure:
     ax.set_title("Largest tables: table, indexes, TOAST", loc="left", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     if top.empty:
-        _no_data(ax, "no user tables")
+        plots.no_data(ax, "no user tables")
         return fig
     left = pd.Series(0.0, index=top.index)
     for column, label, colour in SIZE_PARTS:

@@ -73,7 +73,7 @@ def rollout_timeline(df: pd.DataFrame, now: datetime, window: tuple[datetime, da
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, alpha=0.3)
     if rows.empty:
-        ax.text(0.5, 0.5, "no deployment", ha="center", va="center", transform=ax.transAxes, color="#666")
+        plots.no_data(ax, "no deployment")
         return fig
     seen = set()
     for i, row in enumerate(rows.itertuples()):
@@ -116,7 +116,7 @@ def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabe
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, alpha=0.3)
     if wide.empty:
-        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="#666")
+        plots.no_data(ax, empty)
     else:
         ax.stackplot(wide.index, *[wide[c] for c in wide.columns], labels=labels, alpha=0.85,
                      colors=[colours.get(str(c), "#777") for c in wide.columns] if colours else None)
@@ -140,7 +140,7 @@ def _history_plot(result: CheckResult, ctx: Context):
     plots.fixed_margins(fig, 3, ylabel=True, hspace=0.55)
     if not services:
         ax = fig.add_subplot()
-        ax.text(0.5, 0.5, "no task definition revision", ha="center", va="center", transform=ax.transAxes)
+        plots.no_data(ax, "no task definition revision")
         return fig
     axes = fig.subplots(len(services), 1, squeeze=False)[:, 0]
     now = ctx.window.end
@@ -190,7 +190,7 @@ def two_bars(frame: pd.DataFrame, value: str, left: tuple[str, str], right: tupl
         ax.set_title(title, loc="left", fontsize=11)
         ax.grid(True, alpha=0.3)
         if not totals:
-            ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes, color="#666")
+            plots.no_data(ax, "nothing to show")
             continue
         ax.barh([t[column][:40] for t in totals], [t[value] for t in totals], color="#c62828")
         ax.invert_yaxis()
@@ -208,8 +208,7 @@ def expiry_figure(labels: list[str], days: list[float | None], title: str, thres
     ax.set_title(title, loc="left", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     if not shown:
-        ax.text(0.5, 0.5, "no certificate with an expiry date", ha="center", va="center",
-                transform=ax.transAxes, color="#666")
+        plots.no_data(ax, "no certificate with an expiry date")
         return fig
     colours = {Severity.CRITICAL: "#c62828", Severity.WARNING: "#f9a825", Severity.OK: "#2e7d32"}
     names = [name for name, _ in shown]

@@ -15,6 +15,7 @@ import pandas as pd
 from rmsops.render.text import TIME_LABEL, shown_text  # noqa: F401 - shown_text: part of this module's API
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.axis import Axis
     from matplotlib.figure import Figure
 
@@ -26,6 +27,7 @@ STATE_COLOURS = {
     "error": "#6a1b9a", "unavailable": "#6a1b9a",
 }
 LINE_COLOURS = ("#c62828", "#ef6c00", "#f9a825")
+NO_DATA_COLOUR = "#666"
 
 
 
@@ -39,6 +41,22 @@ def new_figure(size: tuple[float, float]) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=size)
+
+
+def no_data(ax: Axes, text: str) -> None:
+    """Say in ``ax`` that it has nothing to draw. A figure whose every axes says so and draws
+    nothing is shown as one line of text instead of an empty chart (``empty_notice``)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=NO_DATA_COLOUR)
+    ax._rmsops_no_data = text
+
+
+def empty_notice(fig: Figure) -> str:
+    """What the figure's axes say they lack ("no datapoints in the window"), when every one of
+    them draws nothing; else "": the figure is worth its ~0.1 s of drawing and a screenful."""
+    notes = [getattr(ax, "_rmsops_no_data", "") for ax in fig.axes]
+    if not notes or not all(notes) or any(ax.has_data() for ax in fig.axes):
+        return ""
+    return "; ".join(dict.fromkeys(notes))
 
 
 def date_ticks(axis: Axis) -> None:
@@ -72,16 +90,17 @@ def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
     """One line per ``label`` over ``timestamp``; threshold lines; vertical deployment markers."""
     fig, ax = _figure(title, left_label_chars=_tick_chars(frame, lines), ylabel=bool(ylabel))
     if frame.empty:
-        ax.text(0.5, 0.5, "no datapoints in the window", ha="center", va="center",
-                transform=ax.transAxes, color="#666")
+        no_data(ax, "no datapoints in the window")
     for label, series in frame.groupby("label", sort=True):
         ax.plot(series["timestamp"], series["value"], marker=".", linewidth=1.4, label=str(label))
     for (name, value), colour in zip((lines or {}).items(), LINE_COLOURS * 3, strict=False):
         ax.axhline(value, color=colour, linestyle="--", linewidth=1, label=f"{name} ({value:g})")
     for moment, text in markers:
         ax.axvline(moment, color="#455a64", linestyle=":", linewidth=1)
+        # above the legend (zorder 5): a deployment early in the window is what the reader looks for
         ax.annotate(text, (moment, 1), xycoords=("data", "axes fraction"), rotation=90,
-                    va="top", ha="right", fontsize=7, color="#455a64")
+                    va="top", ha="right", fontsize=7, color="#455a64", zorder=6,
+                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     if window:
         ax.set_xlim(*window)
     date_ticks(ax.xaxis)
@@ -99,8 +118,7 @@ def bars(frame: pd.DataFrame, category: str, value: str, title: str,
     longest = max((len(str(name)) for name in frame[category].unique()), default=6)
     fig, ax = _figure(title, height=height, left_label_chars=longest)
     if frame.empty:
-        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes,
-                color="#666")
+        no_data(ax, "nothing to show")
         return fig
     if stack:
         table = frame.pivot_table(index=category, columns=stack, values=value, aggfunc="sum",
