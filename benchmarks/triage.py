@@ -18,11 +18,14 @@ Every time runs from the process start (the command is started and waited for he
 it gives the AWS calls per API (counted through RMSOPS_API_LOG in every process) and the CPU the
 emulator spent answering (the demo process: moto and the demo's HTTP stand-ins; read from
 /proc), so that the figures can be read for a real account, where AWS does that work elsewhere.
+As root, it also gives the CPU of each command with every process it started (a cgroup each run
+joins: the forked runners and the warm process included, which no parent waits for).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pty
 import re
@@ -72,6 +75,47 @@ class Run:
     calls: Counter = field(default_factory=Counter)
     emulator_cpu: float = 0.0
     first_finding: float | None = None
+    cpu: float | None = None  # the command and every process it started (a cgroup), when measurable
+
+
+class TreeCpu:
+    """CPU of a command and all its descendants (forked runners included, which no parent waits
+    for): a cgroup the command joins before it runs. cgroup v1's cpuacct, else v2; as root."""
+
+    ROOTS = (Path("/sys/fs/cgroup/cpuacct"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
+
+    def __init__(self) -> None:
+        self.group: Path | None = None
+        for root in self.ROOTS:
+            if (root / "cgroup.procs").exists() and os.access(root, os.W_OK):
+                try:
+                    self.group = root / f"rmsops-bench-{os.getpid()}-{time.monotonic_ns()}"
+                    self.group.mkdir()
+                    break
+                except OSError:
+                    self.group = None
+
+    def join(self) -> None:
+        """In the child, before it runs the command (``preexec_fn``)."""
+        if self.group is not None:
+            (self.group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def seconds(self) -> float | None:
+        if self.group is None:
+            return None
+        try:
+            if (self.group / "cpuacct.usage").exists():
+                return int((self.group / "cpuacct.usage").read_text()) / 1e9
+            usage = dict(line.split() for line in (self.group / "cpu.stat").read_text().splitlines())
+            return int(usage["usage_usec"]) / 1e6
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def remove(self) -> None:
+        if self.group is not None:
+            time.sleep(0.3)  # the last forked processes leave the group as they end
+            with contextlib.suppress(OSError):
+                self.group.rmdir()
 
 
 def timed(command: list[str], api_log: Path, demo: subprocess.Popen | None, on_terminal: bool = False,
@@ -81,10 +125,12 @@ def timed(command: list[str], api_log: Path, demo: subprocess.Popen | None, on_t
     env = {**os.environ, "RMSOPS_API_LOG": str(api_log), "COLUMNS": "160", "LINES": "50", **(extra_env or {})}
     emulator_before = cpu_seconds(demo.pid) if demo else 0.0
     first = None
+    tree = TreeCpu()
     began = time.monotonic()
     if on_terminal:
         master, slave = pty.openpty()
-        process = subprocess.Popen(command, env=env, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, **kw)
+        process = subprocess.Popen(command, env=env, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
+                                   preexec_fn=tree.join, **kw)
         os.close(slave)
         seen = b""
         while True:
@@ -105,10 +151,14 @@ def timed(command: list[str], api_log: Path, demo: subprocess.Popen | None, on_t
         code = process.wait()
         os.close(master)
     else:
-        code = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw).returncode
+        code = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=tree.join, **kw).returncode
     seconds = time.monotonic() - began
     emulator = cpu_seconds(demo.pid) - emulator_before if demo else 0.0
-    return Run(seconds, code, Counter(api_log.read_text().split()), emulator, first)
+    time.sleep(0.2)  # a forked runner's last CPU is counted once it has ended
+    cpu = tree.seconds()
+    tree.remove()
+    return Run(seconds, code, Counter(api_log.read_text().split()), emulator, first, cpu)
 
 
 def median_run(runs: list[Run]) -> Run:
@@ -222,11 +272,13 @@ def main() -> None:
     print(f"{'figure':{width}}  {'measured':28}  {'target':28}  verdict")
     for name, measured, target, met in rows:
         print(f"{name:{width}}  {measured:28}  {target:28}  {met}")
-    print("\nthe emulator's share (CPU the demo process spent answering, against the command's wall time):")
-    for label, run in (("(a)", a_run), ("(b)", b), ("(c)", c), ("(d)", d)):
+    print("\nthe emulator's share (CPU the demo process spent answering, against the command's wall time),"
+          "\nand the CPU of the command with every process it started (runners, warm process):")
+    for label, run in (("(a)", a_run), ("(b)", b), ("(b) kernels", k), ("(c)", c), ("(c) healthy", h), ("(d)", d)):
         if run:
-            print(f"  {label} {run.emulator_cpu:5.2f} s of CPU in {run.seconds:6.2f} s "
-                  f"({100 * run.emulator_cpu / run.seconds:4.1f}%), {sum(run.calls.values())} AWS calls")
+            tree = f"; rmsops {run.cpu:5.2f} s of CPU" if run.cpu is not None else ""
+            print(f"  {label:11} {run.emulator_cpu:5.2f} s of CPU in {run.seconds:6.2f} s "
+                  f"({100 * run.emulator_cpu / run.seconds:4.1f}%), {sum(run.calls.values())} AWS calls{tree}")
     print("\nall times of the turns: " + "; ".join(
         f"{label} {', '.join(f'{r.seconds:.2f}' for r in runs)}" for label, runs in
         (("(b)", b_runs), ("(b) kernels", k_runs), ("(c)", c_runs), ("(c) healthy", h_runs), ("(d)", d_runs)))
