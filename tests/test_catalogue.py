@@ -127,7 +127,7 @@ def test_the_catalogue_and_the_first_look_are_light_to_import():
 def test_a_triage_command_imports_neither_pandas_nor_the_notebook_libraries():
     """The command of a triage starts the warm process, then only waits, shows and bundles: the
     runbooks' libraries (a second of CPU on a 2-core machine) are the warm process's to import."""
-    heavy = ("pandas", "numpy", "psycopg", "matplotlib", "nbformat", "papermill", "IPython", "rmsops.checks")
+    heavy = ("pandas", "numpy", "psycopg", "boto3", "matplotlib", "nbformat", "papermill", "IPython", "rmsops.checks")
     code = ("import sys, rmsops.cli, rmsops.execution.triage, rmsops.core.failure, rmsops.core.registry; "
             f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -62,6 +62,6 @@ def test_the_kernel_gets_the_runners_options_cwd_and_shared_cache(zygote, tmp_pa
 
 def test_the_runbook_modules_are_already_imported(zygote, tmp_path):
     nb = _run(zygote, tmp_path, "warm", "import sys, json",
-              "print(json.dumps(sorted(m for m in ('pandas', 'matplotlib', 'boto3', 'rmsops.checks') "
+              "print(json.dumps(sorted(m for m in ('pandas', 'matplotlib', 'botocore', 'rmsops.checks') "
               "if m in sys.modules)))")
-    assert json.loads(nb.cells[-1].outputs[0]["text"]) == ["boto3", "matplotlib", "pandas", "rmsops.checks"]
+    assert json.loads(nb.cells[-1].outputs[0]["text"]) == ["botocore", "matplotlib", "pandas", "rmsops.checks"]

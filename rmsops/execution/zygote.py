@@ -33,7 +33,7 @@ from rmsops.core import longlived, sharedcache
 from rmsops.execution import inline
 
 # What every runbook imports: loaded once in the zygote, inherited by every forked runner or kernel.
-WARM_MODULES = ("IPython", "pandas", "numpy", "matplotlib", "matplotlib.figure", "boto3", "botocore.session",
+WARM_MODULES = ("IPython", "pandas", "numpy", "matplotlib", "matplotlib.figure", "botocore.session", "botocore.client",
                 "psycopg", "yaml", "rmsops", "rmsops.notebook", "rmsops.checks", "rmsops.core.context",
                 "rmsops.actions", "rmsops.render.plots", "rmsops.render.report")
 # What a kernel adds: ipykernel (with debugpy) and what IPython imports as a kernel starts. Not for
