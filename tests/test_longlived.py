@@ -29,3 +29,20 @@ def test_setting_up_leaves_a_disabled_collector_disabled():
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_overlapping_set_ups_collect_again_only_when_the_last_one_ends():
+    """A fleet's check sets up one environment per thread: the first to finish must not leave the
+    collector off for good, nor turn it on under another that is still setting up."""
+    gc.unfreeze()
+    try:
+        first, second = longlived.setting_up(), longlived.setting_up()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert not gc.isenabled(), "the second is still setting up"
+        second.__exit__(None, None, None)
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()

@@ -10,6 +10,7 @@ objects also stay shared: a child's collections would otherwise write to their p
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,14 +26,26 @@ def end() -> None:
     gc.enable()
 
 
+_lock = threading.Lock()
+_depth = 0  # setting_up() blocks open now: several threads may set up at once (a fleet's checks)
+_resume = False  # whether the collector was on when the first of them began
+
+
 @contextmanager
 def setting_up() -> Iterator[None]:
-    """No collection inside; everything made by the end is frozen."""
-    was_enabled = gc.isenabled()
-    begin()
+    """No collection inside; everything made by the end is frozen. Nested or concurrent blocks
+    collect again when the last one ends, if the collector was on when the first began."""
+    global _depth, _resume
+    with _lock:
+        if _depth == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _depth += 1
     try:
         yield
     finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
+        with _lock:
+            _depth -= 1
+            gc.freeze()
+            if _depth == 0 and _resume:
+                gc.enable()
