@@ -226,7 +226,7 @@ _exporter: Any = None
 
 
 # What a runbook's narrative uses. The markdown parser compiles its patterns as it meets each
-# construct (a third of a report's markdown time): met once in a warm process, they are inherited.
+# construct: met once in a warm process, they are inherited (about a tenth of a runner's export).
 _WARM_UP_MARKDOWN = """# 00 · Warm-up
 
 Guide *Section → Part*. **Symptoms:** text with `code`, a [link](https://example.com) and — dashes.
