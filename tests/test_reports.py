@@ -165,3 +165,21 @@ def test_an_empty_chart_is_one_line_of_text_and_a_chart_with_something_to_show_a
     moments = pd.to_datetime(["2026-12-03T08:00Z", "2026-12-03T08:01Z"])
     data = pd.DataFrame({"timestamp": moments, "label": ["api", "api"], "value": [1.0, 2.0]})
     assert plot(lambda: plots.timeseries(data, "CPU")).startswith("<img") and png.exists()
+
+
+def test_an_empty_charts_line_of_text_leaks_no_secret_and_runs_no_markup(tmp_path, monkeypatch):
+    """Its title may carry what an inspected system said (a statement, a service name): the line
+    goes through the same redaction and escaping as every table cell."""
+    from rmsops.core import secrets
+
+    secrets.register("s3cr3t-t0ken-xyz")
+    shown = []
+    monkeypatch.setattr(notebook, "display", lambda obj, **_: shown.append(obj))
+    session = notebook.RunbookSession(SimpleNamespace(output_dir=str(tmp_path)))
+    title = "<script>x()</script> ALTER USER app PASSWORD 'hunter2' s3cr3t-t0ken-xyz"
+    empty = pd.DataFrame(columns=["timestamp", "label", "value"])
+    session._plot(SimpleNamespace(id="x.y", plot=lambda result, ctx: plots.timeseries(empty, title)), None)
+    line = shown[-1]
+    assert "<script>" not in line["text/html"] and "&lt;script&gt;" in line["text/html"]
+    for text in (line["text/html"], line["text/plain"]):
+        assert "hunter2" not in text and "s3cr3t-t0ken-xyz" not in text and "********" in text
