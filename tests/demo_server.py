@@ -8,6 +8,7 @@ patches (unhealthy targets, ECS events) out of the test process.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -63,6 +64,10 @@ _served: dict[tuple[str, str], ServedDemo] = {}
 
 def served(scenario: str = "incident", region: str = "us-east-1") -> ServedDemo:
     """Start (once per session) and return the served demo of a scenario in a region."""
+    if not _served:
+        # Also when this module is not loaded as the plugin (`pytest tests/test_x.py` without
+        # `-p tests.demo_server`): its session hook never runs then, and the demos would outlive us.
+        atexit.register(stop_all)
     if (scenario, region) not in _served:
         _served[(scenario, region)] = ServedDemo(scenario, region).start()
     return _served[(scenario, region)]
@@ -75,9 +80,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         os.environ["RMSOPS_PARAMETERS_DIR"] = str(served("incident").folder)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def stop_all() -> None:
     for demo in _served.values():
         demo.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stop_all()
 
 
 @pytest.fixture(scope="session")

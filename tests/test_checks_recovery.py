@@ -303,6 +303,18 @@ def test_last_good_against_moto(aws, make_context):
     assert found[f"ecs:{CLUSTER}/rms-frontend"].evidence["rollback_to"] is None
 
 
+def test_history_lists_a_deregistered_current_revision_and_skips_a_deleted_one(aws, make_context):
+    """The revisions are the newest ACTIVE or deployed one and the numbers below it, each described:
+    no INACTIVE listing. The running revision 4 deregistered still heads the list; a deleted one is gone."""
+    ecs = seed.client("ecs")
+    ecs.deregister_task_definition(taskDefinition="rms-backend:4")
+    ecs.delete_task_definitions(taskDefinitions=["rms-backend:3"])
+    result = make_context().run("recovery.ecs.last_good_taskdef")
+    rows = result.data[result.data["service"] == "rms-backend"].set_index("revision")
+    assert list(rows.index) == [4, 2, 1]
+    assert list(rows["status"]) == ["INACTIVE", "ACTIVE", "ACTIVE"]
+
+
 def test_rollback_previous_takes_the_checks_choice(aws, make_context):
     p = plan(make_context(), "rollback-service", service="rms-backend", revision="previous")
     assert p.params["taskDefinition"] == "rms-backend:2"
@@ -385,11 +397,22 @@ def test_history_plot_renders_with_and_without_revisions(aws, make_context):
     from matplotlib.figure import Figure
 
     from rmsops.core.registry import get
+    from rmsops.render import plots
 
     ctx = make_context()
     result = ctx.run("recovery.ecs.last_good_taskdef")
-    figure = get("recovery.ecs.last_good_taskdef").plot(result, ctx)
-    assert len(figure.axes) == 2  # one per service
+    plot = get("recovery.ecs.last_good_taskdef").plot
+    figure = plot(result, ctx)
+    # rms-backend has four revisions: a panel; rms-frontend has one revision and one deployment:
+    # named under the chart, not drawn (with a dozen services, such panels bury the one that changed)
+    assert [ax.get_title(loc="left").split(":")[0] for ax in figure.axes] == ["rms-backend"]
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["1", "2", "3", "4"]
+    assert [t.get_text() for t in figure.texts] == [
+        "One revision and one deployment, nothing to roll back to (not drawn): rms-frontend"]
+    assert plots.empty_notice(figure) == ""
+    result.data = result.data[result.data["service"] == "rms-frontend"]
+    assert plots.empty_notice(plot(result, ctx)) == (
+        "one revision and one deployment each, nothing to roll back to: rms-frontend")
     result.data = result.data.iloc[0:0]
-    assert isinstance(get("recovery.ecs.last_good_taskdef").plot(result, ctx), Figure)
+    assert plots.empty_notice(plot(result, ctx)) == "no task definition revision"
+    assert isinstance(plot(result, ctx), Figure)

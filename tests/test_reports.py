@@ -167,6 +167,23 @@ def test_an_empty_chart_is_one_line_of_text_and_a_chart_with_something_to_show_a
     assert plot(lambda: plots.timeseries(data, "CPU")).startswith("<img") and png.exists()
 
 
+def test_a_dozen_services_name_the_highest_peaks_and_grey_the_rest():
+    moments = pd.to_datetime(["2026-12-03T08:00Z", "2026-12-03T08:01Z"])
+    peaks = {f"svc-{n:02d}": float(n) for n in range(12)}  # svc-11 peaks highest
+    data = pd.DataFrame([{"timestamp": t, "label": name, "value": peak * i}
+                         for name, peak in peaks.items() for i, t in enumerate(moments)])
+    figure = plots.timeseries(data, "ECS utilization per service (%)", lines={"warning": 80}, most=8)
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == [*(f"svc-{n:02d}" for n in range(4, 12)), "4 more with lower peaks", "warning (80)"]
+    grey = [line for line in figure.axes[0].lines if line.get_color() == plots.OTHER_LINES_COLOUR]
+    assert len(grey) == 5, "the four lowest drawn, and their one legend entry"
+    assert len(figure.axes[0].lines) == 12 + 1 + 1
+    nine = data[data["label"] >= "svc-03"]  # one more than ``most``: every line named, never "1 more"
+    assert len(plots.timeseries(nine, "CPU", most=8).axes[0].get_legend().get_texts()) == 9
+    assert plots.highest_peaks(data, None) == (set(peaks), [])
+    assert plots.highest_peaks(data.iloc[0:0], 8) == (set(), [])
+
+
 def test_an_empty_charts_line_of_text_leaks_no_secret_and_runs_no_markup(tmp_path, monkeypatch):
     """Its title may carry what an inspected system said (a statement, a service name): the line
     goes through the same redaction and escaping as every table cell."""

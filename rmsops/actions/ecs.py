@@ -13,6 +13,7 @@ confirmed.
 from __future__ import annotations
 
 import shlex
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rmsops.actions.base import ActionPlan, action
@@ -59,13 +60,21 @@ def _integer(name: str, value: Any) -> int:
     return int(text)
 
 
+def _ecs() -> ModuleType:
+    # The reads go through the run's fetches (ctx.memo), shared with the checks: a context lives for
+    # one run, so `rmsops action` still reads ECS as it is now; a runbook's dry run reads it as its
+    # checks saw it, without asking again. Imported late: importing the actions stays light.
+    from rmsops.sources import ecs
+
+    return ecs
+
+
 def _service(ctx: Context, service: str) -> dict[str, Any]:
-    """The service as ECS describes it now; UserError when it does not exist."""
-    answer = ctx.client("ecs").describe_services(cluster=ctx.settings.cluster, services=[service])
-    found = [s for s in answer.get("services", []) if s.get("status") != "INACTIVE"]
-    if not found:
+    """The service as ECS describes it in this run; UserError when it does not exist."""
+    found = _ecs().service_answer(_ecs().describe_services(ctx), _known_service(ctx, service))
+    if found is None:
         raise UserError(f"service {service} not found in cluster {ctx.settings.cluster}")
-    return found[0]
+    return found
 
 
 def _current_task_definition(svc: dict[str, Any]) -> str:
@@ -74,11 +83,10 @@ def _current_task_definition(svc: dict[str, Any]) -> str:
 
 
 def _describe(ctx: Context, name: str) -> dict[str, Any]:
-    ecs = ctx.client("ecs")
-    try:
-        return ecs.describe_task_definition(taskDefinition=name)["taskDefinition"]
-    except ecs.exceptions.ClientException:
-        raise UserError(f"task definition {name} does not exist") from None
+    definition = _ecs().describe_task_definition(ctx, name)
+    if definition is None:
+        raise UserError(f"task definition {name} does not exist")
+    return definition
 
 
 # --- force-new-deployment -------------------------------------------------------------------------

@@ -40,10 +40,13 @@ def default_target(now: datetime | None = None) -> str:
 
 def existing_instances(ctx: Context) -> set[str]:
     """Every DB instance identifier in the account and region (lower case, as RDS stores them)."""
-    names: set[str] = set()
-    for page in ctx.client("rds").get_paginator("describe_db_instances").paginate():
-        names.update(i["DBInstanceIdentifier"].lower() for i in page.get("DBInstances", []))
-    return names
+    def fetch() -> set[str]:
+        names: set[str] = set()
+        for page in ctx.client("rds").get_paginator("describe_db_instances").paginate():
+            names.update(i["DBInstanceIdentifier"].lower() for i in page.get("DBInstances", []))
+        return names
+
+    return ctx.memo("rds.instance_identifiers", fetch)  # both restore actions ask, once a run
 
 
 def checked_target(ctx: Context, target: str) -> str:

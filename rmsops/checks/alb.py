@@ -33,7 +33,12 @@ UNHEALTHY_RESOLUTION = ("If tasks are unhealthy: force a new deployment (rmsops 
 
 
 def target_health_frame(ctx: Context) -> pd.DataFrame:
-    """One row per registered target of each configured target group; a missing group gets a row."""
+    """One row per registered target of each configured target group; a missing group gets a row.
+    Fetched once a run: the first look and runbook 01 read the same answer."""
+    return ctx.memo("elbv2.target_health", lambda: _target_health_frame(ctx))
+
+
+def _target_health_frame(ctx: Context) -> pd.DataFrame:
     elb = ctx.client("elbv2")
     groups = target_groups(elb, ctx.settings.target_groups)
     rows = []

@@ -12,6 +12,7 @@ from rmsops.core.registry import CheckResult, check
 from rmsops.render import plots
 from rmsops.sources import metrics
 from rmsops.sources.ecs import deployment_markers
+from rmsops.sources.rds import db_instance
 
 if TYPE_CHECKING:
     from rmsops.core.context import Context
@@ -96,11 +97,9 @@ ORDER BY state_change
 
 
 def rds_instance_frame(ctx: Context) -> pd.DataFrame:
-    rds = ctx.client("rds")
     name = ctx.settings.database.instance
-    try:
-        instance = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
-    except rds.exceptions.DBInstanceNotFoundFault:
+    instance = db_instance(ctx)  # shared with the other runbooks that describe it
+    if instance is None:
         return pd.DataFrame([{"instance": name, "status": "not found"}])
     return pd.DataFrame([{
         "instance": name, "status": instance.get("DBInstanceStatus", ""),

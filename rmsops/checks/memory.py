@@ -134,7 +134,7 @@ def _utilization_plot(result: CheckResult, ctx: Context):
                             "% of task memory",
                             lines={"critical": crit, "warning": warn},
                             markers=result.markers,
-                            window=(ctx.window.start, ctx.window.end))
+                            window=(ctx.window.start, ctx.window.end), most=plots.MOST_NAMED_LINES)
 
 
 @check(ECS_UTILIZATION, plot=_utilization_plot,

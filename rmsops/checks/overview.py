@@ -21,6 +21,7 @@ from rmsops.render import plots
 from rmsops.sources import metrics
 from rmsops.sources.alb import load_balancer
 from rmsops.sources.ecs import deployment_markers
+from rmsops.sources.rds import db_instance
 
 if TYPE_CHECKING:
     from rmsops.core.context import Context
@@ -300,7 +301,8 @@ def _ecs_plot(result: CheckResult, ctx: Context):
     lines = {"memory warning": ctx.thresholds["memory_warning_pct"],
              "CPU warning": ctx.thresholds["cpu_warning_pct"]}
     figure = plots.timeseries(frame, "ECS utilization per service (%)", "%", lines=lines,
-                              markers=result.markers, window=(ctx.window.start, ctx.window.end))
+                              markers=result.markers, window=(ctx.window.start, ctx.window.end),
+                              most=plots.MOST_NAMED_LINES)
     figure.axes[0].set_ylim(0, max(105.0, float(frame["value"].max()) + 5 if len(frame) else 0.0))
     return figure
 
@@ -322,11 +324,7 @@ RDS_STATS = (("CPUUtilization", "Average"), ("FreeStorageSpace", "Minimum"),
 def fetch_rds(ctx: Context) -> tuple[pd.DataFrame, dict[str, Any]]:
     """RDS CPU, free storage and connections (one GetMetricData call) and the instance's allocation."""
     instance = ctx.settings.database.instance
-    rds = ctx.client("rds")
-    try:
-        described = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]
-    except rds.exceptions.DBInstanceNotFoundFault:
-        described = {}
+    described = db_instance(ctx) or {}  # shared with the other runbooks that describe it
     queries = [metrics.MetricQuery(f"r{i}", "AWS/RDS", metric, (("DBInstanceIdentifier", instance),), stat, metric)
                for i, (metric, stat) in enumerate(RDS_STATS)]
     info = {"found": bool(described), "allocated_gib": described.get("AllocatedStorage"),

@@ -3,6 +3,7 @@ charts are in ``plots``. Each takes what the check saw, never calls AWS or the d
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -135,12 +136,19 @@ def stacked_plot(frame: pd.DataFrame, column: str, value: str, title: str, ylabe
 def _history_plot(result: CheckResult, ctx: Context):
     revisions = result.data
     deployments = result.frames.get("deployments", pd.DataFrame())
-    services = list(dict.fromkeys(revisions["service"])) if len(revisions) else []
-    fig = plots.new_figure((9.0, max(2.6, 2.3 * max(1, len(services)))))
-    plots.fixed_margins(fig, 3, ylabel=True, hspace=0.55)
+    listed = list(dict.fromkeys(revisions["service"])) if len(revisions) else []
+    services = [s for s in listed if _has_history(revisions, deployments, s)]
+    quiet = [s for s in listed if s not in services]
+    footnote = textwrap.wrap(f"One revision and one deployment, nothing to roll back to (not drawn): "
+                             f"{', '.join(quiet)}", 130) if quiet and services else []
+    fig = plots.new_figure((9.0, max(2.6, 2.3 * max(1, len(services)) + 0.18 * len(footnote))))
+    plots.fixed_margins(fig, 3, ylabel=True, hspace=0.55, below_inches=0.18 * len(footnote))
+    if footnote:
+        fig.text(0.01, 0.01, "\n".join(footnote), fontsize=8, color="#455a64", va="bottom")
     if not services:
         ax = fig.add_subplot()
-        plots.no_data(ax, "no task definition revision")
+        plots.no_data(ax, f"one revision and one deployment each, nothing to roll back to: {', '.join(quiet)}"
+                      if quiet else "no task definition revision")
         return fig
     axes = fig.subplots(len(services), 1, squeeze=False)[:, 0]
     now = ctx.window.end
@@ -174,6 +182,13 @@ def _history_plot(result: CheckResult, ctx: Context):
         plots.date_ticks(ax.xaxis)
         ax.legend(fontsize=8, loc="upper left")
     return fig
+
+
+def _has_history(revisions: pd.DataFrame, deployments: pd.DataFrame, service: str) -> bool:
+    """Whether a service's panel shows more than one dot: a second revision or a second deployment.
+    With a dozen services most have neither, and a panel each would bury the one that changed."""
+    deployed = deployments[deployments["service"] == service] if len(deployments) else deployments
+    return int((revisions["service"] == service).sum()) > 1 or len(deployed) > 1
 
 
 def two_bars(frame: pd.DataFrame, value: str, left: tuple[str, str], right: tuple[str, str]) -> Figure:

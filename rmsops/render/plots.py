@@ -28,6 +28,10 @@ STATE_COLOURS = {
 }
 LINE_COLOURS = ("#c62828", "#ef6c00", "#f9a825")
 NO_DATA_COLOUR = "#666"
+# Series beyond this many, per service with a dozen services, are drawn grey and unnamed: a longer
+# legend is read by nobody, hides the lines, and its text is most of the figure's drawing time.
+MOST_NAMED_LINES = 8
+OTHER_LINES_COLOUR = "#b0bec5"
 
 
 
@@ -86,13 +90,23 @@ def _figure(title: str, width: float = 9.0, height: float = 3.4, left_label_char
 def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
                lines: Mapping[str, float] | None = None,
                markers: Iterable[tuple[datetime, str]] = (),
-               window: tuple[datetime, datetime] | None = None) -> Figure:
-    """One line per ``label`` over ``timestamp``; threshold lines; vertical deployment markers."""
+               window: tuple[datetime, datetime] | None = None, most: int | None = None) -> Figure:
+    """One line per ``label`` over ``timestamp``; threshold lines; vertical deployment markers.
+
+    ``most``: for series where higher is worse (utilisation per service), only the ``most`` with
+    the highest peaks are coloured and named; the others are grey, one legend entry for them all.
+    """
     fig, ax = _figure(title, left_label_chars=_tick_chars(frame, lines), ylabel=bool(ylabel))
     if frame.empty:
         no_data(ax, "no datapoints in the window")
+    named, others = highest_peaks(frame, most)
     for label, series in frame.groupby("label", sort=True):
-        ax.plot(series["timestamp"], series["value"], marker=".", linewidth=1.4, label=str(label))
+        if label in named:
+            ax.plot(series["timestamp"], series["value"], marker=".", linewidth=1.4, label=str(label))
+        else:
+            ax.plot(series["timestamp"], series["value"], linewidth=0.9, color=OTHER_LINES_COLOUR, zorder=1)
+    if others:
+        ax.plot([], [], linewidth=0.9, color=OTHER_LINES_COLOUR, label=f"{len(others)} more with lower peaks")
     for (name, value), colour in zip((lines or {}).items(), LINE_COLOURS * 3, strict=False):
         ax.axhline(value, color=colour, linestyle="--", linewidth=1, label=f"{name} ({value:g})")
     for moment, text in markers:
@@ -109,6 +123,15 @@ def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left")
     return fig
+
+
+def highest_peaks(frame: pd.DataFrame, most: int | None) -> tuple[set[str], list[str]]:
+    """The labels to name (the ``most`` with the highest peaks; all when ``most`` is None) and the others."""
+    if frame.empty:
+        return set(), []
+    peaks = frame.groupby("label")["value"].max().sort_values(ascending=False, kind="stable")
+    cut = len(peaks) if most is None or len(peaks) <= most + 1 else most  # never "1 more" for one line
+    return set(peaks.index[:cut]), sorted(peaks.index[cut:])
 
 
 def bars(frame: pd.DataFrame, category: str, value: str, title: str,

@@ -78,16 +78,23 @@ def choose_last_good(svc: dict[str, Any], previous: str | None, previous_how: st
 
 
 def revisions_frame(ctx: Context, service: str, svc: dict[str, Any]) -> pd.DataFrame:
-    """The newest revisions of the service's family with their status, images and deployments."""
+    """The newest revisions of the service's family with their status, images and deployments.
+
+    Revisions are numbered one by one per family, so the newest ones are the newest ACTIVE or
+    deployed revision and the numbers below it: each is described anyway (status, images),
+    which tells an INACTIVE one from a deleted one. Listing the INACTIVE revisions as well would
+    cost one more call per service.
+    """
     family, _ = split_revision(current_task_definition(svc))
-    numbers: set[int] = set()
-    for status in ("ACTIVE", "INACTIVE"):
-        numbers.update(newest_revisions(ctx, family, status, MAX_REVISIONS))
     deployments = {short_name(d.get("taskDefinition")): d for d in reversed(svc.get("deployments", []))}
+    deployed = [r for f, r in map(split_revision, [current_task_definition(svc), *deployments]) if f == family and r]
+    newest = max([*newest_revisions(ctx, family, "ACTIVE", MAX_REVISIONS), *deployed], default=0)
     rows = []
-    for revision in sorted(numbers, reverse=True)[:MAX_REVISIONS]:
+    for revision in range(newest, max(0, newest - MAX_REVISIONS), -1):
         name = f"{family}:{revision}"
-        definition = describe_task_definition(ctx, name) or {}
+        definition = describe_task_definition(ctx, name)
+        if definition is None:
+            continue  # deleted, or never registered
         deployment = deployments.get(name, {})
         rows.append({
             "service": service, "task_definition": name, "revision": revision,
