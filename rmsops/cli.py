@@ -301,7 +301,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
             options["staging"] = bundle.make_staging(out)
             # Warms up (imports) while the rest is set up, and takes the first look on the way.
             zygote.start(first_look=firstlook.order(str(settings.path), window.start.isoformat(),
-                                                    window.end.isoformat()))
+                                                    window.end.isoformat(), [rb.stem for rb in selected],
+                                                    overrides))
             looked = _show_first_look(zygote, progress)
             with progress:
                 # Give the first look a head start: the seconds of imports below would compete with it

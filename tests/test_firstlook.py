@@ -87,3 +87,36 @@ def test_the_first_look_modules_declare_exactly_its_checks():
              "print(sorted(missing), idle, 'matplotlib' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[] [] False"
+
+
+def test_the_first_look_runs_the_runbooks_checks_ahead_into_the_shared_cache(demo_incident, monkeypatch):
+    """A runbook's process then finds its checks judged: here a copy of one whose judge would fail
+    if it ran again takes the first look's result."""
+    import dataclasses
+    import time
+
+    from rmsops.core import config, registry, sharedcache
+    from rmsops.core.context import Context
+
+    window = resolve("1h")
+    stem, check = "04-tls-certificates", "tls.acm.expiry"
+    zygote = Zygote().start(first_look=firstlook.order(str(demo_incident.env_file), window.start.isoformat(),
+                                                       window.end.isoformat(), [stem]))
+    try:
+        firstlook.read(zygote.take_first_look(), lambda findings: None)
+        monkeypatch.setenv(sharedcache.ENV, str(zygote.shared_cache))
+        ctx = Context(config.load(demo_incident.env_file), window, runbook=stem)
+        key = ctx._shared_key(f"check:{check}:{registry._digest(ctx.thresholds)}")
+        deadline = time.monotonic() + 60
+        while not sharedcache.SharedCache(zygote.shared_cache).has(key):
+            assert time.monotonic() < deadline, "the first look did not run the runbook's checks ahead"
+            time.sleep(0.2)
+
+        def judge_again(ctx):
+            raise AssertionError("judged twice")
+
+        result = registry.run(dataclasses.replace(registry.get(check), fn=judge_again), ctx)
+        assert [f.severity for f in result.findings] != [] and all(f.check == check for f in result.findings)
+        assert "judged twice" not in " ".join(f.detail for f in result.findings)
+    finally:
+        zygote.stop()

@@ -123,3 +123,48 @@ def test_context_memo_shares_between_contexts_in_a_triage(env_file, monkeypatch,
     assert second.memo("drift.other_context", lambda: fetched.append(1) or "x", share=False) == "x"
     assert first.memo("drift.other_context", lambda: fetched.append(1) or "x", share=False) == "x"
     assert len(fetched) == 4  # not shared when asked not to
+
+
+def test_a_check_runs_once_for_all_the_runbooks_of_a_triage(env_file, monkeypatch, tmp_path):
+    """The first look runs checks ahead; a runbook's process then takes the result, placed as its own.
+    Other thresholds (-p) make another result; escalation's input is its own and never shared."""
+    from rmsops.core import registry, runbooks
+    from rmsops.core.findings import Finding, Severity
+
+    runs = []
+
+    def judge(ctx):
+        runs.append(ctx.thresholds["error_rate_critical_pct"])
+        finding = Finding("t.shared", Severity.WARNING, "r", f"judged at {len(runs)}", "", {}, "")
+        return registry.CheckResult(findings=[finding])
+
+    spec = registry.CheckSpec("t.shared", "01-application-not-responding", "1", judge, "a test check")
+    settings, window = config.load(env_file()), resolve("1h")
+    monkeypatch.setenv(sharedcache.ENV, str(tmp_path))
+    ahead = registry.run(spec, Context(settings, window))
+    runner = registry.run(spec, Context(settings, window, runbook="17-daily-health-check"))
+    assert len(runs) == 1 and runner.findings[0].title == ahead.findings[0].title == "judged at 1"
+    assert ahead.findings[0].runbook == "01-application-not-responding"
+    assert runner.findings[0].runbook == "17-daily-health-check", "placed by the process that shows it"
+    registry.run(spec, Context(settings, window, {"error_rate_critical_pct": 50}))
+    assert len(runs) == 2 and runs[0] != 50 and runs[1] == 50
+    escalation = registry.CheckSpec("t.escalation", runbooks.ESCALATION, "18", judge, "judges findings")
+    registry.run(escalation, Context(settings, window))
+    registry.run(escalation, Context(settings, window))
+    assert len(runs) == 4
+    monkeypatch.delenv(sharedcache.ENV)
+    registry.run(spec, Context(settings, window))
+    assert len(runs) == 5, "outside a triage every run judges again"
+
+
+def test_the_first_look_runs_ahead_from_the_runbook_a_triage_starts_last():
+    from rmsops.core import runbooks
+    from rmsops.execution import firstlook
+
+    stems = ["01-application-not-responding", "16-external-dependencies", "18-escalation"]
+    ahead = firstlook.ahead(stems)
+    cheap, costly = sorted((runbooks.find(s) for s in stems[:2]), key=lambda rb: rb.cost)
+    expected = [c.id for rb in (cheap, costly) for c in rb.entries if c.id not in firstlook.CHECKS]
+    assert ahead == list(dict.fromkeys(expected))
+    assert not set(ahead) & set(firstlook.CHECKS), "the first look's own checks are done already"
+    assert not any(runbooks.entry(c)[0].stem == runbooks.ESCALATION for c in ahead)

@@ -7,6 +7,8 @@ function, its plot and the resource an error is reported against.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib
 import pkgutil
 import time
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rmsops.core import failure, runbooks
+from rmsops.core import failure, runbooks, sharedcache
 from rmsops.core.findings import Finding, Severity
 
 if TYPE_CHECKING:  # the checks import pandas; the catalogue alone (a triage's command) need not
@@ -129,7 +131,35 @@ def load_all() -> None:
 
 
 def run(spec: CheckSpec, ctx: Any) -> CheckResult:
-    """Run one check; it never raises: a failure becomes an ``error`` finding with the reason."""
+    """Run one check; it never raises: a failure becomes an ``error`` finding with the reason.
+
+    In a triage (a shared cache is set) a check runs once for all the runbooks' processes: the
+    first to need it runs it, the others wait for its result. The first look runs ahead that way
+    on the core the warm-up leaves idle, so the runbooks mostly find their checks done.
+    """
+    if _shared(spec, ctx):
+        result = copy.copy(ctx.memo(f"check:{spec.id}:{_digest(ctx.thresholds)}", lambda: _judged(spec, ctx)))
+    else:
+        result = _judged(spec, ctx)
+    # Findings name the runbook that ran them: the daily health check reports as itself.
+    runbook = getattr(ctx, "runbook", "") or spec.runbook
+    result.findings = [f.placed(runbook, spec.section) for f in result.findings]
+    return result
+
+
+def _shared(spec: CheckSpec, ctx: Any) -> bool:
+    """Whether the check's result is the triage's to share: escalation judges its own runbook's
+    input (the other runbooks' findings), which no other process has."""
+    return (sharedcache.current() is not None and hasattr(ctx, "memo") and spec.runbook != runbooks.ESCALATION
+            and not getattr(ctx, "prior_findings", None))
+
+
+def _digest(values: Mapping[str, float]) -> str:
+    """The thresholds a result was judged with, in short: `-p` overrides make another result."""
+    return hashlib.sha256(repr(sorted(values.items())).encode()).hexdigest()[:16]
+
+
+def _judged(spec: CheckSpec, ctx: Any) -> CheckResult:
     started = time.monotonic()
     try:
         result = spec.fn(ctx)
@@ -140,9 +170,6 @@ def run(spec: CheckSpec, ctx: Any) -> CheckResult:
     result.check = spec.id
     if spec.marks is not None and spec.plot is not None:
         result.markers = _markers(spec, ctx)
-    # Findings name the runbook that ran them: the daily health check reports as itself.
-    runbook = getattr(ctx, "runbook", "") or spec.runbook
-    result.findings = [f.placed(runbook, spec.section) for f in result.findings]
     result.seconds = time.monotonic() - started
     return result
 

@@ -29,10 +29,17 @@ class SharedCache:
     def __init__(self, folder: Path):
         self.folder = folder
 
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is in the cache (its value or its failure) now."""
+        return self._path(key).exists()
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.pickle"
+
     def get(self, key: str, fetch: Callable[[], T]) -> T:
         """The value for ``key``: from the cache, or fetched now (once across processes)."""
-        name = hashlib.sha256(key.encode()).hexdigest()[:40]
-        path = self.folder / f"{name}.pickle"
+        path = self._path(key)
+        name = path.stem
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.folder / f"{name}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if we die

@@ -26,13 +26,35 @@ CHECKS: tuple[str, ...] = runbooks.first_look()
 MODULES = ("rmsops.checks.health", "rmsops.checks.alb", "rmsops.checks.ecs", "rmsops.checks.database")
 
 
-def order(env_path: str, start: str, end: str) -> dict[str, Any]:
-    """What the zygote needs to take the first look (JSON-able)."""
-    return {"env": env_path, "start": start, "end": end, "checks": list(CHECKS)}
+def order(env_path: str, start: str, end: str, runbook_stems: list[str] | None = None,
+          overrides: dict[str, float] | None = None) -> dict[str, Any]:
+    """What the zygote needs to take the first look (JSON-able), and then to run ahead: the checks
+    of ``runbook_stems`` in the order the triage starts them (``ahead``), judged with ``overrides``."""
+    return {"env": env_path, "start": start, "end": end, "checks": list(CHECKS),
+            "ahead": ahead(runbook_stems or []), "overrides": overrides or {}}
+
+
+def ahead(runbook_stems: list[str]) -> list[str]:
+    """The checks of these runbooks, once each, those of the runbook a triage starts last first.
+
+    The runbooks that start first (the costliest: ``triage.slowest_first``) run their own checks as
+    soon as the warm-up is done, in as many processes; running ahead from the other end, this one
+    process meets them in the middle instead of making them wait for it.
+    """
+    chosen = sorted((runbooks.find(stem) for stem in runbook_stems if stem != runbooks.ESCALATION),
+                    key=lambda rb: rb.cost)
+    return list(dict.fromkeys(c.id for rb in chosen for c in runbooks.runs(rb) if c.id not in CHECKS))
+
+
+# Checks run ahead at once: enough to keep AWS and the database busy while one core judges; more
+# only adds threads taking turns at the one interpreter lock.
+AHEAD_JOBS = 4
 
 
 def take(look: dict[str, Any], out_fd: int) -> None:
-    """In the forked process: run the checks at once, write each one's findings as a JSON line."""
+    """In the forked process: run the checks at once, write each one's findings as a JSON line;
+    then run the runbooks' checks ahead of them, into the triage's shared cache
+    (``rmsops.core.registry.run``), until they are all done or the triage ends (it kills us)."""
     import importlib
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -40,14 +62,25 @@ def take(look: dict[str, Any], out_fd: int) -> None:
 
     for module in MODULES:
         importlib.import_module(module)
-    ctx = Context.open(look["env"], start=look["start"], end=look["end"])
-    with os.fdopen(out_fd, "w", encoding="utf-8") as out, ThreadPoolExecutor(len(look["checks"])) as pool:
-        try:
+    ctx = Context.open(look["env"], start=look["start"], end=look["end"],
+                       threshold_overrides=look.get("overrides") or None)
+    try:
+        with os.fdopen(out_fd, "w", encoding="utf-8") as out, ThreadPoolExecutor(len(look["checks"])) as pool:
             for done in as_completed([pool.submit(ctx.run, check) for check in look["checks"]]):
                 out.write(json.dumps({"findings": [f.to_dict() for f in done.result().findings]}) + "\n")
                 out.flush()
-        finally:
-            ctx.close()
+        if look.get("ahead"):
+            _run_ahead(ctx, look["ahead"])
+    finally:
+        ctx.close()
+
+
+def _run_ahead(ctx: Any, check_ids: list[str]) -> None:
+    from rmsops.core import registry
+    from rmsops.execution import checkpool
+
+    registry.load_all()
+    checkpool.run_checks(ctx, [registry.get(check) for check in check_ids], jobs=AHEAD_JOBS)
 
 
 def read(in_fd: int, on_findings: Callable[[list[Any]], None]) -> None:
