@@ -29,7 +29,7 @@ MODULES = ("rmsops.checks.health", "rmsops.checks.alb", "rmsops.checks.ecs", "rm
 def order(env_path: str, start: str, end: str, runbook_stems: list[str] | None = None,
           overrides: dict[str, float] | None = None) -> dict[str, Any]:
     """What the zygote needs to take the first look (JSON-able), and then to run ahead: the checks
-    of ``runbook_stems`` in the order the triage starts them (``ahead``), judged with ``overrides``."""
+    of ``runbook_stems`` (``ahead``), judged with ``overrides`` as the runbooks will judge them."""
     return {"env": env_path, "start": start, "end": end, "checks": list(CHECKS),
             "ahead": ahead(runbook_stems or []), "overrides": overrides or {}}
 
