@@ -29,6 +29,23 @@ def test_many_sessions_do_not_grow_the_loaders_search_path():
     assert aws.shared_loader().search_paths == before
 
 
+def test_the_loader_knows_a_service_without_listing_them_all():
+    """Loading a model asks botocore's listing of ~450 services; ours looks in the one folder, and
+    agrees with the listing on every model kind the clients load, for known and unknown names."""
+    import botocore.exceptions
+    import botocore.loaders
+
+    loader = aws.shared_loader()
+    for kind in ("service-2", "paginators-1", "waiters-2", "endpoint-rule-set-1"):
+        listed = set(botocore.loaders.Loader.list_available_services(loader, kind))
+        known = loader.list_available_services(kind)
+        for service in (*aws.SERVICES, "no-such-service", "ecs/../rds", "", "..", "endpoints.json", "_retry.json"):
+            assert (service in known) == (service in listed), (kind, service)
+        assert set(known) == listed and len(known) == len(listed)
+    with pytest.raises(botocore.exceptions.UnknownServiceError, match="Valid service names are: .*ecs"):
+        _clients().session().create_client("no-such-service", region_name="us-east-1")
+
+
 def test_preloading_parses_every_service_the_checks_use_without_a_network_call():
     aws.preload_models()  # no endpoint, no credentials that work: creating clients makes no call
     loaded = {key[1] for key in aws.shared_loader()._cache if key[0] == "load_service_model"}

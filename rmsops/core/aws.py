@@ -52,6 +52,30 @@ class _PlainJSONFileLoader(botocore.loaders.JSONFileLoader):
             return json.loads(file.read().decode("utf-8"))
 
 
+class _KnownServices:
+    """botocore's list of the services that have a ``type_name`` model, as loading a model asks it:
+    "is this service there?". Answered from that service's folder; botocore lists all of them,
+    about 450, each looked into (20–50 ms for each kind of model, paid by every process that makes
+    a client: the first look, a check). Listed in full only when someone iterates (an error message)."""
+
+    def __init__(self, loader: botocore.loaders.Loader, type_name: str):
+        self._loader, self._type_name = loader, type_name
+
+    def __contains__(self, service: object) -> bool:
+        if not isinstance(service, str) or os.path.basename(service) != service or service in ("", ".", ".."):
+            return False  # a folder of the data path, never a path into or out of it
+        try:
+            return bool(self._loader.list_api_versions(service, self._type_name))
+        except (botocore.exceptions.DataNotFoundError, NotADirectoryError):  # a file of the data path
+            return False
+
+    def __iter__(self) -> Any:
+        return iter(botocore.loaders.Loader.list_available_services(self._loader, self._type_name))
+
+    def __len__(self) -> int:
+        return len(botocore.loaders.Loader.list_available_services(self._loader, self._type_name))
+
+
 def shared_loader() -> botocore.loaders.Loader:
     """One botocore data loader per process, so each service model is parsed once.
 
@@ -63,6 +87,7 @@ def shared_loader() -> botocore.loaders.Loader:
         if _loader is None:
             made = botocore.loaders.create_loader(botocore.session.get_session().get_config_variable("data_path"))
             made.file_loader = _PlainJSONFileLoader()
+            made.list_available_services = lambda type_name: _KnownServices(made, type_name)
             _loader = made
         return _loader
 
