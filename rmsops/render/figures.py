@@ -171,10 +171,14 @@ def _history_plot(result: CheckResult, ctx: Context):
             ax.barh(revision, end - row.created_at, left=row.created_at, height=0.4,
                     color=ROLLOUT_COLOURS.get(state, "#90a4ae"), label=None if state in seen else f"deploy {state}")
             seen.add(state)
+        newest = max(dated["registered_at"], default=None)
         for row in dated.itertuples():
             tag = row.images.rsplit(":", 1)[-1] if row.images else ""
+            last = len(dated) > 1 and row.registered_at == newest  # at the right edge: its label goes left
             ax.annotate(f"{row.task_definition} {tag}", (row.registered_at, row.revision), fontsize=7,
-                        xytext=(4, 7), textcoords="offset points", color="#1565c0")
+                        xytext=(-4 if last else 4, 7), textcoords="offset points", color="#1565c0",
+                        ha="right" if last else "left", zorder=4,  # readable over a deployment's bar
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         if len(revs):
             ax.set_ylim(revs["revision"].min() - 0.6, revs["revision"].max() + 0.8)
             ax.set_yticks(sorted(set(revs["revision"])))
