@@ -39,9 +39,8 @@ class SharedCache:
     def get(self, key: str, fetch: Callable[[], T]) -> T:
         """The value for ``key``: from the cache, or fetched now (once across processes)."""
         path = self._path(key)
-        name = path.stem
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.folder / f"{name}.lock", "a") as lock:
+        with open(path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if we die
             if path.exists():
                 return _unpack(path.read_bytes())
