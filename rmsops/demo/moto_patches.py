@@ -15,6 +15,14 @@ consists of cannot be created through those APIs:
   ``settings.ec2_load_default_amis`` answers False.
 * Task IPs are random ``10.x.y.z`` addresses outside the VPC: ``run_task`` draws
   them from the scenario's task subnet instead.
+* For every request, moto's server lists its ~200 package folders on disk and tries
+  its ~500 URL patterns to find the service, holding its one lock: about a sixth
+  of the emulator's CPU in a ``rmsops check``. The answer for a host name never
+  changes, so it is remembered. (Emulator time only: a real account costs us none.)
+* moto's GetMetricData scans every datum of the window once per query and period,
+  about half of the emulator's CPU in a ``rmsops check``. Each query is answered
+  by moto's own code from the datums of its metric name (and dimensions) alone:
+  its filters would drop every other one, so the answer is the same.
 
 The ThreadedMotoServer runs in this process and serves these same backends, so
 boto3 calls (and therefore rmsops' plain production code path) see the result.
@@ -26,16 +34,18 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from unittest import mock
 
 from moto import settings as moto_settings
+from moto.cloudwatch.models import CloudWatchBackend, Dimension
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ecs import models as ecs_models
 from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 from moto.moto_api import state_manager
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 from rmsops.demo import layout
 from rmsops.demo.scenarios import ServiceState, TargetFault
@@ -92,6 +102,10 @@ class MotoPatches:
                 return next(self._task_ips)
 
         for patcher in (mock.patch.object(FakeTargetGroup, "health_for", health_for),
+                        mock.patch.object(DomainDispatcherApplication, "get_backend_for_host",
+                                          _remembered(DomainDispatcherApplication.get_backend_for_host)),
+                        mock.patch.object(CloudWatchBackend, "get_metric_data",
+                                          _per_metric(CloudWatchBackend.get_metric_data)),
                         mock.patch.object(ecs_models, "random_private_ip", next_task_ip),
                         mock.patch.object(moto_settings, "ec2_load_default_amis", lambda: False)):
             patcher.start()
@@ -111,6 +125,53 @@ class MotoPatches:
         with self._lock:
             for target, fault in zip(targets, faults, strict=False):
                 self._faults[(group, target)] = fault
+
+
+def _remembered(get_backend_for_host: Callable[[Any, str | None], Any]) -> Callable[[Any, str | None], Any]:
+    """moto's host-to-service lookup, remembering each host's service (moto calls it under its lock)."""
+    known: dict[str | None, Any] = {}
+
+    def lookup(app: Any, host: str | None) -> Any:
+        if host not in known:
+            backend = get_backend_for_host(app, host)
+            if not backend:
+                return backend  # not found: moto tries the request's other headers; ask again next time
+            known[host] = backend
+        return known[host]
+
+    return lookup
+
+
+class _Datums:
+    """Stands in for a CloudWatch backend in its ``get_metric_data``, which reads only ``get_all_metrics``."""
+
+    def __init__(self, datums: list[Any]):
+        self.datums = datums
+
+    def get_all_metrics(self) -> list[Any]:
+        return self.datums
+
+
+def _per_metric(get_metric_data: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
+    """moto's GetMetricData, each metric query given only the datums its own filters can keep."""
+
+    def answer(backend: Any, queries: list[dict[str, Any]], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        if not queries or any("MetricStat" not in query for query in queries):  # math reads other results
+            return get_metric_data(backend, queries, *args, **kwargs)
+        by_name: dict[str, list[Any]] = {}
+        for datum in backend.get_all_metrics():
+            by_name.setdefault(datum.name, []).append(datum)
+        results = []
+        for query in queries:
+            metric = query["MetricStat"]["Metric"]
+            datums = by_name.get(metric["MetricName"], [])
+            if metric.get("Dimensions"):  # moto's own test for a query with dimensions
+                wanted = sorted(Dimension(name=d["Name"], value=d["Value"]) for d in metric["Dimensions"])
+                datums = [datum for datum in datums if sorted(datum.dimensions) == wanted]
+            results += get_metric_data(_Datums(datums), [query], *args, **kwargs)
+        return results
+
+    return answer
 
 
 def shape_service(cluster: str, service: str, state: ServiceState, deployments: list[dict[str, Any]],
