@@ -89,6 +89,25 @@ def test_the_first_look_modules_declare_exactly_its_checks():
     assert out.strip() == "[] [] False"
 
 
+def test_the_first_check_waits_for_neither_botocore_nor_psycopg():
+    """What the zygote imports before the first look forks is enough for a first-look check, and
+    it is light: the HTTP check's finding does not wait for botocore's or psycopg's imports."""
+    import subprocess
+    import sys
+
+    probe = ("import importlib, sys\n"
+             "from rmsops.core import registry\n"
+             "from rmsops.execution import firstlook, zygote\n"
+             "for name in zygote.FIRST_LOOK_MODULES:\n"
+             "    importlib.import_module(name)\n"
+             "from rmsops.core.context import Context\n"
+             "early = [c for c in firstlook.CHECKS if c in registry.REGISTRY]\n"
+             "heavy = [m for m in ('botocore.session', 'psycopg', 'matplotlib') if m in sys.modules]\n"
+             "print(early, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['app.health.endpoint'] []"
+
+
 def test_the_first_look_runs_the_runbooks_checks_ahead_into_the_shared_cache(demo_incident, monkeypatch):
     """A runbook's process then finds its checks judged: here a copy of one whose judge would fail
     if it ran again takes the first look's result."""

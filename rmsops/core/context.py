@@ -1,19 +1,25 @@
-"""One object per run: settings, window, thresholds, lazy AWS clients, the read-only DB session."""
+"""One object per run: settings, window, thresholds, lazy AWS clients, the read-only DB session.
+
+botocore and psycopg are imported when a check first asks for AWS or the database: the first
+look's HTTP check then runs without waiting for either (``rmsops.execution.firstlook``).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rmsops.core import config, failure, registry, secrets, sharedcache, thresholds
-from rmsops.core.aws import AwsClients
 from rmsops.core.config import Settings
-from rmsops.core.db import Database, secret_password
 from rmsops.core.findings import Finding
 from rmsops.core.registry import CheckResult
 from rmsops.core.window import Window, resolve
+
+if TYPE_CHECKING:
+    from rmsops.core.aws import AwsClients
+    from rmsops.core.db import Database
 
 T = TypeVar("T")
 
@@ -41,9 +47,9 @@ class Context:
                                            source="threshold parameters")
         self.runbook = runbook
         self.output_dir = output_dir
-        self.aws = AwsClients(settings.aws)
-        self.db = Database(settings.database, self._db_password,
-                           connect_timeout=self.thresholds["db_connect_timeout_seconds"])
+        self._aws: AwsClients | None = None
+        self._db: Database | None = None
+        self._lazy_lock = threading.Lock()
         # Findings of an earlier run (a triage), for checks that judge findings (escalation).
         self.prior_findings: list[Finding] = []
         self._memo: dict[str, Any] = {}
@@ -55,6 +61,27 @@ class Context:
              output_dir: Path | None = None) -> Context:
         return cls(config.load(env), resolve(window, start, end), threshold_overrides,
                    runbook=runbook, output_dir=output_dir)
+
+    @property
+    def aws(self) -> AwsClients:
+        """The run's AWS clients (botocore is imported by the first check that asks)."""
+        with self._lazy_lock:
+            if self._aws is None:
+                from rmsops.core.aws import AwsClients
+
+                self._aws = AwsClients(self.settings.aws)
+            return self._aws
+
+    @property
+    def db(self) -> Database:
+        """The run's read-only database session (psycopg is imported by the first check that asks)."""
+        with self._lazy_lock:
+            if self._db is None:
+                from rmsops.core.db import Database
+
+                self._db = Database(self.settings.database, self._db_password,
+                                    connect_timeout=self.thresholds["db_connect_timeout_seconds"])
+            return self._db
 
     def client(self, service: str, region: str | None = None) -> Any:
         """A boto3 client in ``region``, by default the environment's."""
@@ -103,6 +130,8 @@ class Context:
             secrets.register(token)
             return token
         if db.password_secret:
+            from rmsops.core.db import secret_password
+
             value = self.client("secretsmanager").get_secret_value(SecretId=db.password_secret)
             password = secret_password(value.get("SecretString") or "")
             secrets.register(password)
@@ -110,4 +139,5 @@ class Context:
         return None  # libpq reads PGPASSWORD or ~/.pgpass itself
 
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()

@@ -24,6 +24,9 @@ CHECKS: tuple[str, ...] = runbooks.first_look()
 # The check modules that declare them: imported alone, they cost pandas and botocore, not every
 # check module and matplotlib (tests/test_firstlook.py holds this list to CHECKS).
 MODULES = ("rmsops.checks.health", "rmsops.checks.alb", "rmsops.checks.ecs", "rmsops.checks.database")
+# Imported before the first look forks (rmsops.execution.zygote.FIRST_LOOK_MODULES): the HTTP check
+# needs pandas alone, so it runs while the first look imports botocore and psycopg for the others.
+EARLY_MODULES = MODULES[:1]
 
 
 def order(env_path: str, start: str, end: str, runbook_stems: list[str] | None = None,
@@ -56,19 +59,35 @@ def take(look: dict[str, Any], out_fd: int) -> None:
     then run the runbooks' checks ahead of them, into the triage's shared cache
     (``rmsops.core.registry.run``), until they are all done or the triage ends (it kills us)."""
     import importlib
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
 
+    from rmsops.core import registry
     from rmsops.core.context import Context
 
-    for module in MODULES:
+    for module in EARLY_MODULES:
         importlib.import_module(module)
     ctx = Context.open(look["env"], start=look["start"], end=look["end"],
                        threshold_overrides=look.get("overrides") or None)
     try:
         with os.fdopen(out_fd, "w", encoding="utf-8") as out, ThreadPoolExecutor(len(look["checks"])) as pool:
-            for done in as_completed([pool.submit(ctx.run, check) for check in look["checks"]]):
-                out.write(json.dumps({"findings": [f.to_dict() for f in done.result().findings]}) + "\n")
-                out.flush()
+            writing = threading.Lock()
+
+            def report(done: Future) -> None:  # as each check finishes, even while the others import
+                line = json.dumps({"findings": [f.to_dict() for f in done.result().findings]}) + "\n"
+                with writing:
+                    out.write(line)
+                    out.flush()
+
+            # The checks already declared (the early modules') start now; the rest once imported.
+            early = [check for check in look["checks"] if check in registry.REGISTRY]
+            for check in early:
+                pool.submit(ctx.run, check).add_done_callback(report)
+            for module in MODULES:
+                importlib.import_module(module)
+            for check in look["checks"]:
+                if check not in early:
+                    pool.submit(ctx.run, check).add_done_callback(report)
         if look.get("ahead"):
             _run_ahead(ctx, look["ahead"])
     finally:

@@ -43,7 +43,8 @@ KERNEL_ONLY_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.d
                        "matplotlib_inline.backend_inline", "IPython.core.completerlib", "IPython.core.debugger",
                        "IPython.core.logger", "IPython.core.oinspect", "IPython.extensions.storemagic",
                        "IPython.utils.wildcard", "sqlite3", "pdb", "faulthandler", "tornado.platform.asyncio")
-FIRST_LOOK_MODULES = ("rmsops.core.context", "rmsops.checks", "rmsops.execution.firstlook")  # imported first
+# Imported before the first look forks: what its first check needs (rmsops.execution.firstlook).
+FIRST_LOOK_MODULES = ("rmsops.execution.firstlook", "rmsops.core.context", "rmsops.checks.health")
 READY = b"ready\n"
 # --- the zygote process -------------------------------------------------------------------------
 
