@@ -226,6 +226,16 @@ def test_compare_with_a_relative_path_beside_the_environment_file(environments, 
     assert drift.other_context(ctx).settings.name == "staging"
 
 
+def test_the_other_environment_shares_aws_clients_only_when_it_reaches_aws_the_same_way(environments, env_file,
+                                                                                         make_context):
+    same = make_context(drift={"compare_with": str(env_file(name="staging", ecs={"cluster": "rms-staging"}))})
+    assert drift.other_context(same).client("ec2") is same.client("ec2")  # one session, one client each
+    elsewhere = env_file(name="staging", ecs={"cluster": "rms-staging"}, aws={"region": "eu-west-1"})
+    apart = make_context(drift={"compare_with": str(elsewhere)})
+    other = drift.other_context(apart)
+    assert other.settings.aws.region == "eu-west-1" and other.aws is not apart.aws
+
+
 def test_unknown_compare_environment_is_an_error_finding(environments, make_context):
     ctx = make_context(drift={"compare_with": "no-such-environment"})
     [finding] = ctx.run("drift.taskdef.environment").findings

@@ -61,7 +61,9 @@ def other_context(ctx: Context) -> Context | None:
             beside = ctx.settings.path.parent / target
             if beside.is_file():
                 env = str(beside)
-        return Context(config.load(env), ctx.window, runbook=ctx.runbook)
+        other = Context(config.load(env), ctx.window, runbook=ctx.runbook)
+        other.reach_aws_as(ctx)
+        return other
 
     return ctx.memo("drift.other_context", fetch, share=False)  # a live Context: this process only
 

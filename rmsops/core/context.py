@@ -83,6 +83,15 @@ class Context:
                                     connect_timeout=self.thresholds["db_connect_timeout_seconds"])
             return self._db
 
+    def reach_aws_as(self, other: Context) -> None:
+        """Use ``other``'s AWS clients when both environments reach AWS the same way (region,
+        profile, endpoint): one botocore session, and each service's client made once (making
+        one costs 10-50 ms of CPU; the drift checks compare two environments)."""
+        if self.settings.aws == other.settings.aws:
+            shared = other.aws
+            with self._lazy_lock:
+                self._aws = shared
+
     def client(self, service: str, region: str | None = None) -> Any:
         """A boto3 client in ``region``, by default the environment's."""
         return self.aws.client(service, region)
