@@ -68,12 +68,17 @@ def test_progress_shows_the_first_look_apart_from_the_runbooks():
     assert progress.rows["01-application-not-responding"].tally["critical"] == 0  # not a runbook's finding
 
 
-def test_the_first_look_modules_declare_exactly_its_checks():
-    """The first look imports only MODULES (no matplotlib, not every check module): they must hold
-    every first-look check, and a module listed for nothing would cost time for nothing."""
+def _in_a_fresh_python(code: str) -> str:
+    """What ``code`` prints, run by a new interpreter (imports are what these tests measure)."""
     import subprocess
     import sys
 
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_first_look_modules_declare_exactly_its_checks():
+    """The first look imports only MODULES (no matplotlib, not every check module): they must hold
+    every first-look check, and a module listed for nothing would cost time for nothing."""
     probe = ("import importlib, sys\n"
              "from rmsops.core import registry\n"
              "from rmsops.execution import firstlook\n"
@@ -85,16 +90,12 @@ def test_the_first_look_modules_declare_exactly_its_checks():
              "missing = set(firstlook.CHECKS) - set(registry.REGISTRY)\n"
              "idle = [n for n, ids in declared.items() if not ids & set(firstlook.CHECKS)]\n"
              "print(sorted(missing), idle, 'matplotlib' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[] [] False"
+    assert _in_a_fresh_python(probe) == "[] [] False"
 
 
 def test_the_first_check_waits_for_neither_botocore_nor_psycopg():
     """What the zygote imports before the first look forks is enough for a first-look check, and
     it is light: the HTTP check's finding does not wait for botocore's or psycopg's imports."""
-    import subprocess
-    import sys
-
     probe = ("import importlib, sys\n"
              "from rmsops.core import registry\n"
              "from rmsops.execution import firstlook, zygote\n"
@@ -104,8 +105,7 @@ def test_the_first_check_waits_for_neither_botocore_nor_psycopg():
              "early = [c for c in firstlook.CHECKS if c in registry.REGISTRY]\n"
              "heavy = [m for m in ('botocore.session', 'psycopg', 'matplotlib') if m in sys.modules]\n"
              "print(early, heavy)\n")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['app.health.endpoint'] []"
+    assert _in_a_fresh_python(probe) == "['app.health.endpoint'] []"
 
 
 def test_the_first_look_runs_the_runbooks_checks_ahead_into_the_shared_cache(demo_incident, monkeypatch):

@@ -65,3 +65,41 @@ def test_the_runbook_modules_are_already_imported(zygote, tmp_path):
               "print(json.dumps(sorted(m for m in ('pandas', 'matplotlib', 'botocore', 'rmsops.checks') "
               "if m in sys.modules)))")
     assert json.loads(nb.cells[-1].outputs[0]["text"]) == ["botocore", "matplotlib", "pandas", "rmsops.checks"]
+
+
+def test_a_killed_runs_folder_is_swept_by_the_next_run(tmp_path, monkeypatch):
+    """A command killed outright (kill -9) leaves its folder, shared cache and all: the next run
+    deletes it once its process is gone and the folder has been still for a while; never a live
+    run's, a fresh one's, a link, or anything else in the temp dir."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from rmsops.execution import zygote as zygote_module
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    dead = int(ended.stdout)
+
+    def folder(pid: int, name: str, age: float) -> Path:
+        path = tmp_path / f"{zygote_module.FOLDER_PREFIX}{pid}-{name}"
+        (path / "shared").mkdir(parents=True)
+        (path / "shared" / "check.pickle").write_bytes(b"found: secret SQL text")
+        for touched in (path / "shared", path):
+            os.utime(touched, (time.time() - age, time.time() - age))
+        return path
+
+    abandoned = folder(dead, "abc", age=3600)
+    live = folder(os.getpid(), "def", age=3600)
+    fresh = folder(dead, "ghi", age=10)
+    other = tmp_path / "rmsops-zygote-notapid-x"
+    other.mkdir()
+    link = tmp_path / f"{zygote_module.FOLDER_PREFIX}{dead}-link"
+    link.symlink_to(live)
+    zygote_module.sweep_abandoned_folders()
+    assert not abandoned.exists()
+    assert live.exists() and fresh.exists() and other.exists() and link.is_symlink()
+    assert (live / "shared" / "check.pickle").exists()

@@ -33,6 +33,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from rmsops.core import processes
+
 __all__ = ["LocalPostgres", "LocalPostgresError", "find_bindir"]
 
 BINDIR_ENV = "RMSOPS_PG_BINDIR"
@@ -189,21 +191,6 @@ def _chown_tree(path: Path, user: str) -> None:
             os.chown(os.path.join(root, name), pw.pw_uid, pw.pw_gid, follow_symlinks=False)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A reaped-by-nobody zombie still answers kill(0); treat it as gone.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _read_pid(datadir: Path) -> int | None:
     try:
         first = (datadir / "postmaster.pid").read_text().split("\n", 1)[0].strip()
@@ -294,7 +281,7 @@ class LocalPostgres:
         try:
             basedir = self._basedir
             pid = self._pid or _read_pid(self.datadir)
-            if pid is not None and _pid_alive(pid):
+            if pid is not None and processes.alive(pid):
                 self._shutdown(pid)
             shutil.rmtree(basedir, ignore_errors=True)
             if basedir.exists():  # pragma: no cover - e.g. a file still being written
@@ -446,7 +433,7 @@ class LocalPostgres:
                 return
             # pg_ctl may have left a half-started postmaster behind (e.g. on timeout).
             pid = _read_pid(self.datadir)
-            if pid is not None and _pid_alive(pid):
+            if pid is not None and processes.alive(pid):
                 self._shutdown(pid)
             log = _tail(self._logfile, start=offset)
             last_error = f"pg_ctl start exited {rc} on port {port} (attempt {attempt}): {log}"
@@ -475,7 +462,7 @@ class LocalPostgres:
             cmd = self._cmd("pg_ctl", "stop", "-w", "-t", timeout, "-m", mode, "-D", str(self.datadir))
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 self._run(cmd, timeout=int(timeout) + 10)
-            if not _pid_alive(pid):
+            if not processes.alive(pid):
                 return
         # pg_ctl starts the postmaster via setsid(), so its pgid is its pid.
         with contextlib.suppress(OSError):
@@ -483,7 +470,7 @@ class LocalPostgres:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while processes.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def _atexit_stop(self) -> None:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from rmsops.core import failure
+from rmsops.core import failure, processes
 from rmsops.core.aws import AwsClients
 from rmsops.core.config import Settings
 from rmsops.core.errors import UserError
@@ -272,7 +272,7 @@ class Watcher:
         """After a restart: incidents left running or unannounced by the last watcher."""
         for incident in self.state.incidents:
             if incident.running:
-                if _alive(incident.pid):
+                if processes.alive(incident.pid):
                     # The last watcher's triage is still writing: wait for its bundle, as it would have.
                     self.log(f"the triage {incident.folder} of the last watcher is still running; waiting")
                     _wait_for_exit(incident.pid, STOP_GRACE_SECONDS)
@@ -356,21 +356,9 @@ class Watcher:
         return True
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_for_exit(pid: int | None, seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while _alive(pid) and time.monotonic() < deadline:
+    while processes.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
 
 

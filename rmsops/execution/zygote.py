@@ -20,16 +20,18 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rmsops.core import longlived, sharedcache
+from rmsops.core import longlived, processes, sharedcache
 from rmsops.execution import inline
 
 # What every runbook imports: loaded once in the zygote, inherited by every forked runner or kernel.
@@ -160,8 +162,8 @@ def _kill(pids: list[int]) -> None:
     """Kill those of ``pids`` that are still our children (an ended child's pid may be reused)."""
     for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):  # most have ended and were reaped
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+            proc_stat = Path(f"/proc/{pid}/stat").read_text()
+            if int(proc_stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -264,11 +266,39 @@ class Runner:
         return ""
 
 
+FOLDER_PREFIX = "rmsops-zygote-"
+ABANDONED_SECONDS = 300
+
+
+def sweep_abandoned_folders(now: float | None = None) -> None:
+    """Delete the folders of runs whose command is gone without cleaning up (kill -9, a closed
+    terminal's lost session): their shared cache holds what the checks fetched and found, log lines
+    and SQL texts among them. Only this user's folders (not links), named after a process that has
+    ended, and untouched for ``ABANDONED_SECONDS`` (a process id seen from another PID namespace
+    sharing this temp dir may be a live run)."""
+    now = time.time() if now is None else now
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        owner = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
+        with contextlib.suppress(OSError):
+            info = folder.lstat()
+            if (owner.isdigit() and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+                    and now - _last_change(folder) > ABANDONED_SECONDS and not processes.alive(int(owner))):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _last_change(folder: Path) -> float:
+    shared = folder / "shared"
+    return max(folder.lstat().st_mtime, shared.lstat().st_mtime if shared.is_dir() else 0.0)
+
+
 class Zygote:
     """The warm process: started once (in the background), asked to fork runners or kernels."""
 
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="rmsops-zygote-"))  # private (0700): sockets, logs
+        sweep_abandoned_folders()
+        # Private (0700): the socket, logs, and the triage's shared cache. Named after this process,
+        # so that a later run can tell it was abandoned (sweep_abandoned_folders).
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         self.socket_path = str(self.folder / "zygote.sock")
         self.shared_cache = self.folder / "shared"
         self.first_look_fd: int | None = None
