@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from rmsops.core.findings import Finding, Severity
 from rmsops.core.window import resolve
 from rmsops.execution import firstlook
@@ -110,7 +112,7 @@ def test_the_first_check_waits_for_neither_botocore_nor_psycopg():
 
 def test_the_first_look_runs_the_runbooks_checks_ahead_into_the_shared_cache(demo_incident, monkeypatch):
     """A runbook's process then finds its checks judged: here a copy of one whose judge would fail
-    if it ran again takes the first look's result."""
+    if it ran again takes the first look's result. The first look also asked who the run is."""
     import dataclasses
     import time
 
@@ -137,5 +139,14 @@ def test_the_first_look_runs_the_runbooks_checks_ahead_into_the_shared_cache(dem
         result = registry.run(dataclasses.replace(registry.get(check), fn=judge_again), ctx)
         assert [f.severity for f in result.findings] != [] and all(f.check == check for f in result.findings)
         assert "judged twice" not in " ".join(f.detail for f in result.findings)
+
+        # Who the triage runs as was asked there too: the command reads it without botocore.
+        from rmsops.core import aws
+        from rmsops.execution import triage
+
+        monkeypatch.setattr(aws, "caller_identity", lambda clients: pytest.fail("the command asked AWS itself"))
+        told: dict[str, str] = {}
+        triage._caller_identity(ctx.settings, told, zygote.shared_cache)
+        assert told["arn"].startswith("arn:aws:") and told["account"]
     finally:
         zygote.stop()

@@ -133,6 +133,12 @@ def _log_call(model, **_: object) -> None:
         log.write(f"{model.service_model.service_name}.{model.name}\n")
 
 
+def caller_identity(clients: AwsClients) -> dict[str, str]:
+    """Who the run is, as AWS sees it (``arn``, ``account``): for the bundle's header."""
+    answer = clients.client("sts").get_caller_identity()
+    return {"arn": answer.get("Arn", ""), "account": answer.get("Account", "")}
+
+
 class AwsClients:
     """Lazily created, cached, thread-safe AWS clients for one environment."""
 

@@ -49,6 +49,10 @@ def ahead(runbook_stems: list[str]) -> list[str]:
     return list(dict.fromkeys(c.id for rb in chosen for c in runbooks.runs(rb) if c.id not in CHECKS))
 
 
+# The shared cache's key for who the triage runs as (rmsops.execution.triage reads it): asked here,
+# where botocore is loaded, rather than in the command, which would import it for that one call.
+IDENTITY_KEY = "aws:caller-identity"
+
 # Checks run ahead at once: enough to keep AWS and the database busy while one core judges; more
 # only adds threads taking turns at the one interpreter lock.
 AHEAD_JOBS = 4
@@ -88,10 +92,23 @@ def take(look: dict[str, Any], out_fd: int) -> None:
             for check in look["checks"]:
                 if check not in early:
                     pool.submit(ctx.run, check).add_done_callback(report)
+        _ask_who(ctx)
         if look.get("ahead"):
             _run_ahead(ctx, look["ahead"])
     finally:
         ctx.close()
+
+
+def _ask_who(ctx: Any) -> None:
+    """Who the triage runs as, into the shared cache; a failure is stored too (the header says why)."""
+    import contextlib
+
+    from rmsops.core import aws, sharedcache
+
+    cache = sharedcache.current()
+    if cache is not None:
+        with contextlib.suppress(Exception):
+            cache.get(IDENTITY_KEY, lambda: aws.caller_identity(ctx.aws))
 
 
 def _run_ahead(ctx: Any, check_ids: list[str]) -> None:

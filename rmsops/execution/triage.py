@@ -111,8 +111,11 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
             staging = bundle.make_staging(out_dir)
         shown_by_caller = progress is not None  # the command line draws it from before the imports
         progress = progress or Progress([rb.stem for rb in selected], live=False)
-        who = threading.Thread(target=_caller_identity, args=(settings, identity), daemon=True)
-        who.start()
+        # A first look asks AWS who we are; otherwise ask now, alongside the runbooks.
+        told = zygote.shared_cache if zygote is not None and zygote.looks_first else None
+        who = threading.Thread(target=_caller_identity, args=(settings, identity, told), daemon=True)
+        if told is None:
+            who.start()
         if not interrupted:
             zygote = zygote or Zygote().start()
             if not zygote.runners:  # runners export their own reports, warm from the zygote
@@ -136,6 +139,8 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                         escalation, settings, window, staging, timeout, zygote, progress,
                         {"findings": str((staging / "findings.json").resolve())}, final=out_dir)
                     drawing.join()
+        if told is not None:
+            who.start()  # reads what the first look found (asks itself if it found nothing)
         who.join(timeout=10)
     except KeyboardInterrupt:
         interrupts.hold()
@@ -413,13 +418,20 @@ def _failed_outcome(runbook: Runbook, settings: Settings, window: Window, stagin
     return RunOutcome(runbook, "failed", findings, folder / f"{runbook.stem}.ipynb", None, path, 0.0, reason)
 
 
-def _caller_identity(settings: Settings, into: dict[str, str]) -> None:
-    """Who ran the triage, as AWS sees it (for the bundle header). Never raises."""
-    from rmsops.core.aws import AwsClients
+def _caller_identity(settings: Settings, into: dict[str, str], told: Path | None = None) -> None:
+    """Who ran the triage, as AWS sees it (for the bundle header); from the first look's shared
+    cache ``told`` when one ran. Never raises."""
+    from rmsops.core import sharedcache
+    from rmsops.execution import firstlook
+
+    def ask() -> dict[str, str]:
+        from rmsops.core.aws import AwsClients, caller_identity
+
+        return caller_identity(AwsClients(settings.aws))
 
     try:
-        answer = AwsClients(settings.aws).client("sts").get_caller_identity()
-        into.update(arn=answer.get("Arn", ""), account=answer.get("Account", ""))
+        shared = told is not None and told.parent.is_dir()  # not once the zygote is stopped (Ctrl-C)
+        into.update(sharedcache.SharedCache(told).get(firstlook.IDENTITY_KEY, ask) if shared else ask())
     except Exception as exc:  # noqa: BLE001 - the header says why it is unknown
         into.update(arn="unknown", error=failure.describe(exc))
 

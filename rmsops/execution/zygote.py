@@ -302,6 +302,7 @@ class Zygote:
         self.socket_path = str(self.folder / "zygote.sock")
         self.shared_cache = self.folder / "shared"
         self.first_look_fd: int | None = None
+        self.looks_first = False  # a first look runs (rmsops.execution.firstlook)
         self._process: subprocess.Popen | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
@@ -314,6 +315,7 @@ class Zygote:
         fds: tuple[int, ...] = ()
         order = ""
         if first_look is not None:
+            self.looks_first = True
             self.first_look_fd, write_fd = os.pipe()
             fds = (write_fd,)
             order = json.dumps({**first_look, "fd": write_fd})
