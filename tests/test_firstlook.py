@@ -150,3 +150,41 @@ def test_the_first_look_runs_the_runbooks_checks_ahead_into_the_shared_cache(dem
         assert told["arn"].startswith("arn:aws:") and told["account"]
     finally:
         zygote.stop()
+
+
+def test_the_first_look_does_not_outlive_its_zygote(demo_incident):
+    """A zygote stopped while it still imports is terminated, and cannot kill its children: the
+    first look ends with it instead of running checks for a triage that is over."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    from rmsops.core import processes, runbooks
+
+    window = resolve("1h")
+    every = [rb.stem for rb in runbooks.triage_selection()]  # seconds of checks to run ahead
+    zygote = Zygote().start(first_look=firstlook.order(str(demo_incident.env_file), window.start.isoformat(),
+                                                       window.end.isoformat(), every))
+    looked = os.fdopen(zygote.take_first_look(), "r", encoding="utf-8")  # open to the end: a closed
+    try:
+        assert looked.readline()  # pipe would end the first look itself; it is running, with a finding
+        warm = zygote._process.pid
+        children = [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat")
+                    if _parent_of(stat) == warm]
+        assert children, "the zygote's first look was not found"
+        os.kill(warm, signal.SIGKILL)
+        deadline = time.monotonic() + 1  # running every check ahead would take it seconds more
+        while any(processes.alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(processes.alive(pid) for pid in children)
+    finally:
+        looked.close()
+        zygote.stop()
+
+
+def _parent_of(stat) -> int:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -61,7 +61,8 @@ AHEAD_JOBS = 4
 def take(look: dict[str, Any], out_fd: int) -> None:
     """In the forked process: run the checks at once, write each one's findings as a JSON line;
     then run the runbooks' checks ahead of them, into the triage's shared cache
-    (``rmsops.core.registry.run``), until they are all done or the triage ends (it kills us)."""
+    (``rmsops.core.registry.run``), until they are all done or the triage ends (it kills us);
+    meanwhile ask AWS who the run is, into the same cache (``IDENTITY_KEY``)."""
     import importlib
     import threading
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -92,9 +93,12 @@ def take(look: dict[str, Any], out_fd: int) -> None:
             for check in look["checks"]:
                 if check not in early:
                     pool.submit(ctx.run, check).add_done_callback(report)
-        _ask_who(ctx)
+        # Alongside the run-ahead: a slow or throttled STS must not hold the checks back.
+        who = threading.Thread(target=_ask_who, args=(ctx,), daemon=True, name="rmsops-who")
+        who.start()
         if look.get("ahead"):
             _run_ahead(ctx, look["ahead"])
+        who.join(timeout=10)
     finally:
         ctx.close()
 

@@ -150,12 +150,16 @@ def _draw_once() -> None:
     plots.png(plots.bars(pd.DataFrame({"name": ["a"], "n": [1]}), "name", "n", "warm-up"), dpi=30)
 
 
-_CHILDREN: list[int] = []  # killed when the zygote stops: no kernel or first look outlives a run
+def _die_with(parent: int) -> None:
+    """In a forked child: be killed when ``parent`` ends, however it ends. A zygote stopped while it
+    still imports is terminated and cannot kill its children; the first look must not outlive it,
+    still running checks on a triage that is over (Linux; elsewhere the zygote's own kill)."""
+    import ctypes
 
-
-def _stop_now(*_: object) -> None:
-    _kill(_CHILDREN)
-    os._exit(0)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before we asked
+        os._exit(0)
 
 
 def _kill(pids: list[int]) -> None:
@@ -169,9 +173,11 @@ def _kill(pids: list[int]) -> None:
 
 def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> int:
     out_fd = look.pop("fd")
+    zygote = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
+            _die_with(zygote)
             longlived.end()  # as a runner's (see zygote_main)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
