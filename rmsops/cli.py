@@ -289,8 +289,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
     selected = named or runbooks.triage_selection()
     title = f"rmsops triage {settings.name} {window.start:%H:%M}–{window.end:%H:%M} UTC"
     progress = Progress([rb.stem for rb in selected], title=title, started=STARTED)
+    overrides = thresholds.parse_pairs(args.param)  # before the zygote's folder exists: bad input leaves none
     zygote = Zygote()
-    overrides = thresholds.parse_pairs(args.param)
     options = dict(jobs=args.jobs, timeout=args.timeout, force=args.force, zygote=zygote, progress=progress,
                    sign=args.sign or "", params={"thresholds": overrides} if overrides else None)
     # Input is valid: from here on a signal (Ctrl-C, SIGTERM) leaves a bundle marked incomplete.

@@ -31,6 +31,7 @@ CASES = [
     (["triage", "-e", "{env}", "-o", "{out}", "--runbook", "99"], "unknown runbook '99'"),
     (["triage", "-e", "nowhere", "-o", "{out}"], "unknown environment 'nowhere'"),
     (["triage", "-e", "{env}", "-o", "{out}", "--jobs", "0"], "--jobs must be at least 1"),
+    (["triage", "-e", "{env}", "-o", "{out}", "-p", "nonsense=1"], "unknown threshold 'nonsense'"),
     (["triage", "-e", "{env}", "-o", "{out}", "--start", "2026-11-28T20:00:00Z", "--end", "2026-11-28T19:00:00Z"],
      "not before end"),
     (["triage", "-e", "{env}", "-o", "{out}", "--end", "2099-01-01T00:00:00Z"], "in the future"),
