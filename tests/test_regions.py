@@ -45,13 +45,15 @@ ONLY_US_EAST_1 = {"cdn.cloudfront.distribution", "cdn.cloudfront.error_rate", "c
 
 @pytest.fixture(scope="module")
 def calls_by_check(demo_eu) -> dict[str, set[tuple[str, str]]]:
-    """check id -> {(IAM action, region)} of every AWS call it made, each check on a fresh Context."""
-    made: dict[int, set[tuple[str, str]]] = {}
+    """check id -> {(IAM action, region)} of every AWS call it made, each check on a fresh Context.
+
+    The calls are kept on the Context's AwsClients itself: keyed by ``id()``, a later check's
+    clients could take a collected one's id and its calls."""
     original = AwsClients.client
 
     def recording_client(self, service: str, region: str | None = None):
         client = original(self, service, region)
-        calls = made.setdefault(id(self), set())
+        calls = vars(self).setdefault("recorded_calls", set())
         client.meta.events.register(
             "before-call", lambda model, **_: calls.add((failure.iam_action_of(model), client.meta.region_name)),
             unique_id=f"rmsops-test-regions-{id(client)}")
@@ -63,7 +65,7 @@ def calls_by_check(demo_eu) -> dict[str, set[tuple[str, str]]]:
         ctx = Context.open(demo_eu.env_file)
         try:
             registry.run(registry.get(check_id), ctx)
-            return check_id, made.get(id(ctx.aws), set())
+            return check_id, vars(ctx.aws).get("recorded_calls", set())
         finally:
             ctx.close()
 
