@@ -135,7 +135,29 @@ def png(fig: Figure, dpi: int = 100) -> bytes:
     label_time_axes(fig)
     safe_texts(fig)
     fixed_titles(fig)
+    raw = io.BytesIO()
+    fig.savefig(raw, format="rgba", dpi=dpi)
+    return _opaque_png(raw.getvalue(), int(fig.get_figwidth() * dpi), int(fig.get_figheight() * dpi)) \
+        or _png_as_drawn(fig, dpi)
+
+
+def _opaque_png(rgba: bytes, width: int, height: int) -> bytes | None:
+    """PNG bytes without the alpha channel, which every opaque figure has at 255 everywhere: a
+    third less to compress (zlib level 1: twice as fast as 3 and 6, files about 10% larger). None
+    when the pixels are not that (a transparent figure, an unexpected size)."""
+    from PIL import Image
+
+    if width <= 0 or height <= 0 or len(rgba) != width * height * 4:
+        return None
+    image = Image.frombuffer("RGBA", (width, height), rgba, "raw", "RGBA", 0, 1)
+    if image.getextrema()[3] != (255, 255):
+        return None
     buffer = io.BytesIO()
-    # zlib level 3: half the time of the default 6, for files about 5% larger
+    image.convert("RGB").save(buffer, format="png", compress_level=1)
+    return buffer.getvalue()
+
+
+def _png_as_drawn(fig: Figure, dpi: int) -> bytes:
+    buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 3})
     return buffer.getvalue()
