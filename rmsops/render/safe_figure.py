@@ -8,6 +8,7 @@ that judges without drawing (``rmsops check``, the first look) never pays for ma
 from __future__ import annotations
 
 import io
+import zlib
 
 import matplotlib
 from matplotlib import dates as mdates
@@ -143,8 +144,9 @@ def png(fig: Figure, dpi: int = 100) -> bytes:
 
 def _opaque_png(rgba: bytes, width: int, height: int) -> bytes | None:
     """PNG bytes without the alpha channel, which every opaque figure has at 255 everywhere: a
-    third less to compress (zlib level 1: twice as fast as 3 and 6, files about 10% larger). None
-    when the pixels are not that (a transparent figure, an unexpected size)."""
+    quarter less to compress. zlib's run-length strategy suits charts' flat areas: half the time of
+    level 3, files about 7% larger. None when the pixels are not that (a transparent figure, an
+    unexpected size)."""
     from PIL import Image
 
     if width <= 0 or height <= 0 or len(rgba) != width * height * 4:
@@ -153,7 +155,7 @@ def _opaque_png(rgba: bytes, width: int, height: int) -> bytes | None:
     if image.getextrema()[3] != (255, 255):
         return None
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="png", compress_level=1)
+    image.convert("RGB").save(buffer, format="png", compress_level=1, compress_type=zlib.Z_RLE)
     return buffer.getvalue()
 
 
