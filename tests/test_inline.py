@@ -125,6 +125,25 @@ def test_a_runner_that_fails_outside_a_cell_says_why_in_its_log(zygote, tmp_path
     assert runner.last_words() == "RuntimeError: the runner's own failure, for the log"
 
 
+def _failing_job_with_a_secret(on_cell_executed=None):
+    from rmsops.core import secrets
+
+    secrets.register("only-the-runner-knew-this")  # learnt in the runner (Secrets Manager): not the command
+    raise RuntimeError("could not reach postgresql://rms:url-password@db:5432 with only-the-runner-knew-this")
+
+
+def test_a_runners_last_words_have_its_secrets_masked(zygote, tmp_path):
+    runner = zygote.fork_runner(inline.job_order(_failing_job_with_a_secret), str(tmp_path), dict(os.environ))
+    with runner.conn:
+        list(inline.read_messages(runner.conn))
+    deadline = time.monotonic() + 10
+    while not runner.last_words() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = runner.log.read_text()
+    assert "Traceback" in log and "only-the-runner-knew-this" not in log and "url-password" not in log
+    assert runner.last_words() == "RuntimeError: could not reach postgresql://rms:********@db:5432 with ********"
+
+
 def _pyplot_outputs(folder: str, on_cell_executed=None) -> list[str]:
     """In a runner (pyplot not yet imported, as in a runbook): a cell that draws with pyplot."""
     nb = _execute(Path(folder), "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('drawn')\nNone")

@@ -108,6 +108,20 @@ def test_passwords_written_in_quoted_text_are_masked_and_nothing_else():
     assert secrets.redact(said) == said  # the reason stays readable
 
 
+def test_a_redacting_stream_masks_a_secret_written_in_pieces_and_holds_nothing_back():
+    from rmsops.core import secrets
+
+    secrets.register("pieces-of-a-secret")
+    out = io.StringIO()
+    stream = secrets.RedactingWriter(out)
+    print("first line, harmless", file=stream)
+    for piece in ("token: pieces-", "of-a-", "secret; dsn host=db password=", "hunter2\nlast, unended"):
+        stream.write(piece)
+    assert out.getvalue() == "first line, harmless\ntoken: ********; dsn host=db password=********\n"
+    stream.flush()  # what is held is written at the flush (the runner flushes as it ends)
+    assert out.getvalue().endswith("\nlast, unended")
+
+
 @pytest.mark.parametrize("source", ["pgpass", "service file"])
 def test_a_password_libpq_found_itself_is_masked(source, monitor_env, pg_server, pg_admin, tmp_path, monkeypatch):
     """PGPASSWORD unset, the password only in a .pgpass file (PGPASSFILE) or a service file

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
+from typing import TextIO
 
 REDACTED = "********"
 _ENV_SECRETS = ("PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -48,3 +50,37 @@ def redact_all(value: object) -> object:
     if isinstance(value, list | tuple):
         return [redact_all(v) for v in value]
     return value
+
+
+class RedactingWriter(io.TextIOBase):
+    """A text stream that writes whole lines through ``redact`` (a forked runner's stderr, whose
+    last line the command shows when the runner dies: a secret only the runner had learnt never
+    reaches the report). A line is held until it ends, so that a secret written in pieces is still
+    seen whole; ``flush`` writes what is held."""
+
+    def __init__(self, inner: TextIO):
+        self._inner = inner
+        self._held = ""
+
+    def write(self, text: str) -> int:
+        self._held += text
+        whole, newline, self._held = self._held.rpartition("\n")
+        if newline:
+            self._inner.write(redact(whole + newline))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._held:
+            self._inner.write(redact(self._held))
+            self._held = ""
+        self._inner.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._inner, "encoding", "utf-8")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rmsops.core import longlived, processes, sharedcache
+from rmsops.core import longlived, processes, secrets, sharedcache
 from rmsops.execution import inline
 
 # What every runbook imports: loaded once in the zygote, inherited by every forked runner or kernel.
@@ -226,6 +226,7 @@ def _become_runner(order: dict, conn: socket.socket) -> None:
         conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
         job = inline.load_job(order["job"])  # before the chdir: its modules are found from here
         _settle(order)
+        sys.stderr = secrets.RedactingWriter(sys.stderr)  # its last words are shown: see Runner.last_words
         from rmsops.execution import cellengine
 
         cellengine.interrupt_cells_only()  # a stop ends the cells, never the writing of the report
