@@ -200,3 +200,20 @@ def test_an_empty_charts_line_of_text_leaks_no_secret_and_runs_no_markup(tmp_pat
     assert "<script>" not in line["text/html"] and "&lt;script&gt;" in line["text/html"]
     for text in (line["text/html"], line["text/plain"]):
         assert "hunter2" not in text and "s3cr3t-t0ken-xyz" not in text and "********" in text
+
+
+def test_a_csv_is_written_as_if_every_cell_were_made_safe_whatever_the_column_types(tmp_path):
+    """Only columns that can hold text are made safe cell by cell; the file is the same as if all were."""
+    frame = pd.DataFrame({
+        "when": pd.to_datetime(["2026-12-03 08:00", None, "2026-12-03 08:02"], utc=True),
+        "count": [1, 2, 3], "ratio": [0.5, float("nan"), 1.25], "up": [True, False, True],
+        "took": pd.to_timedelta([1, 2, 3], unit="s"), "=formula header": ["=HYPERLINK(1)", "-2", "ok"],
+        "mixed": [1, "@import", None], "nullable": pd.array([1, None, 3], dtype="Int64"),
+        "text": pd.array(["+x", None, "fine"], dtype="string"), "kind": pd.Categorical(["@a", "b", "@a"]),
+    })
+    written = report.write_csv(frame, tmp_path / "t.csv").read_text()
+    every_cell = frame.map(report.csv_safe)
+    every_cell.columns = [report.csv_safe(c) for c in frame.columns]
+    assert written == every_cell.to_csv(index=False)
+    assert "'=HYPERLINK(1)" in written and "'@import" in written and "'+x" in written and "'@a" in written
+    assert "'=formula header" in written and "2026-12-03 08:00:00+00:00" in written and ",-2," not in written
