@@ -61,18 +61,20 @@ SELECT (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries')
        current_setting('server_version_num')::int AS version
 """
 
-# PgHero query_stats: total = plan + exec time, this database, calls > 0; grouped per statement
-# over users. Top-level statements only (with pg_stat_statements.track = all, nested statements
-# are counted inside their caller too); rmsops' own statements are left out. {schema}: the
-# extension's schema, quoted (statements_sql).
-STATEMENTS_SQL_14 = """
+
+def _statements_sql(total_ms: str, only_toplevel: bool) -> str:
+    """PgHero query_stats: total = plan + exec time, this database, calls > 0; grouped per statement
+    over users; rmsops' own statements left out. ``{schema}`` stays for the extension's schema,
+    quoted (statements_sql)."""
+    toplevel = " AND s.toplevel" if only_toplevel else ""
+    return f"""
 WITH s AS (
-  SELECT s.queryid, s.query, s.calls, s.rows, s.total_exec_time + s.total_plan_time AS total_ms,
+  SELECT s.queryid, s.query, s.calls, s.rows, {total_ms} AS total_ms,
          s.shared_blks_hit, s.shared_blks_read, r.rolname
-  FROM {schema}.pg_stat_statements s
+  FROM {{schema}}.pg_stat_statements s
   LEFT JOIN pg_roles r ON r.oid = s.userid
   WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND s.calls > 0 AND s.toplevel AND s.userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+    AND s.calls > 0{toplevel} AND s.userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
 ), g AS (
   SELECT queryid::text AS queryid, min(query) AS query, sum(calls)::bigint AS calls,
          sum(rows)::bigint AS rows, sum(total_ms)::float AS total_ms,
@@ -86,51 +88,16 @@ SELECT queryid, users, calls, total_ms, total_ms / calls AS mean_ms,
 FROM g ORDER BY total_ms DESC LIMIT 50
 """
 
+
+# Top-level statements only: with pg_stat_statements.track = all, nested statements are counted
+# inside their caller too.
+STATEMENTS_SQL_14 = _statements_sql("s.total_exec_time + s.total_plan_time", only_toplevel=True)
 # PostgreSQL 13 (pg_stat_statements 1.8): no toplevel column yet, so with track = all a nested
 # statement is counted both on its own and inside its caller; nothing tells them apart.
-STATEMENTS_SQL_13 = """
-WITH s AS (
-  SELECT s.queryid, s.query, s.calls, s.rows, s.total_exec_time + s.total_plan_time AS total_ms,
-         s.shared_blks_hit, s.shared_blks_read, r.rolname
-  FROM {schema}.pg_stat_statements s
-  LEFT JOIN pg_roles r ON r.oid = s.userid
-  WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND s.calls > 0 AND s.userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
-), g AS (
-  SELECT queryid::text AS queryid, min(query) AS query, sum(calls)::bigint AS calls,
-         sum(rows)::bigint AS rows, sum(total_ms)::float AS total_ms,
-         sum(shared_blks_hit)::bigint AS shared_blks_hit, sum(shared_blks_read)::bigint AS shared_blks_read,
-         string_agg(DISTINCT rolname, ', ') AS users
-  FROM s GROUP BY queryid
-)
-SELECT queryid, users, calls, total_ms, total_ms / calls AS mean_ms,
-       100.0 * total_ms / NULLIF(sum(total_ms) OVER (), 0) AS pct_total, rows,
-       shared_blks_hit, shared_blks_read, length(query) AS query_chars, left(query, 5000) AS query
-FROM g ORDER BY total_ms DESC LIMIT 50
-"""
-
+STATEMENTS_SQL_13 = _statements_sql("s.total_exec_time + s.total_plan_time", only_toplevel=False)
 # Before PostgreSQL 13 (pg_stat_statements ≤ 1.7): one total_time, execution only (planning was
 # not timed), and no toplevel column either.
-STATEMENTS_SQL_PRE13 = """
-WITH s AS (
-  SELECT s.queryid, s.query, s.calls, s.rows, s.total_time AS total_ms,
-         s.shared_blks_hit, s.shared_blks_read, r.rolname
-  FROM {schema}.pg_stat_statements s
-  LEFT JOIN pg_roles r ON r.oid = s.userid
-  WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND s.calls > 0 AND s.userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
-), g AS (
-  SELECT queryid::text AS queryid, min(query) AS query, sum(calls)::bigint AS calls,
-         sum(rows)::bigint AS rows, sum(total_ms)::float AS total_ms,
-         sum(shared_blks_hit)::bigint AS shared_blks_hit, sum(shared_blks_read)::bigint AS shared_blks_read,
-         string_agg(DISTINCT rolname, ', ') AS users
-  FROM s GROUP BY queryid
-)
-SELECT queryid, users, calls, total_ms, total_ms / calls AS mean_ms,
-       100.0 * total_ms / NULLIF(sum(total_ms) OVER (), 0) AS pct_total, rows,
-       shared_blks_hit, shared_blks_read, length(query) AS query_chars, left(query, 5000) AS query
-FROM g ORDER BY total_ms DESC LIMIT 50
-"""
+STATEMENTS_SQL_PRE13 = _statements_sql("s.total_time", only_toplevel=False)
 
 # pg_stat_statements_info exists from PostgreSQL 14 (pg_stat_statements 1.9) only.
 STATEMENTS_RESET_SQL_14 = "SELECT stats_reset FROM {schema}.pg_stat_statements_info"
@@ -156,14 +123,13 @@ def statements_reset_sql(server_version_num: int, schema: str = "public") -> str
 
 # --- db.locks.blocked --------------------------------------------------------------------------
 
-# Blocked sessions and their blockers (pg_blocking_pids, 9.6+, as pgwatch); only sessions waiting
-# on a lock are asked, since pg_blocking_pids takes the lock manager's locks. From 14, pg_locks
-# says when the wait began (waitstart); the statement's start is the fallback.
-BLOCKED_SQL_14 = f"""
+def _blocked_sql(waiting_since: str) -> str:
+    """Blocked sessions and their blockers (pg_blocking_pids, 9.6+, as pgwatch); only sessions
+    waiting on a lock are asked, since pg_blocking_pids takes the lock manager's locks."""
+    return f"""
 SELECT blocked.pid AS blocked_pid, blocked.usename AS blocked_user,
        blocked.application_name AS blocked_source, blocked.wait_event AS lock_type,
-       {age_seconds_sql("COALESCE((SELECT min(l.waitstart) FROM pg_locks l WHERE l.pid = blocked.pid "
-                        "AND NOT l.granted), blocked.query_start)")} AS blocked_seconds,
+       {age_seconds_sql(waiting_since)} AS blocked_seconds,
        left(blocked.query, 1000) AS blocked_query,
        blocker.pid AS blocking_pid, blocker.usename AS blocking_user,
        blocker.application_name AS blocking_source, blocker.state AS blocking_state,
@@ -177,23 +143,12 @@ WHERE blocked.wait_event_type = 'Lock' AND blocked.pid <> pg_backend_pid()
 ORDER BY blocked_seconds DESC, blocked.pid, blocker.pid
 """
 
+
+# From 14, pg_locks says when the wait began (waitstart); the statement's start is the fallback.
+BLOCKED_SQL_14 = _blocked_sql("COALESCE((SELECT min(l.waitstart) FROM pg_locks l WHERE l.pid = blocked.pid "
+                              "AND NOT l.granted), blocked.query_start)")
 # Before 14 pg_locks has no waitstart: the blocked statement's start stands in for the wait's.
-BLOCKED_SQL_PRE14 = f"""
-SELECT blocked.pid AS blocked_pid, blocked.usename AS blocked_user,
-       blocked.application_name AS blocked_source, blocked.wait_event AS lock_type,
-       {age_seconds_sql("blocked.query_start")} AS blocked_seconds,
-       left(blocked.query, 1000) AS blocked_query,
-       blocker.pid AS blocking_pid, blocker.usename AS blocking_user,
-       blocker.application_name AS blocking_source, blocker.state AS blocking_state,
-       {age_seconds_sql("blocker.xact_start")} AS blocking_transaction_seconds,
-       left(blocker.query, 1000) AS blocking_query
-FROM pg_stat_activity blocked
-CROSS JOIN LATERAL unnest(pg_blocking_pids(blocked.pid)) AS b(pid)
-LEFT JOIN pg_stat_activity blocker ON blocker.pid = b.pid
-WHERE blocked.wait_event_type = 'Lock' AND blocked.pid <> pg_backend_pid()
-  AND blocked.datname = current_database()
-ORDER BY blocked_seconds DESC, blocked.pid, blocker.pid
-"""
+BLOCKED_SQL_PRE14 = _blocked_sql("blocked.query_start")
 
 
 def blocked_sql(server_version_num: int) -> str:
