@@ -24,28 +24,39 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
+ELB, ELB_502, TARGET = "HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_502_Count", "HTTPCode_Target_5XX_Count"
+
+
 def incident(folder: Path) -> None:
+    # The ELB's 502s are inside its 5XX count (CloudWatch publishes both); minutes 11-29 are silent.
     table(folder, "5xx", [{"timestamp": at(m), "id": f"m{i}", "label": label, "value": v}
-                          for m, v in ((10, 1), (30, 40), (31, 90)) for i, label in enumerate(("ELB", "Target"))
-                          ] )
+                          for m, values in ((10, (1, 1, 1)), (30, (40, 40, 40)), (31, (90, 60, 10)))
+                          for i, (label, v) in enumerate(zip((ELB, ELB_502, TARGET), values, strict=True))])
     table(folder, "changes", [{"time": at(25), "kind": "deployment", "what": "rms-backend -> rms-backend:2"},
                               {"time": at(25.5), "kind": "api change", "what": "UpdateService (ecs)"},
                               {"time": at(-30), "kind": "api change", "what": "before the window"}])
     table(folder, "alarms", [{"alarm": "rms-alb-5xx", "since": at(33)}])
 
 
-def test_five_xx_sums_the_metrics_of_each_period(tmp_path):
+def test_five_xx_counts_each_response_once_and_silent_periods_as_zeros(tmp_path):
     incident(tmp_path)
-    series = timeline.five_xx(tmp_path)
-    assert series["value"].tolist() == [2, 80, 180]
+    rows = timeline.five_xx_metrics(tmp_path, 60, WINDOW)
+    assert set(rows["label"]) == {ELB, TARGET}  # the 502 count is inside the ELB's 5XX count
+    series = timeline.five_xx(rows)
+    # from the window's start to the last datapoint (the latest minutes may not be published yet)
+    assert series["timestamp"].tolist() == [pd.Timestamp(at(m)) for m in range(0, 32)]
+    assert series["value"].tolist() == [0] * 10 + [2] + [0] * 19 + [80, 100]
     assert set(series["label"]) == {"ALB 5xx per period"}
+    assert timeline.five_xx(timeline.five_xx_metrics(tmp_path))["value"].tolist() == [2, 80, 100]  # no period known
 
 
 def test_markers_say_what_changed_just_before_and_since_when(tmp_path):
     incident(tmp_path)
-    marks = timeline.markers(tmp_path, timeline.five_xx(tmp_path), 50.0, WINDOW)
+    rows = timeline.five_xx_metrics(tmp_path, 60, WINDOW)
+    marks = timeline.markers(tmp_path, rows, 50.0, WINDOW)
     assert marks == [(at(25), "deployment: rms-backend -> rms-backend:2 (+1 more)"),  # the same minute: one label
-                     (at(30), "5xx above threshold from here"), (at(33), "ALARM rms-alb-5xx")]
+                     (at(31), "5xx above threshold from here"),  # minute 30's 80 is two counts of 40, each under 50
+                     (at(33), "ALARM rms-alb-5xx")]
 
 
 def test_the_picture_is_written_into_the_bundle_or_nothing_is_said(tmp_path):
@@ -53,7 +64,8 @@ def test_the_picture_is_written_into_the_bundle_or_nothing_is_said(tmp_path):
     quiet.mkdir()
     assert timeline.write(quiet, WINDOW, []) is None and not (quiet / timeline.FILE).exists()
     incident(tmp_path)
-    five = Finding("app.alb.5xx", Severity.CRITICAL, "alb:a", "t", evidence={"threshold_per_period": 50})
+    five = Finding("app.alb.5xx", Severity.CRITICAL, "alb:a", "t",
+                   evidence={"threshold_per_period": 50, "period_seconds": 60})
     assert timeline.write(tmp_path, WINDOW, [five]) == timeline.FILE
     assert (tmp_path / timeline.FILE).read_bytes().startswith(b"\x89PNG")
 
@@ -62,4 +74,4 @@ def test_a_damaged_table_is_left_out_not_fatal(tmp_path):
     runbook, check = timeline.TABLES["5xx"]
     (tmp_path / runbook / "tables").mkdir(parents=True)
     (tmp_path / runbook / "tables" / f"{check}.csv").write_bytes(b'\x00\x01"unterminated\n')
-    assert timeline.five_xx(tmp_path).empty
+    assert timeline.five_xx_metrics(tmp_path).empty

@@ -12,6 +12,7 @@ from rmsops.core.registry import CheckResult, check
 from rmsops.render import plots
 from rmsops.sources import metrics
 from rmsops.sources.alb import (
+    DISTINCT_5XX,
     load_balancer,  # noqa: F401 - re-exported for callers of this module
     target_groups,
 )
@@ -148,7 +149,7 @@ def judge_5xx(df: pd.DataFrame, period: int, thresholds: dict[str, float], alb: 
                         "The ALB published no 5xx datapoint (it emits these counts only when non-zero).",
                         evidence)]
     # HTTPCode_ELB_5XX_Count already includes the ELB's 502s and 503s: count it once.
-    total = sum(stats.get(name, {}).get("total", 0) for name in ("HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count"))
+    total = sum(stats.get(name, {}).get("total", 0) for name in DISTINCT_5XX)
     worst_name, worst = max(stats.items(), key=lambda kv: (kv[1]["longest_run"], kv[1]["peak"]))
     summary = (f"{total} 5xx responses in the window; {worst_name} peaked at {worst['peak']:g} per "
                f"{period // 60} min, above {per_period:g} for {worst['longest_run']} consecutive "

@@ -16,6 +16,8 @@ import pandas as pd
 
 from rmsops.core.findings import Finding
 from rmsops.render import plots
+from rmsops.sources import metrics
+from rmsops.sources.alb import DISTINCT_5XX
 
 FILE = "timeline.png"
 MAX_CHANGES = 8  # the most recent: more labels than this overlap and say nothing
@@ -42,19 +44,32 @@ def times(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column, utc=True, errors="coerce")
 
 
-def five_xx(folder: Path) -> pd.DataFrame:
-    """5xx responses per period, all 5xx metrics summed: the ``timeseries`` frame shape."""
+def five_xx_metrics(folder: Path, period: int | None = None,
+                    window: tuple[datetime, datetime] | None = None) -> pd.DataFrame:
+    """Each distinct 5xx count per period, as the check fetched it (the ELB's 502 and 503 counts
+    are inside its 5XX count: left out). With the ``period`` and ``window``, the periods AWS left
+    silent (it publishes these counts only when non-zero) are zeros up to the last datapoint, so a
+    line does not ramp across them."""
     raw = table(folder, "5xx")
-    if raw.empty or not {"timestamp", "value"} <= set(raw.columns):
-        return pd.DataFrame(columns=["timestamp", "label", "value"])
+    if raw.empty or not {"timestamp", "value", "label"} <= set(raw.columns):
+        return pd.DataFrame(columns=["timestamp", "id", "label", "value"])
     per = raw.assign(timestamp=times(raw["timestamp"])).dropna(subset=["timestamp"])
-    per = per.groupby("timestamp", as_index=False)["value"].sum()
-    return per.assign(label="ALB 5xx per period")
+    per = per[per["label"].isin(DISTINCT_5XX)].assign(id=lambda frame: frame["label"])
+    if period and window and not per.empty:  # to the last datapoint: the latest minutes may be unpublished yet
+        per = metrics.fill_missing(per, window[0], per["timestamp"].max(), int(period))
+    return per[["timestamp", "id", "label", "value"]]
 
 
-def markers(folder: Path, series: pd.DataFrame, threshold: float | None,
+def five_xx(metric_rows: pd.DataFrame) -> pd.DataFrame:
+    """5xx responses per period, the distinct counts summed: the ``timeseries`` frame shape."""
+    total = metric_rows.groupby("timestamp", as_index=False)["value"].sum()
+    return total.assign(label="ALB 5xx per period")
+
+
+def markers(folder: Path, metric_rows: pd.DataFrame, threshold: float | None,
             window: tuple[datetime, datetime]) -> list[tuple[datetime, str]]:
-    """Changes, alarms and the first 5xx period above the threshold, inside the window."""
+    """Changes, alarms and the first period in which a 5xx count is above the threshold (each
+    count on its own, as the check judges them), inside the window."""
     found: list[tuple[datetime, str]] = []
     changes = table(folder, "changes")
     if not changes.empty and {"time", "kind", "what"} <= set(changes.columns):
@@ -65,8 +80,8 @@ def markers(folder: Path, series: pd.DataFrame, threshold: float | None,
     if not alarms.empty and {"since", "alarm"} <= set(alarms.columns):
         for row in alarms.assign(since=times(alarms["since"])).dropna(subset=["since"]).itertuples(index=False):
             found.append((row.since.to_pydatetime(), f"ALARM {str(row.alarm)[:60]}"))
-    if threshold is not None and not series.empty:
-        above = series[series["value"] > threshold]
+    if threshold is not None and not metric_rows.empty:
+        above = metric_rows[metric_rows["value"] > threshold]
         if not above.empty:
             found.append((above["timestamp"].min().to_pydatetime(), "5xx above threshold from here"))
     start, end = window
@@ -87,10 +102,11 @@ def _one_per_minute(marks: list[tuple[datetime, str]]) -> list[tuple[datetime, s
 
 def write(folder: Path, window: tuple[datetime, datetime], findings: list[Finding]) -> str | None:
     """Draw the timeline into ``folder/timeline.png``; its name, or None when there is nothing to show."""
-    series = five_xx(folder)
-    threshold = next((f.evidence.get("threshold_per_period") for f in findings
-                      if f.check == "app.alb.5xx" and f.evidence.get("threshold_per_period")), None)
-    marks = markers(folder, series, threshold, window)
+    judged = next((f.evidence for f in findings if f.check == "app.alb.5xx" and f.evidence), {})
+    threshold = judged.get("threshold_per_period") or None
+    metric_rows = five_xx_metrics(folder, judged.get("period_seconds"), window)
+    series = five_xx(metric_rows)
+    marks = markers(folder, metric_rows, threshold, window)
     if series.empty and not marks:
         return None
     figure = plots.timeseries(series, TITLE, "5xx responses",

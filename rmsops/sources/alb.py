@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from rmsops.sources import limits
 
+# The ALB's 5xx counts that no other one includes: its own (which holds its 502s and 503s, also
+# published on their own) and the targets'. Their sum is every 5xx response, each counted once.
+DISTINCT_5XX = ("HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count")
+
 if TYPE_CHECKING:
     from rmsops.core.context import Context
 
