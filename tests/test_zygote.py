@@ -103,3 +103,23 @@ def test_a_killed_runs_folder_is_swept_by_the_next_run(tmp_path, monkeypatch):
     assert not abandoned.exists()
     assert live.exists() and fresh.exists() and other.exists() and link.is_symlink()
     assert (live / "shared" / "check.pickle").exists()
+
+
+def test_a_zygote_stopped_before_it_was_ready_reports_it_without_a_traceback(tmp_path, monkeypatch):
+    """A signal during the warm-up stops the zygote and closes its pipes while the thread that waits
+    for its "ready" line may not have read yet: it says the zygote stopped, it does not raise."""
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    warm = Zygote()
+    warm._process = subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+    warm._process.wait()
+    warm._process.stdout.close()  # what stop() does once the zygote has ended
+    warm._wait_ready()
+    with pytest.raises(RuntimeError, match="did not start: stopped before it was ready"):
+        warm.wait_ready(timeout=1)
+    warm.stop()
+    assert not warm.folder.exists()

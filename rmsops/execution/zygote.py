@@ -312,6 +312,7 @@ class Zygote:
         self.looks_first = False  # a first look runs (rmsops.execution.firstlook)
         self._process: subprocess.Popen | None = None
         self._ready = threading.Event()
+        self._waiting: threading.Thread | None = None  # reads the zygote's "ready" line
         self._lock = threading.Lock()
         self._error = ""
         self.runners = inline.enabled()  # kernel-less runners, unless RMSOPS_ENGINE=kernel
@@ -333,14 +334,18 @@ class Zygote:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=fds)
         for fd in fds:
             os.close(fd)  # the zygote has its own copy
-        threading.Thread(target=self._wait_ready, daemon=True, name="rmsops-zygote-ready").start()
+        self._waiting = threading.Thread(target=self._wait_ready, daemon=True, name="rmsops-zygote-ready")
+        self._waiting.start()
         return self
 
     def _wait_ready(self) -> None:
         assert self._process and self._process.stdout
-        line = self._process.stdout.readline()
-        if line != READY:
-            self._error = (self._process.stderr.read().decode(errors="replace") if self._process.stderr else "")
+        try:
+            line = self._process.stdout.readline()
+            if line != READY:
+                self._error = (self._process.stderr.read().decode(errors="replace") if self._process.stderr else "")
+        except (ValueError, OSError):  # its pipes were closed: stopped (a signal) before it was ready
+            self._error = self._error or "stopped before it was ready"
         self._ready.set()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -407,6 +412,8 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        if self._waiting is not None:  # it reads the pipes until the zygote's end: not from a closed file
+            self._waiting.join(timeout=2)
         for stream in (self._process.stdout, self._process.stderr) if self._process else ():
             if stream:
                 stream.close()
