@@ -41,9 +41,10 @@ from rmsops.core.findings import Finding, Severity, counts, read_document, sort_
 from rmsops.execution import bundle as bundles
 from rmsops.render import timeline
 from rmsops.render.report import MAX_CELL, STYLE, badge, clean, esc
+from rmsops.sources.alb import DISTINCT_5XX
 
-ELB_5XX = "HTTPCode_ELB_5XX_Count"  # includes the ELB's own 502s and 503s
-TARGET_5XX = "HTTPCode_Target_5XX_Count"  # the application's own 5xx
+# The ELB's own 5xx (its 502s and 503s included) and the application's: each response counted once.
+ELB_5XX, TARGET_5XX = DISTINCT_5XX
 ESCALATION = "escalation.level"
 FIVE_XX = "app.alb.5xx"
 FIX_HINT = "pass the folder `rmsops triage -o DIR` wrote (not its zip)"
@@ -81,7 +82,7 @@ class Impact:
     @property
     def failed(self) -> dict[str, int]:
         """The metrics that add up to failed requests (the ELB's 5xx and the targets' 5xx)."""
-        return {name: self.totals.get(name, 0) for name in (ELB_5XX, TARGET_5XX)} if self.source else {}
+        return {name: self.totals.get(name, 0) for name in DISTINCT_5XX} if self.source else {}
 
 
 @dataclass(frozen=True)
