@@ -105,6 +105,41 @@ def test_a_killed_runs_folder_is_swept_by_the_next_run(tmp_path, monkeypatch):
     assert (live / "shared" / "check.pickle").exists()
 
 
+def test_a_folder_goes_as_soon_as_its_commands_lock_is_free(tmp_path, monkeypatch):
+    """Folders made by this rmsops carry a lock their command holds while it lives: a sweep keeps a
+    locked one however old and whatever its process id says, and deletes one whose lock is free at
+    once, even if its process id is now someone else's."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from rmsops.execution import zygote as zygote_module
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    claimed, held_lock = zygote_module.claim_folder()
+    assert claimed.name.startswith(f"{zygote_module.FOLDER_PREFIX}{os.getpid()}-")
+    assert not list(tmp_path.glob(f"{zygote_module.CLAIMING_PREFIX}*"))
+    # Seen from here as another namespace's run would be: a process id that has ended.
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    held = claimed.rename(tmp_path / f"{zygote_module.FOLDER_PREFIX}{int(ended.stdout)}-held")
+    freed, freed_lock = zygote_module.claim_folder()
+    (freed / "shared").mkdir()
+    (freed / "shared" / "check.pickle").write_bytes(b"found: secret SQL text")
+    long_ago = time.time() - 3600
+    os.utime(held, (long_ago, long_ago))
+    zygote_module.sweep_abandoned_folders()
+    assert held.exists() and freed.exists()  # both commands still run: their locks are held
+
+    os.close(freed_lock)  # its command ended (a kill -9 closes it the same way)
+    zygote_module.sweep_abandoned_folders()
+    assert not freed.exists()
+    assert held.exists()
+    os.close(held_lock)
+
+
 def test_a_zygote_stopped_before_it_was_ready_reports_it_without_a_traceback(tmp_path, monkeypatch):
     """A signal during the warm-up stops the zygote and closes its pipes while the thread that waits
     for its "ready" line may not have read yet: it says the zygote stopped, it does not raise."""

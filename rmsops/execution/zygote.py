@@ -15,6 +15,7 @@ before it imports anything heavy itself.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -274,23 +275,59 @@ class Runner:
 
 
 FOLDER_PREFIX = "rmsops-zygote-"
+CLAIMING_PREFIX = "rmsops-claiming-"  # a folder being made: locked before it takes its name
+OWNER_LOCK = "owner.lock"  # locked (flock) by the command that made the folder, for as long as it lives
 ABANDONED_SECONDS = 300
+
+
+def claim_folder() -> tuple[Path, int]:
+    """A new private (0700) folder and the open lock that says its command still runs.
+
+    The lock is taken before the folder is renamed to a name a sweep looks at, so no sweep ever
+    sees it unlocked while its command lives. The operating system releases it when the command
+    ends in any way (kill -9 too); the zygote, started with exec, does not inherit it."""
+    staging = Path(tempfile.mkdtemp(prefix=CLAIMING_PREFIX))
+    lock = os.open(staging / OWNER_LOCK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = staging.with_name(f"{FOLDER_PREFIX}{os.getpid()}-{staging.name[len(CLAIMING_PREFIX):]}")
+    os.rename(staging, folder)
+    return folder, lock
 
 
 def sweep_abandoned_folders(now: float | None = None) -> None:
     """Delete the folders of runs whose command is gone without cleaning up (kill -9, a closed
     terminal's lost session): their shared cache holds what the checks fetched and found, log lines
-    and SQL texts among them. Only this user's folders (not links), named after a process that has
-    ended, and untouched for ``ABANDONED_SECONDS`` (a process id seen from another PID namespace
-    sharing this temp dir may be a live run)."""
+    and SQL texts among them. Only this user's folders (not links). A folder whose owner's lock is
+    free goes at once: the lock outlives no process, in any PID namespace. One without a lock (made
+    by an older rmsops) goes when it is named after a process that has ended and has been untouched
+    for ``ABANDONED_SECONDS`` (a process id seen from another PID namespace sharing this temp dir
+    may be a live run)."""
     now = time.time() if now is None else now
     for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
         owner = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
         with contextlib.suppress(OSError):
             info = folder.lstat()
-            if (owner.isdigit() and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
-                    and now - _last_change(folder) > ABANDONED_SECONDS and not processes.alive(int(owner))):
+            if not (owner.isdigit() and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()):
+                continue
+            released = _owner_released(folder)
+            if released or (released is None and now - _last_change(folder) > ABANDONED_SECONDS
+                            and not processes.alive(int(owner))):
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _owner_released(folder: Path) -> bool | None:
+    """Whether the command that made ``folder`` has ended (its lock is free); None without a lock."""
+    try:
+        lock = os.open(folder / OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(lock)
+    return True
 
 
 def _last_change(folder: Path) -> float:
@@ -303,9 +340,10 @@ class Zygote:
 
     def __init__(self) -> None:
         sweep_abandoned_folders()
-        # Private (0700): the socket, logs, and the triage's shared cache. Named after this process,
-        # so that a later run can tell it was abandoned (sweep_abandoned_folders).
-        self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
+        # Private (0700): the socket, logs, and the triage's shared cache. Locked while this process
+        # lives, so that a later run can tell it was abandoned (sweep_abandoned_folders).
+        self.folder, lock = claim_folder()
+        self._owner_lock: int | None = lock
         self.socket_path = str(self.folder / "zygote.sock")
         self.shared_cache = self.folder / "shared"
         self.first_look_fd: int | None = None
@@ -418,3 +456,6 @@ class Zygote:
             if stream:
                 stream.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self._owner_lock is not None:
+            os.close(self._owner_lock)
+            self._owner_lock = None
