@@ -17,7 +17,7 @@ import botocore.loaders
 import botocore.session
 from botocore.config import Config
 
-from rmsops.core import awsretry, failure, secrets
+from rmsops.core import awsretry, failure, modelcache, secrets
 from rmsops.core.config import AwsSettings
 from rmsops.core.errors import UserError
 
@@ -48,8 +48,12 @@ class _PlainJSONFileLoader(botocore.loaders.JSONFileLoader):
     def _load_file(self, full_path: str, open_method: Any) -> Any:
         if not os.path.isfile(full_path):
             return None
-        with open_method(full_path, "rb") as file:
-            return json.loads(file.read().decode("utf-8"))
+
+        def parse() -> Any:
+            with open_method(full_path, "rb") as file:
+                return json.loads(file.read().decode("utf-8"))
+
+        return modelcache.load(full_path, parse)
 
 
 class _KnownServices:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rmsops.core import cachedir
+
 if TYPE_CHECKING:
     from rmsops.core.registry import CheckResult
 
@@ -23,10 +25,8 @@ KEEP = 0.5  # weight of the figure remembered against the new one: one odd run d
 
 
 def path() -> Path:
-    """``$RMSOPS_CACHE_DIR`` or ``$XDG_CACHE_HOME/rmsops`` or ``~/.cache/rmsops``, file check-seconds.json."""
-    folder = os.environ.get("RMSOPS_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rmsops"
-    return Path(folder) / "check-seconds.json"
+    """check-seconds.json in the user's cache folder (``rmsops.core.cachedir``)."""
+    return cachedir.root() / "check-seconds.json"
 
 
 def load(environment: str) -> dict[str, float]:
