@@ -83,6 +83,17 @@ def test_a_side_effect_name_in_a_string_or_as_a_column_is_not_a_call():
     assert parse("SELECT 'pg_terminate_backend(1)' AS text, nextval_count FROM t").analyzable
 
 
+def test_non_ascii_letters_belong_to_the_identifier_as_postgresql_reads_them():
+    """PostgreSQL takes any non-ASCII character, beyond U+FFFF too, as a letter of an identifier:
+    `😀commit` is a column, not COMMIT; `ä;` still ends at the semicolon."""
+    assert parse("SELECT 😀commit, ünïcode_x FROM t").analyzable
+    assert parse("SELECT 😀commit, ünïcode_x FROM t").words == ("SELECT", "😀COMMIT", "ÜNÏCODE_X", "FROM", "T")
+    with pytest.raises(UnsafeStatement):
+        parse("SELECT ä; COMMIT")
+    with pytest.raises(UnsafeStatement):
+        parse("SELECT 😀 COMMIT")
+
+
 def test_placeholders_are_found_outside_literals_only():
     assert parse("SELECT * FROM app_orders WHERE id = $1").has_params
     assert not parse("SELECT '$1' AS literal, $$ $2 $$ AS body").has_params

@@ -115,9 +115,12 @@ def _missing(value: Any) -> bool:
 
 # --- tokenizer -------------------------------------------------------------------------------
 
-_WORD = re.compile(r"[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*")
+# PostgreSQL takes every non-ASCII character as a letter of an identifier. Written as "not ASCII"
+# rather than as the range U+0080-U+FFFF, whose character set takes 13 ms to compile, in every process.
+_LETTER = r"(?:[A-Za-z_]|[^\x00-\x7f])"
+_WORD = re.compile(rf"{_LETTER}(?:[A-Za-z0-9_$]|[^\x00-\x7f])*")
 _PARAM = re.compile(r"\$\d+")
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
+_DOLLAR_TAG = re.compile(rf"\$({_LETTER}(?:[A-Za-z0-9_]|[^\x00-\x7f])*)?\$")
 
 
 def tokenize(sql: str) -> list[Token]:
