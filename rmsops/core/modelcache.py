@@ -19,7 +19,6 @@ import marshal
 import os
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,11 +70,7 @@ def _read(copy: Path) -> Any:
 
 def _write(copy: Path, value: Any) -> None:
     with contextlib.suppress(OSError, ValueError):
-        copy.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = marshal.dumps(value)
-        with tempfile.NamedTemporaryFile("wb", dir=copy.parent, delete=False, suffix=".tmp") as out:
-            out.write(data)
-        os.replace(out.name, copy)  # concurrent runs: the last one wins, no half-written copy
+        cachedir.write(copy, marshal.dumps(value))
     _forget_old(copy.parent)
 
 

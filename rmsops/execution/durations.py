@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,7 +52,4 @@ def remember(environment: str, results: Iterable[CheckResult]) -> None:
                 old = known.get(result.check, result.seconds)
                 known[result.check] = round(KEEP * old + (1 - KEEP) * result.seconds, 3)
         everything[environment] = known
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=target.parent, delete=False, suffix=".tmp", encoding="utf-8") as out:
-            json.dump(everything, out)
-        os.replace(out.name, target)  # concurrent runs: the last one wins, no half-written file
+        cachedir.write(target, json.dumps(everything).encode("utf-8"))
