@@ -822,7 +822,10 @@ def entry() -> None:
     demo's servers), then leaves its memory to the operating system. Only here, not in ``main``,
     which tests and other programs call in a process that goes on."""
     global _exit_status
-    atexit.register(_exit_without_teardown)  # registered first, so it runs after every other handler
+    # Registered first, it runs after every other exit handler. If one came before it (coverage
+    # started from a .pth file saves its data at exit), the usual exit runs them all.
+    if getattr(atexit, "_ncallbacks", lambda: 1)() == 0:
+        atexit.register(_exit_without_teardown)
     code = main()
     _exit_status = code
     sys.exit(code)

@@ -371,3 +371,32 @@ def test_every_command_the_help_and_list_print_works_as_printed(capsys):
         words = shlex.split(re.sub(r"[\[\]]", "", command))[1:]
         words = [re.sub(r"\b[A-Z]+\b", lambda m: filled.get(m.group(0), m.group(0)), w) for w in words]
         parser.parse_args(words)  # a UserError (exit 2) here is a command that does not work as printed
+
+
+@pytest.mark.parametrize("earlier_handler", [False, True])
+def test_the_command_ends_with_its_status_its_whole_output_and_every_exit_handler(tmp_path, earlier_handler):
+    """`rmsops` skips the interpreter's teardown, never what comes before it: the whole output (to
+    a file, where an exit handler's last line waits in the buffer), the status, the exit handlers
+    registered during the run, and one registered before the command started (coverage's, from a
+    .pth file)."""
+    marker = str(tmp_path / "ran")
+    script = ("import atexit, sys\n"
+              + (f"atexit.register(lambda: open({marker!r} + '.earlier', 'w').close())\n" if earlier_handler else "")
+              + "import rmsops.cli\n"
+              "listing = rmsops.cli.main\n"
+              "def main():\n"
+              f"    atexit.register(lambda: open({marker!r} + '.during', 'w').close())\n"
+              "    atexit.register(print, \"a handler's last line\")\n"
+              "    return listing(['list']) or 5\n"
+              "rmsops.cli.main = main\n"
+              "rmsops.cli.entry()\n")
+    whole = subprocess.run([sys.executable, "-m", "rmsops.cli", "list"], capture_output=True, text=True,
+                           timeout=60).stdout
+    out = tmp_path / "out.txt"
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with out.open("w") as stdout:
+        code = subprocess.run([sys.executable, "-c", script], stdout=stdout, env=buffered, timeout=60).returncode
+    assert code == 5
+    assert out.read_text() == whole + "a handler's last line\n" and whole.count("\n") > 100
+    assert (tmp_path / "ran.during").exists()
+    assert (tmp_path / "ran.earlier").exists() == earlier_handler
