@@ -101,10 +101,8 @@ def _env_thresholds(env: str | None) -> dict[str, object]:
     """The thresholds an environment file sets itself (validated with the whole file), else none."""
     if not env:
         return {}
-    import yaml  # config imports it already: nothing more to load
-
     settings = config.load(env)  # a bad file is one line and exit 2, as for every command
-    raw = yaml.safe_load(settings.path.read_text(encoding="utf-8")) or {}
+    raw = config.read_yaml(settings.path.read_text(encoding="utf-8")) or {}
     return {name: settings.thresholds[name] for name in raw.get("thresholds") or {}}
 
 

@@ -109,7 +109,7 @@ def read_fleet(path: Path) -> list[Member]:
     """A YAML list (or ``environments:`` list) of names/paths, or of ``{env: X, regions: [..]}``.
     Relative paths are relative to the fleet file."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = config.read_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserError(f"--fleet {path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
