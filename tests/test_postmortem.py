@@ -258,3 +258,14 @@ def test_after_appends_whether_the_fix_worked(triaged, tmp_path, capsys):
     assert "### New (1)" in section and "connection refused" in section.split("### Still failing")[0]
     assert f"### Still failing ({len(expected.still)})" in section and len(expected.still) > 3
     assert all(b.title.split(":")[0] in section for _, b in expected.still)
+
+
+def test_the_first_screen_marks_and_lists_the_deployment_before_the_5xx(triaged):
+    """The triage draws its timeline once escalation has kept the recent changes (drawn while
+    escalation ran, it had none): the seeded bad deployment is on the picture and in the list under
+    it, before the 5xx above the threshold."""
+    index = (triaged / "index.html").read_text()
+    assert "<img src='timeline.png'" in index
+    marked = index[index.index("Marked on the timeline"):index.index("<h1>")]
+    assert "deployment: rms-backend -&gt; rms-backend:2" in marked
+    assert marked.index("deployment: rms-backend") < marked.index("5xx above threshold from here")

@@ -66,7 +66,11 @@ def test_the_picture_is_written_into_the_bundle_or_nothing_is_said(tmp_path):
     incident(tmp_path)
     five = Finding("app.alb.5xx", Severity.CRITICAL, "alb:a", "t",
                    evidence={"threshold_per_period": 50, "period_seconds": 60})
-    assert timeline.write(tmp_path, WINDOW, [five]) == timeline.FILE
+    drawn = timeline.write(tmp_path, WINDOW, [five])
+    assert drawn.file == timeline.FILE
+    assert [label for _, label in drawn.marks] == ["deployment: rms-backend -> rms-backend:2 (+1 more)",
+                                                  "5xx above threshold from here", "ALARM rms-alb-5xx"]
+    assert drawn.marks[0][0] == f"{at(25):%Y-%m-%d %H:%M}"
     assert (tmp_path / timeline.FILE).read_bytes().startswith(b"\x89PNG")
 
 

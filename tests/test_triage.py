@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -160,3 +161,19 @@ def test_the_slowest_runbooks_start_first():
     assert sorted(rb.stem for rb in order) == sorted(rb.stem for rb in triage.default_selection())
     costs = [rb.cost for rb in order]
     assert costs == sorted(costs, reverse=True) and costs[0] > costs[-1]
+
+
+def test_the_command_imports_no_pandas_even_to_take_the_timeline(demo_incident, tmp_path):
+    """The runbooks and the timeline are drawn in runners: what comes back to the command is plain
+    data (a class of the drawing modules, unpickled, would import pandas into it: 0.4 s, on the path
+    to the bundle). With escalation, the timeline is drawn and its marks listed on the first page."""
+    out = tmp_path / "light"
+    probe = ("import sys\n"
+             "from rmsops import cli\n"
+             f"code = cli.main(['triage', '-e', {str(demo_incident.env_file)!r}, '-o', {str(out)!r}, "
+             "'--runbook', '01', '--runbook', '18'])\n"
+             "print(code, sorted(m for m in ('pandas', 'matplotlib', 'psycopg', 'nbconvert') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=240)
+    assert done.stdout.strip().splitlines()[-1] == "1 []", done.stdout[-2000:] + done.stderr[-2000:]
+    index = (out / "index.html").read_text()
+    assert "<img src='timeline.png'" in index and "Marked on the timeline" in index

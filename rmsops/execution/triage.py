@@ -46,6 +46,10 @@ from rmsops.execution.runner import RunOutcome, missing_check_findings, run_runb
 from rmsops.execution.zygote import Zygote
 from rmsops.render.progress import Progress
 
+# The timeline's file in the bundle and its marks (rmsops.render.timeline.Drawn), as plain data: a
+# runner sends it pickled, and unpickling that class would import pandas into the command (0.4 s).
+Picture = tuple[str, tuple[tuple[str, str], ...]]
+
 DEFAULT_JOBS = 4  # kernels mostly wait on AWS and the database: more than the cores pays
 DEFAULT_TIMEOUT_SECONDS = 300
 ESCALATION = runbooks.ESCALATION
@@ -94,8 +98,7 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
     stopped = _stop_reason() if interrupted else ""
     own_zygote = zygote is None
     identity: dict[str, str] = {}
-    picture: list[str | None] = []  # the timeline's file, once drawn
-    drawing: threading.Thread | None = None
+    picture: list[Picture | None] = []  # the timeline, once drawn
     installed = False
     try:
         installed = interrupts.install()
@@ -129,16 +132,11 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                     write_document(staging / "findings.json", document(merged, settings.name, window.start,
                                                                        window.end))
                     escalation = runbooks.find(ESCALATION)
-                    # The timeline needs the diagnostics' tables and 5xx finding only: drawn while
-                    # escalation runs, it is off the path to the bundle.
-                    drawing = threading.Thread(target=lambda: picture.append(
-                                                   _timeline_drawn(zygote, staging, window, merged)),
-                                               daemon=True, name="rmsops-timeline")
-                    drawing.start()
                     outcomes[ESCALATION] = _run_one(
                         escalation, settings, window, staging, timeout, zygote, progress,
                         {"findings": str((staging / "findings.json").resolve())}, final=out_dir)
-                    drawing.join()
+                    # After escalation: the timeline marks the recent changes its table holds.
+                    picture.append(_timeline_drawn(zygote, staging, window, merged))
         if told is not None:
             who.start()  # reads what the first look found (asks itself if it found nothing)
         who.join(timeout=10)
@@ -164,8 +162,6 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
         write_document(staging / "findings.json", document(findings, settings.name, window.start, window.end))
         details = _details(settings, window, selected, finished, identity, started_at, stopped, jobs, timeout,
                            progress.first_finding_seconds if progress else None)
-        if drawing is not None:
-            drawing.join(timeout=30)  # never two writers of timeline.png, nor one during the move
         drawn = picture[0] if picture else _timeline(staging, window, findings)
         (staging / "index.html").write_text(index_html(details, finished, findings, drawn), encoding="utf-8")
         bundle.write_manifest(staging, details)
@@ -477,7 +473,7 @@ def _local_user() -> str:
         return "unknown"
 
 
-def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: list[Finding]) -> str | None:
+def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: list[Finding]) -> Picture | None:
     """The timeline, drawn by a runner forked from the warm zygote when there are runners (matplotlib
     loaded, fonts cached: the command never imports matplotlib), else here."""
     from rmsops.execution import inline
@@ -493,24 +489,38 @@ def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: lis
     return _timeline(staging, window, findings)
 
 
-def _timeline_job(staging: Path, window: Window, findings: list[Finding], on_cell_executed: Any = None) -> str | None:
+def _timeline_job(staging: Path, window: Window, findings: list[Finding], on_cell_executed: Any = None
+                  ) -> Picture | None:
     return _timeline(staging, window, findings)
 
 
-def _timeline(staging: Path, window: Window, findings: list[Finding]) -> str | None:
+def _timeline(staging: Path, window: Window, findings: list[Finding]) -> Picture | None:
     from rmsops.render import timeline
 
     try:
-        return timeline.write(staging, (window.start, window.end), findings)
+        drawn = timeline.write(staging, (window.start, window.end), findings)
+        return (drawn.file, drawn.marks) if drawn else None
     except Exception:  # noqa: BLE001 - a picture must never cost the bundle; the reports hold the evidence
         return None
 
 
+def _marks_html(marks: tuple[tuple[str, str], ...]) -> str:
+    """The timeline's marks as a list under it: the same words as the picture, to read or copy."""
+    from rmsops.render.report import esc
+
+    if not marks:
+        return ""
+    items = "".join(f"<li><b>{esc(at[11:])}</b> {esc(label)}</li>" for at, label in marks)
+    return (f"<p style='margin:0.3em 0 0'><b>Marked on the timeline</b> (UTC, {esc(marks[0][0][:10])}):</p>"
+            f"<ul style='margin:0.2em 0 0'>{items}</ul>")
+
+
 def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: list[Finding],
-               timeline: str | None = None) -> str:
+               timeline: Picture | None = None) -> str:
     """The bundle's first page: the verdict first (``_banner``), then what broke, since when and what
-    changed just before (``timeline``: the picture's file in the bundle), the header, the findings
-    that need attention, the key plots and the runbooks, each linked to its report."""
+    changed just before (``timeline``: the picture in the bundle and the marks it has, listed under
+    it), the header, the findings that need attention, the key plots and the runbooks, each linked
+    to its report."""
     from rmsops.core.problems import echoes, problems
     from rmsops.render.report import STYLE, badge, counts_html, esc
 
@@ -541,9 +551,10 @@ def index_html(details: dict[str, Any], outcomes: list[RunOutcome], findings: li
                   "the runbooks that finished keep their findings, the others say why they did not run.</p>"
                   if details["status"] != "complete" else "")
     versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in details["versions"].items())
-    picture = (f"<img src='{esc(timeline)}' style='max-width:100%' alt='What is broken, since when and what "
+    picture = (f"<img src='{esc(timeline[0])}' style='max-width:100%' alt='What is broken, since when and what "
                f"changed just before: ALB 5xx per period in the window, with deployments, CloudTrail changes, "
-               f"alarms and the first period above the threshold marked'>" if timeline else "")
+               f"alarms and the first period above the threshold marked'>{_marks_html(timeline[1])}"
+               if timeline else "")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>rmsops triage — "
             f"{esc(details['environment'])}</title>{STYLE}{_BANNER_STYLE}</head>"
             f"<body style='font-family:sans-serif;margin:0'>{_banner(details, escalation, findings)}"

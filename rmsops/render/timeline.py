@@ -8,7 +8,8 @@ evidence the runbooks kept, and calls nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
 
@@ -100,8 +101,17 @@ def _one_per_minute(marks: list[tuple[datetime, str]]) -> list[tuple[datetime, s
     return merged
 
 
-def write(folder: Path, window: tuple[datetime, datetime], findings: list[Finding]) -> str | None:
-    """Draw the timeline into ``folder/timeline.png``; its name, or None when there is nothing to show."""
+@dataclass(frozen=True)
+class Drawn:
+    """The picture's file in the bundle, and its marks as (UTC time "YYYY-MM-DD HH:MM", label), oldest
+    first: the first screen lists them under the picture, to read or copy into the incident channel."""
+
+    file: str
+    marks: tuple[tuple[str, str], ...]
+
+
+def write(folder: Path, window: tuple[datetime, datetime], findings: list[Finding]) -> Drawn | None:
+    """Draw the timeline into ``folder/timeline.png``; None when there is nothing to show."""
     judged = next((f.evidence for f in findings if f.check == "app.alb.5xx" and f.evidence), {})
     threshold = judged.get("threshold_per_period") or None
     metric_rows = five_xx_metrics(folder, judged.get("period_seconds"), window)
@@ -113,4 +123,4 @@ def write(folder: Path, window: tuple[datetime, datetime], findings: list[Findin
                               lines={"5xx threshold": threshold} if threshold else None,
                               markers=marks, window=window)
     (folder / FILE).write_bytes(plots.png(figure))
-    return FILE
+    return Drawn(FILE, tuple((f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}", label) for moment, label in marks))
