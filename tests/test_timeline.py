@@ -79,3 +79,18 @@ def test_a_damaged_table_is_left_out_not_fatal(tmp_path):
     (tmp_path / runbook / "tables").mkdir(parents=True)
     (tmp_path / runbook / "tables" / f"{check}.csv").write_bytes(b'\x00\x01"unterminated\n')
     assert timeline.five_xx_metrics(tmp_path).empty
+
+
+def test_a_long_mark_stays_inside_the_chart_and_is_shortened_visibly():
+    """A change's label longer than the chart is high ran over the time axis's labels: it is cut to
+    fit, with an ellipsis (the list under the picture has it whole)."""
+    from rmsops.render import plots
+
+    long = "deployment: rms-backend-payments-worker -> rms-backend-payments-worker:27 (+3 more)"
+    series = pd.DataFrame({"timestamp": [at(0), at(60)], "value": [1.0, 2.0], "label": ["5xx", "5xx"]})
+    figure = plots.timeseries(series, timeline.TITLE, "5xx responses", markers=[(at(30), long)], window=WINDOW)
+    figure.canvas.draw()
+    (ax,) = figure.axes
+    (mark,) = [t for t in ax.texts if t.get_rotation() == 90]
+    assert mark.get_text().endswith("…") and mark.get_text()[:-1] in long
+    assert mark.get_window_extent().y0 >= ax.get_window_extent().y0

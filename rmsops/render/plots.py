@@ -32,6 +32,9 @@ NO_DATA_COLOUR = "#666"
 # legend is read by nobody, hides the lines, and its text is most of the figure's drawing time.
 MOST_NAMED_LINES = 8
 OTHER_LINES_COLOUR = "#b0bec5"
+# A vertical marker's label fits the height of a 3.4-inch chart at 7 points: longer ones ran over
+# the time axis's labels. The whole text belongs in a table or list beside the chart.
+MARKER_LABEL_CHARS = 40
 
 
 
@@ -112,7 +115,7 @@ def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
     for moment, text in markers:
         ax.axvline(moment, color="#455a64", linestyle=":", linewidth=1)
         # above the legend (zorder 5): a deployment early in the window is what the reader looks for
-        ax.annotate(text, (moment, 1), xycoords=("data", "axes fraction"), rotation=90,
+        ax.annotate(marker_label(text), (moment, 1), xycoords=("data", "axes fraction"), rotation=90,
                     va="top", ha="right", fontsize=7, color="#455a64", zorder=6,
                     bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     if window:
@@ -123,6 +126,10 @@ def timeseries(frame: pd.DataFrame, title: str, ylabel: str = "",
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left")
     return fig
+
+
+def marker_label(text: str, most: int = MARKER_LABEL_CHARS) -> str:
+    return text if len(text) <= most else text[:most - 1].rstrip() + "…"
 
 
 def highest_peaks(frame: pd.DataFrame, most: int | None) -> tuple[set[str], list[str]]:
