@@ -476,12 +476,14 @@ def _local_user() -> str:
 def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: list[Finding]) -> Picture | None:
     """The timeline, drawn by a runner forked from the warm zygote when there are runners (matplotlib
     loaded, fonts cached: the command never imports matplotlib), else here."""
-    from rmsops.execution import inline
+    from rmsops.execution import children, inline
 
     if zygote.runners:
         with contextlib.suppress(Exception):  # drawn here instead
             runner = zygote.fork_runner(inline.job_order(_timeline_job, staging, window, findings), str(staging),
                                         dict(os.environ))
+            # Stopped with the runbooks' runners on a signal: never a second writer of timeline.png.
+            children.register(children.ForeignProcess(runner.pid, interruptible=True))
             with runner.conn:
                 finished, drawn = inline.collect(runner.conn)
             if finished:
