@@ -114,18 +114,19 @@ class RunbookSession:
             display({"text/html": f'<p class="no-plot"><i>{report.esc(title)}: {report.esc(notice)}</i></p>',
                      "text/plain": f"<{report.clean(title)}: {report.clean(notice)}>"}, raw=True)
             return
-        image = plots.png(figure)  # texts made safe first: the title below is the cleaned one
+        image = plots.svg(figure)  # texts made safe first: the title below is the cleaned one
         alt = _figure_title(figure) or f"plot of {spec.id}"
         # An <img> with the figure's title as alt text (the HTML export gives a bare image none).
-        # Stored once: a second copy as image/png doubled every notebook's size, and with it the
-        # kernel messages, the saves and the export; the PNG file is in plots/ beside the report.
+        # An SVG inside an <img> runs no script and loads nothing. Stored once: a second copy as
+        # image/svg+xml would double every notebook's size, and with it the saves and the export;
+        # the file is in plots/ beside the report.
         encoded = base64.b64encode(image).decode("ascii")
-        display({"text/html": f'<img alt="{report.esc(alt)}" src="data:image/png;base64,{encoded}">',
+        display({"text/html": f'<img alt="{report.esc(alt)}" src="data:{plots.MEDIA_TYPE};base64,{encoded}">',
                  "text/plain": f"<figure: {report.clean(alt)}>"}, raw=True)
         if self.ctx.output_dir:
             folder = Path(self.ctx.output_dir) / "plots"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{spec.id}.png").write_bytes(image)
+            (folder / f"{spec.id}{plots.SUFFIX}").write_bytes(image)
 
     def action(self, name: str, **arguments: Any) -> None:
         """Show an action as a dry run (diagnostic runbooks never change anything).

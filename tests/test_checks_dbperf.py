@@ -689,6 +689,6 @@ def test_notebook_runs_under_papermill_against_the_demo(tmp_path):
     notebook = nbformat.read(out, as_version=4)
     found = {f.check: f.severity for f in collect_findings(notebook) if f.severity is WARNING}
     assert {"db.queries.slow", "db.stats.stale", "db.indexes.missing"} <= set(found)
-    images = sum("data:image/png;base64," in o.get("data", {}).get("text/html", "")
+    images = sum("data:image/svg+xml;base64," in o.get("data", {}).get("text/html", "")
                  for c in notebook.cells for o in c.get("outputs", []))
     assert images >= 3  # statements, locks, table sizes

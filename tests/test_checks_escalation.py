@@ -524,5 +524,5 @@ def test_notebooks_run_under_papermill_against_the_demo(tmp_path):
     assert level.evidence["lower_bound"] is True
     assert "01-application-not-responding" in level.evidence["runbooks_not_run"]
     html = Path(outcomes["12-security-suspicious-activity"].html).read_text()
-    assert html.count("data:image/png;base64") >= 3
+    assert html.count("data:image/svg+xml;base64") >= 3
 

@@ -256,7 +256,7 @@ def test_percentile_plot_draws_the_thresholds(make_context, monkeypatch):
     figure = latency.percentiles_plot(result, ctx)
     labels = [line.get_label() for line in figure.axes[0].get_lines()]
     assert "p99" in labels and "p99 warning (1)" in labels and "p99 critical (5)" in labels
-    assert plots.png(figure, dpi=30).startswith(b"\x89PNG")
+    assert plots.svg(figure).startswith(b"<?xml")
 
 
 def test_demo_patch_computes_percentiles_in_moto_and_is_removed():
@@ -380,4 +380,4 @@ def test_notebook_runs_against_the_demo(tmp_path):
     findings = collect_findings(nbformat.read(outcome.notebook, as_version=4))
     assert {f.check for f in findings} == set(runbook.checks)
     assert CRITICAL in {f.severity for f in findings}
-    assert outcome.html is not None and outcome.html.read_text().count("data:image/png;base64") >= 3
+    assert outcome.html is not None and outcome.html.read_text().count("data:image/svg+xml;base64") >= 3

@@ -389,10 +389,10 @@ def test_plots_render_for_data_and_for_nothing(moto_env, make_context, monkeypat
     for cid in ("logs.errors.recent", "logs.status_codes", "logs.rds.connection_errors", "api.logs.errors"):
         result = ctx.run(cid)
         result.markers = [(moment, "deploy rms-backend")]  # no ECS here
-        assert plots.png(get(cid).plot(result, ctx), dpi=30).startswith(b"\x89PNG")
+        assert plots.svg(get(cid).plot(result, ctx)).startswith(b"<?xml")
     empty = make_context(logs_query="filter", logs={"backend": "/ecs/nope"}, window="5m")
     for cid in ("logs.errors.recent", "logs.status_codes"):
-        assert plots.png(get(cid).plot(empty.run(cid), empty), dpi=30).startswith(b"\x89PNG")
+        assert plots.svg(get(cid).plot(empty.run(cid), empty)).startswith(b"<?xml")
 
 
 # =============================================================================================
@@ -433,4 +433,4 @@ def test_notebook_runs_against_the_demo(tmp_path):
     findings = collect_findings(nbformat.read(outcome.notebook, as_version=4))
     assert {f.check for f in findings} == set(runbook.checks)
     assert {f.severity for f in findings} == {WARNING}
-    assert outcome.html is not None and outcome.html.read_text().count("data:image/png;base64") >= 3
+    assert outcome.html is not None and outcome.html.read_text().count("data:image/svg+xml;base64") >= 3

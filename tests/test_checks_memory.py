@@ -505,7 +505,7 @@ def test_notebook_runs_against_the_demo(tmp_path):
     findings = collect_findings(nbformat.read(outcome.notebook, as_version=4))
     assert {f.check for f in findings} == set(runbooks.find("03").checks)
     assert any(f.severity is CRITICAL for f in findings if f.check == "memory.ecs.oom_kills")
-    assert outcome.html is not None and outcome.html.read_text().count("data:image/png;base64") >= 2
+    assert outcome.html is not None and outcome.html.read_text().count("data:image/svg+xml;base64") >= 2
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [(a["action"], a["dry_run"]) for a in audit] == [("raise-task-memory", True)]
 

@@ -326,7 +326,7 @@ def test_overview_plots_render(moto, make_context, monkeypatch):
         "metrics.rds": CheckResult(O.judge_rds(rds_frame(), RDS_INFO, "db", ctx.thresholds), rds_frame()),
     }
     for cid, result in cases.items():
-        assert plots.png(get(cid).plot(result, ctx), dpi=30).startswith(b"\x89PNG"), cid
+        assert plots.svg(get(cid).plot(result, ctx)).startswith(b"<?xml"), cid
 
 
 # =============================================================================================
@@ -375,4 +375,4 @@ def test_notebook_runs_against_the_demo(tmp_path):
     findings = collect_findings(nbformat.read(outcome.notebook, as_version=4))
     assert {f.check for f in findings} == set(runbook.checks)
     assert {f.severity for f in findings} >= {CRITICAL, WARNING}
-    assert outcome.html is not None and outcome.html.read_text().count("data:image/png;base64") >= 5
+    assert outcome.html is not None and outcome.html.read_text().count("data:image/svg+xml;base64") >= 5

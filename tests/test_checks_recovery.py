@@ -387,7 +387,7 @@ def test_notebook_runs_against_the_demo(tmp_path):
     assert outcome.status == "done", outcome.error
     findings = collect_findings(nbformat.read(outcome.notebook, as_version=4))
     assert {f.check for f in findings} == set(runbooks.find("15").checks)
-    assert outcome.html is not None and outcome.html.read_text().count("data:image/png;base64") >= 1
+    assert outcome.html is not None and outcome.html.read_text().count("data:image/svg+xml;base64") >= 1
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [(a["action"], a["dry_run"], a["params"]["taskDefinition"]) for a in audit] == [
         ("rollback-service", True, "rms-backend:1")]

@@ -265,7 +265,7 @@ def test_the_first_screen_marks_and_lists_the_deployment_before_the_5xx(triaged)
     escalation ran, it had none): the seeded bad deployment is on the picture and in the list under
     it, before the 5xx above the threshold."""
     index = (triaged / "index.html").read_text()
-    assert "<img src='timeline.png'" in index
+    assert "<img src='timeline.svg'" in index
     marked = index[index.index("Marked on the timeline"):index.index("<h1>")]
     assert "deployment: rms-backend -&gt; rms-backend:2" in marked
     assert marked.index("deployment: rms-backend") < marked.index("5xx above threshold from here")

@@ -61,9 +61,9 @@ def test_the_timeline_follows_the_banner(bundle):
 
     page = Page((bundle / "index.html").read_text())
     first_image = page.all("img")[0]
-    assert first_image["src"] == "timeline.png" and "changed just before" in first_image["alt"]
-    assert (bundle / "timeline.png").read_bytes().startswith(b"\x89PNG")
-    assert "timeline.png" in json.loads((bundle / "manifest.json").read_text())["files"]
+    assert first_image["src"] == "timeline.svg" and "changed just before" in first_image["alt"]
+    assert b"<svg" in (bundle / "timeline.svg").read_bytes()
+    assert "timeline.svg" in json.loads((bundle / "manifest.json").read_text())["files"]
 
 
 def test_runbook_names_link_to_their_reports_and_back(bundle):
@@ -145,7 +145,7 @@ def test_an_empty_chart_is_one_line_of_text_and_a_chart_with_something_to_show_a
     shown = []
     monkeypatch.setattr(notebook, "display", lambda obj, **_: shown.append(obj))
     session = notebook.RunbookSession(SimpleNamespace(output_dir=str(tmp_path)))
-    png = tmp_path / "plots" / "x.y.png"
+    image = tmp_path / "plots" / "x.y.svg"
     empty = pd.DataFrame(columns=["timestamp", "label", "value"])
 
     def plot(figure_of):
@@ -154,17 +154,17 @@ def test_an_empty_chart_is_one_line_of_text_and_a_chart_with_something_to_show_a
 
     assert plot(lambda: plots.timeseries(empty, "CPU <b>")) == \
         '<p class="no-plot"><i>CPU &lt;b&gt;: no datapoints in the window</i></p>'
-    assert not png.exists()
+    assert not image.exists()
     statements = pd.DataFrame(columns=["query", "calls", "total_ms", "mean_ms"])
     assert "no statements recorded</i>" in plot(lambda: db_figures.statements_figure(
         statements, pd.Series(dtype=bool), 100, 50)), "every axes empty: one line"
     assert plot(lambda: plots.timeseries(empty, "CPU", lines={"limit": 5})).startswith("<img"), \
         "a threshold line is something to show"
-    assert png.exists()
-    png.unlink()
+    assert image.exists()
+    image.unlink()
     moments = pd.to_datetime(["2026-12-03T08:00Z", "2026-12-03T08:01Z"])
     data = pd.DataFrame({"timestamp": moments, "label": ["api", "api"], "value": [1.0, 2.0]})
-    assert plot(lambda: plots.timeseries(data, "CPU")).startswith("<img") and png.exists()
+    assert plot(lambda: plots.timeseries(data, "CPU")).startswith("<img") and image.exists()
 
 
 def test_a_dozen_services_name_the_highest_peaks_and_grey_the_rest():

@@ -47,7 +47,7 @@ def test_run_writes_notebook_html_and_findings(demo_incident, tmp_path, capsys):
     assert [f.to_dict() for f in recovered] == [f.to_dict() for f in findings]
     # the HTML stands alone: plots embedded as data, code hidden, findings shown
     text = html.read_text()
-    assert text.count("data:image/png;base64") >= 2
+    assert text.count("data:image/svg+xml;base64") >= 2
     assert "rb.run(" not in text and "rms-backend: no healthy target" in text
     assert str(html) in stdout and "CRITICAL" in stdout
     # the dry-run action left its audit record beside the report

@@ -1,48 +1,40 @@
-"""PNG bytes of a figure: the opaque shortcut draws the same pixels as matplotlib's own PNG."""
+"""SVG bytes of a figure: well-formed, texts drawn as escaped text, the same bytes every time."""
 
 from __future__ import annotations
 
-import io
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from rmsops.render import plots, safe_figure
+from rmsops.render import plots
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
-def _figure():
+def _figure(title: str = "CPU utilisation"):
     times = pd.date_range("2026-12-03 08:00", periods=30, freq="1min", tz="UTC")
     frame = pd.DataFrame({"timestamp": times, "value": np.linspace(0, 90, 30), "label": "rms-backend"})
-    return plots.timeseries(frame, "CPU utilisation", "%", lines={"critical": 80})
+    return plots.timeseries(frame, title, "%", lines={"critical": 80})
 
 
-def _pixels(png: bytes) -> tuple[str, np.ndarray]:
-    image = Image.open(io.BytesIO(png))
-    return image.mode, np.asarray(image.convert("RGBA"))
+def test_a_figure_is_an_svg_whose_texts_are_text():
+    root = ET.fromstring(plots.svg(_figure()))
+    assert root.tag == f"{SVG}svg" and root.get("width") == "648pt" and root.get("height") == "244.8pt"
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    assert "CPU utilisation" in texts and "time (UTC)" in texts and "critical (80)" in texts
+    assert "rms-backend" in texts and "08:10" in texts, texts  # legend entry and a date tick, made at draw time
 
 
-def test_an_opaque_figure_is_an_rgb_png_with_the_pixels_matplotlib_draws():
-    mode, ours = _pixels(plots.png(_figure()))
-    drawn = _figure()
-    safe_figure.png(drawn)  # the same texts made safe; then matplotlib's own PNG of it
-    _, theirs = _pixels(safe_figure._png_as_drawn(drawn, 100))
-    assert mode == "RGB"
-    assert ours.shape == theirs.shape == (340, 900, 4)
-    assert (ours == theirs).all()
+def test_hostile_text_is_escaped_into_the_xml_and_nothing_runs():
+    svg = plots.svg(_figure('</text><script>alert(1)</script><text x="0">')).decode()
+    root = ET.fromstring(svg)  # still well-formed
+    assert not list(root.iter(f"{SVG}script")) and "<script" not in svg
+    assert '&lt;/text&gt;&lt;script&gt;alert(1)&lt;/script&gt;' in svg
+    assert '</text><script>alert(1)</script><text x="0">' in ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
 
 
-def test_a_transparent_figure_keeps_its_alpha():
-    fig = _figure()
-    fig.patch.set_alpha(0.0)
-    for ax in fig.axes:
-        ax.patch.set_alpha(0.0)
-    mode, pixels = _pixels(plots.png(fig))
-    assert mode == "RGBA"
-    assert pixels[0, 0, 3] == 0  # the corner shows what is behind the image, not black
-
-
-def test_pixels_of_an_unexpected_size_are_left_to_matplotlib():
-    assert safe_figure._opaque_png(b"\xff" * 4 * 10, 3, 3) is None
-    assert safe_figure._opaque_png(b"", 0, 0) is None
-    assert Image.open(io.BytesIO(safe_figure._opaque_png(b"\xff" * 4 * 9, 3, 3))).mode == "RGB"
+def test_the_same_figure_gives_the_same_bytes_without_a_date():
+    first, second = plots.svg(_figure()), plots.svg(_figure())
+    assert first == second  # clip paths' ids from a fixed salt; no drawing date
+    assert b"<dc:date>" not in first and b"Matplotlib v" not in first

@@ -1,10 +1,11 @@
-"""Secrets in figures: every text of every figure of a demo triage, after ``plots.png``.
+"""Secrets in figures: every text of every figure of a demo triage, after ``plots.svg``.
 
-Figures are PNG pixels, so a byte search of the bundle (test_secrets.py) cannot see into them.
-Instead every check of the triage that has a plot runs against the served incident demo (one
-Context per runbook, as the triage does, without notebooks), its figure goes through
-``plots.png`` (the product path: ``RunbookSession._plot``), and then every matplotlib Text of the
-figure (titles, tick labels made at draw time, legends, annotations, axis labels) is searched
+Figures are SVG with their texts as text, which a byte search of the bundle (test_secrets.py)
+sees; this goes further. Every check of the triage that has a plot runs against the served
+incident demo (one Context per runbook, as the triage does, without notebooks), its figure goes
+through ``plots.svg`` (the product path: ``RunbookSession._plot``), and then the SVG and every
+matplotlib Text of the figure (titles, tick labels made at draw time, legends, annotations, axis
+labels) are searched
 for every secret in play: the demo application role's password (in ``CREATE ROLE .. PASSWORD``
 SQL that pg_stat_statements recorded), the database password from Secrets Manager and the AWS
 secret access key signing the calls.
@@ -44,7 +45,7 @@ def _texts(fig: Figure) -> list[str]:
 
 @pytest.fixture(scope="module")
 def walked(demo_incident, tmp_path_factory):
-    """{check id: texts of its figure after plots.png}, and the secrets in play."""
+    """{check id: texts of its figure after plots.svg, and the SVG}, and the secrets in play."""
     from rmsops.core import registry, runbooks
     from rmsops.core.context import Context
 
@@ -69,8 +70,8 @@ def walked(demo_incident, tmp_path_factory):
                     if result.data is None:  # as RunbookSession.run: no data, no plot
                         continue
                     fig = spec.plot(result, ctx)
-                    assert plots.png(fig, dpi=30)[:4] == b"\x89PNG"  # draws: tick labels made now
-                    figures[spec.id] = _texts(fig)
+                    svg = plots.svg(fig)  # draws: tick labels made now
+                    figures[spec.id] = [*_texts(fig), svg.decode()]
                     if spec.id == "db.queries.slow":  # the raw SQL, before any redaction
                         sql = result.data[result.data["query"].astype(str).str.contains("PASSWORD", case=False)]
                         for query in sql["query"]:
@@ -79,8 +80,8 @@ def walked(demo_incident, tmp_path_factory):
                         # run: the same plot over the same rows, only those statements, shows them
                         result.data = sql
                         fig = spec.plot(result, ctx)
-                        plots.png(fig, dpi=30)
-                        figures[f"{spec.id} (its PASSWORD statements)"] = _texts(fig)
+                        svg = plots.svg(fig)
+                        figures[f"{spec.id} (its PASSWORD statements)"] = [*_texts(fig), svg.decode()]
             finally:
                 ctx.close()
         secretsmanager = boto3.client("secretsmanager", endpoint_url=settings["aws"]["endpoint_url"],
@@ -133,13 +134,15 @@ def test_every_kind_of_text_in_a_figure_is_redacted_cleaned_and_not_mathtext(mon
     log.plot([1, 10, 1000], [1, 2, 3])
     log.set_xscale("log")
 
-    assert plots.png(fig, dpi=30)[:4] == b"\x89PNG"
-    assert plots.png(fig, dpi=30)[:4] == b"\x89PNG"  # a second rendering does not escape twice
+    plots.svg(fig)
+    svg = plots.svg(fig).decode()  # a second rendering does not escape twice
 
     drawn = [(t.get_text(), *t._preprocess_math(t.get_text())) for t in fig.findobj(Text)
              if t.get_text() and t.get_visible()]
     shown = [text for _, text, _ in drawn]
     assert not [s for s in shown if secret in s or "sql-literal" in s or "\x1b" in s]
+    assert secret not in svg and "sql-literal" not in svg and "\x1b" not in svg
+    assert svg.count(f"cost $x$ {secrets.REDACTED} \N{REPLACEMENT CHARACTER}[2J") == 6, "drawn as text, once each"
     expected = f"cost $x$ {secrets.REDACTED} \N{REPLACEMENT CHARACTER}[2J"
     # title, x label, annotation, legend entry, figure text and the tick label: drawn literally
     assert sum(1 for raw, text, math in drawn if text == expected and not math) == 6, drawn

@@ -43,7 +43,7 @@ def test_bundle_has_every_artefact(incident_bundle):
         folder = out / stem
         assert (folder / f"{stem}.ipynb").exists() and (folder / f"{stem}.html").exists()
         assert (folder / "findings.json").exists()
-        assert list((folder / "plots").glob("*.png")), "plots saved as PNG"
+        assert list((folder / "plots").glob("*.svg")), "plots saved as SVG"
         assert list((folder / "tables").glob("*.csv")), "tables saved as CSV"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["environment"] == "demo"
@@ -176,4 +176,4 @@ def test_the_command_imports_no_pandas_even_to_take_the_timeline(demo_incident, 
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=240)
     assert done.stdout.strip().splitlines()[-1] == "1 []", done.stdout[-2000:] + done.stderr[-2000:]
     index = (out / "index.html").read_text()
-    assert "<img src='timeline.png'" in index and "Marked on the timeline" in index
+    assert "<img src='timeline.svg'" in index and "Marked on the timeline" in index

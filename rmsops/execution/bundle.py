@@ -229,8 +229,8 @@ def make_staging(out_dir: Path) -> Path:
 def make_zip(folder: Path, target: Path) -> Path:
     """A zip of the whole bundle (written beside it, atomically), to attach to a ticket."""
     tmp = target.with_name(f".{target.name}.tmp")
-    # Fast deflate, and PNGs stored as they are (already compressed): the zip is the last step of a
-    # triage, so its seconds are the user's.
+    # Fast deflate, and PNGs (an older bundle's figures) stored as they are, already compressed:
+    # the zip is the last step of a triage, so its seconds are the user's.
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         signed = [SIGNATURE] if (folder / SIGNATURE).is_file() else []
         for name in [*files_of(folder), MANIFEST, *signed]:

@@ -470,7 +470,7 @@ def _followable(name: str) -> bool:
     return bool(name) and not name.startswith("/") and "\\" not in name and ".." not in parts and "" not in parts
 
 
-_KINDS = (".html", ".ipynb", ".json", ".jsonl", ".csv", ".png")  # reports first, then the raw evidence
+_KINDS = (".html", ".ipynb", ".json", ".jsonl", ".csv", ".svg", ".png")  # reports first, then the raw evidence
 
 
 def evidence(folder: Path, manifest: dict[str, Any], output: Path) -> tuple[list[tuple[str, list[EvidenceFile]]], bool]:

@@ -44,6 +44,7 @@ from rmsops.core.window import Window
 from rmsops.execution import bundle, interrupts
 from rmsops.execution.runner import RunOutcome, missing_check_findings, run_runbook, warm_exporter
 from rmsops.execution.zygote import Zygote
+from rmsops.render.imageformat import SUFFIX
 from rmsops.render.progress import Progress
 
 # The timeline's file in the bundle and its marks (rmsops.render.timeline.Drawn), as plain data: a
@@ -482,7 +483,7 @@ def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: lis
         with contextlib.suppress(Exception):  # drawn here instead
             runner = zygote.fork_runner(inline.job_order(_timeline_job, staging, window, findings), str(staging),
                                         dict(os.environ))
-            # Stopped with the runbooks' runners on a signal: never a second writer of timeline.png.
+            # Stopped with the runbooks' runners on a signal: never a second writer of the timeline.
             children.register(children.ForeignProcess(runner.pid, interruptible=True))
             with runner.conn:
                 finished, drawn = inline.collect(runner.conn)
@@ -649,11 +650,11 @@ def _banner(details: dict[str, Any], escalation: Finding | None, findings: list[
 
 
 def _key_plots(outcomes: list[RunOutcome], findings: list[Finding], most: int = 6) -> str:
-    """The plots of the most urgent checks, from the bundle's own PNG files, each with alt text."""
+    """The plots of the most urgent checks, from the bundle's own image files, each with alt text."""
     from rmsops.render.report import esc
 
-    available = {png.stem: f"{o.runbook.stem}/plots/{png.name}"
-                 for o in outcomes for png in sorted((o.notebook.parent / "plots").glob("*.png"))}
+    available = {image.stem: f"{o.runbook.stem}/plots/{image.name}"
+                 for o in outcomes for image in sorted((o.notebook.parent / "plots").glob(f"*{SUFFIX}"))}
     chosen: list[Finding] = []
     for f in sort_by_urgency(findings):
         if (f.severity in (Severity.CRITICAL, Severity.WARNING) and f.check in available

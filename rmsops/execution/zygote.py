@@ -139,16 +139,16 @@ def _warm_runners() -> None:
 
 
 def _draw_once() -> None:
-    """Render one small figure: the Agg backend, the fonts, their glyph caches and the PNG writer
-    are then loaded here, once, instead of in every kernel's first plot."""
+    """Render two small figures: the fonts, their metrics' caches and the SVG writer are then
+    loaded here, once, instead of in every runner's first plot."""
     import pandas as pd
 
     from rmsops.render import plots
 
     frame = pd.DataFrame({"timestamp": pd.to_datetime([0, 60], unit="s", utc=True), "value": [1.0, 2.0],
                           "label": ["warm-up", "warm-up"]})
-    plots.png(plots.timeseries(frame, "warm-up 0123456789", "ylabel", lines={"limit": 1.5}), dpi=30)
-    plots.png(plots.bars(pd.DataFrame({"name": ["a"], "n": [1]}), "name", "n", "warm-up"), dpi=30)
+    plots.svg(plots.timeseries(frame, "warm-up 0123456789", "ylabel", lines={"limit": 1.5}))
+    plots.svg(plots.bars(pd.DataFrame({"name": ["a"], "n": [1]}), "name", "n", "warm-up"))
 
 
 def _die_with(parent: int) -> None:

@@ -1,7 +1,7 @@
 """The figures of the database-performance runbook (07): statements, locks, table sizes.
 
 Each takes the check's frames and thresholds and returns a Figure, built without pyplot like
-``rmsops.render.plots``' own. Nothing here draws or saves: the caller renders through ``plots.png``,
+``rmsops.render.plots``' own. Nothing here draws or saves: the caller renders through ``plots.svg``,
 which makes every text safe first (secrets redacted, SQL drawn literally), so a statement's
 text in a tick label goes through the same path as any other figure's.
 

@@ -1,6 +1,6 @@
 """The few chart kinds every runbook uses. Figures are built without pyplot (no global state).
 
-Every figure is rendered by ``png``, which first makes every text of it safe (``safe_texts``, in
+Every figure is rendered by ``svg``, which first makes every text of it safe (``safe_texts``, in
 ``rmsops.render.safe_figure``). matplotlib is imported when a figure is made, not with this module.
 """
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from rmsops.render.imageformat import MEDIA_TYPE, SUFFIX  # noqa: F401 - what ``svg`` makes: part of this API
 from rmsops.render.text import TIME_LABEL, shown_text  # noqa: F401 - shown_text: part of this module's API
 
 if TYPE_CHECKING:
@@ -191,11 +192,11 @@ def _tick_chars(frame: pd.DataFrame, lines: Mapping[str, float] | None) -> int:
     return max(3, len(f"{largest:,.0f}") + (2 if largest < 10 else 0))
 
 
-def png(fig: Figure, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes, every text of it redacted and cleaned first (``safe_figure.png``)."""
+def svg(fig: Figure) -> bytes:
+    """The figure as SVG bytes, every text of it redacted and cleaned first (``safe_figure.svg``)."""
     from rmsops.render import safe_figure
 
-    return safe_figure.png(fig, dpi)
+    return safe_figure.svg(fig)
 
 
 def safe_texts(fig: Figure) -> Figure:

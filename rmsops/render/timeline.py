@@ -20,7 +20,7 @@ from rmsops.render import plots
 from rmsops.sources import metrics
 from rmsops.sources.alb import DISTINCT_5XX
 
-FILE = "timeline.png"
+FILE = "timeline.svg"
 MAX_CHANGES = 8  # the most recent: more labels than this overlap and say nothing
 TABLES = {
     "5xx": ("01-application-not-responding", "app.alb.5xx"),
@@ -111,7 +111,7 @@ class Drawn:
 
 
 def write(folder: Path, window: tuple[datetime, datetime], findings: list[Finding]) -> Drawn | None:
-    """Draw the timeline into ``folder/timeline.png``; None when there is nothing to show."""
+    """Draw the timeline into ``folder/timeline.svg``; None when there is nothing to show."""
     judged = next((f.evidence for f in findings if f.check == "app.alb.5xx" and f.evidence), {})
     threshold = judged.get("threshold_per_period") or None
     metric_rows = five_xx_metrics(folder, judged.get("period_seconds"), window)
@@ -122,5 +122,5 @@ def write(folder: Path, window: tuple[datetime, datetime], findings: list[Findin
     figure = plots.timeseries(series, TITLE, "5xx responses",
                               lines={"5xx threshold": threshold} if threshold else None,
                               markers=marks, window=window)
-    (folder / FILE).write_bytes(plots.png(figure))
+    (folder / FILE).write_bytes(plots.svg(figure))
     return Drawn(FILE, tuple((f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}", label) for moment, label in marks))
