@@ -1,7 +1,7 @@
 """Hostile content: what the inspected systems say is attacker-influenced and reaches reports escaped.
 
 End to end: payloads are written as application log lines into a log group of the served demo's
-AWS (moto), the log-analysis runbook runs through papermill and nbconvert, and its HTML report,
+AWS (moto), the log-analysis runbook runs through papermill and the report exporter, and its HTML report,
 its CSV tables and the command's terminal output are searched. SQL text is seeded for real in
 PostgreSQL's pg_stat_activity and goes through the database check and the report helpers.
 """

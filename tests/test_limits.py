@@ -304,3 +304,20 @@ def test_every_list_was_read_page_by_page_and_every_batch_within_its_maximum(str
     # checks compare); the tasks cluster-wide, described in one call per desired status
     assert calls["ecs.DescribeServices"] == 4 and calls["ecs.DescribeTasks"] == 2
     assert calls["elbv2.DescribeTargetHealth"] == 4  # one call per target group
+
+
+def test_every_strict_rule_finds_the_moto_handler_it_wraps():
+    """A rule whose handler moto renamed (X-Ray's ``trace_summaries`` became ``get_trace_summaries``)
+    would page nothing, silently; only CloudTrail's lookup_events is the demo's own, added later."""
+    import importlib
+
+    from rmsops.demo import strict_limits
+
+    missing = set()
+    for rule in strict_limits.RULES:
+        module, name = rule.response.split(":")
+        handler = getattr(importlib.import_module(module), name)
+        names = (rule.method,) if isinstance(rule.method, str) else rule.method
+        if not any(hasattr(handler, n) for n in names):
+            missing.add((name, names))
+    assert missing == {("CloudTrailResponse", ("lookup_events",))}

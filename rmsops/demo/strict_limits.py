@@ -94,7 +94,7 @@ class Pages:
 @dataclass(frozen=True)
 class Rule:
     response: str  # "module:Class" of moto's response handler
-    method: str  # its method for the operation
+    method: str | tuple[str, ...]  # its method for the operation; the names it has had, where moto renamed it
     maximum: Maximum | None = None
     pages: Pages | None = None
     page_size: str = ""  # for APIs that page natively: the request's page-size parameter to lower
@@ -137,8 +137,9 @@ RULES: tuple[Rule, ...] = (
     Rule(LOGS, "describe_log_groups", pages=Pages(("logGroups",), "nextToken", "nextToken")),
     Rule(LOGS, "start_query", Maximum("logGroupNames", 50, "InvalidParameterException",
                                       "logGroupNames can have at most 50 items.")),
-    Rule(XRAY, "trace_summaries", pages=Pages(("TraceSummaries",), "NextToken", "NextToken")),
-    Rule(XRAY, "traces", Maximum("TraceIds", 5, "InvalidRequestException", "TraceIds can have at most 5 items."),
+    Rule(XRAY, ("get_trace_summaries", "trace_summaries"), pages=Pages(("TraceSummaries",), "NextToken", "NextToken")),
+    Rule(XRAY, ("batch_get_traces", "traces"),
+         Maximum("TraceIds", 5, "InvalidRequestException", "TraceIds can have at most 5 items."),
          Pages(("Traces",), "NextToken", "NextToken")),
     Rule(RDS, "describe_db_snapshots", pages=Pages(("DBSnapshots",), "Marker", "Marker")),
     Rule(RDS, "describe_db_instance_automated_backups",
@@ -163,9 +164,11 @@ def install(rules: tuple[Rule, ...] = RULES) -> Callable[[], None]:
     for rule in rules:
         module, name = rule.response.split(":")
         handler = getattr(importlib.import_module(module), name)
-        if not hasattr(handler, rule.method):
+        names = (rule.method,) if isinstance(rule.method, str) else rule.method
+        method = next((n for n in names if hasattr(handler, n)), None)
+        if method is None:
             continue  # moto has none (CloudTrail's lookup_events outside the demo, which adds its own)
-        patcher = mock.patch.object(handler, rule.method, _strict(getattr(handler, rule.method), rule))
+        patcher = mock.patch.object(handler, method, _strict(getattr(handler, method), rule))
         patcher.start()
         patchers.append(patcher)
 

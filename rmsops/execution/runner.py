@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import re
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -221,12 +219,8 @@ def _papermill_error(exc: Exception) -> str:
     return f"{name}: {first[:300]}"
 
 
-_exporter_lock = threading.Lock()
-_exporter: Any = None
-
-
-# What a runbook's narrative uses. The markdown parser compiles its patterns as it meets each
-# construct: met once in a warm process, they are inherited (about a tenth of a runner's export).
+# What a runbook's narrative uses: met once in a warm process, the markdown parser's patterns are
+# compiled there and inherited by every runner forked from it.
 _WARM_UP_MARKDOWN = """# 00 · Warm-up
 
 Guide *Section → Part*. **Symptoms:** text with `code`, a [link](https://example.com) and — dashes.
@@ -253,56 +247,19 @@ code block
 
 
 def warm_exporter() -> None:
-    """Import nbconvert, load its templates and compile its markdown patterns now (seconds), e.g.
-    while the first kernels start."""
-    import nbformat
+    """Load the markdown parser and compile its patterns now, e.g. in the warm process."""
+    from rmsops.render import notebook_html
 
-    global _exporter
-    with _exporter_lock:
-        if _exporter is None:
-            _exporter = _report_exporter()(exclude_input=True, exclude_input_prompt=True,
-                                           exclude_output_prompt=True, optimistic_validation=True)
-            warm_up = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(_WARM_UP_MARKDOWN)])
-            _exporter.from_notebook_node(warm_up, resources={"metadata": {"name": "warm-up"}})
-
-
-_NO_ALT = re.compile(r"<img (?![^>]*\balt=)")
-_FOCUSABLE_DIV = re.compile(r'<div class="([^"]*\b(?:jp-OutputArea-output|jp-Cell-inputWrapper)\b[^"]*)"')
-
-
-def _report_exporter() -> type:
-    """nbconvert's HTMLExporter without its last step, which parses the whole page again with
-    BeautifulSoup (pure Python, over the page's 300 KB of CSS) only to add alt texts and tabindex
-    attributes: done here with two regular expressions on the markup the templates wrote. With
-    ``optimistic_validation`` the notebook is validated once, not after each preprocessor."""
-    from nbconvert import HTMLExporter
-    from nbconvert.exporters.templateexporter import TemplateExporter
-    from nbconvert.filters.highlight import Highlight2HTML
-    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
-
-    class ReportExporter(HTMLExporter):
-        def from_notebook_node(self, nb, resources=None, **kw):  # HTMLExporter's, minus BeautifulSoup
-            info = nb.metadata.get("language_info", {})
-            lexer = info.get("pygments_lexer", info.get("name", None))
-            self.register_filter("highlight_code", self.filters.get("highlight_code",
-                                                                    Highlight2HTML(pygments_lexer=lexer, parent=self)))
-            resources = self._init_resources(resources)
-            self.register_filter("filter_data_type", WidgetsDataTypeFilter(
-                notebook_metadata=self._nb_metadata, parent=self, resources=resources))
-            html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
-            html = _NO_ALT.sub('<img alt="No description has been provided for this image" ', html)
-            return _FOCUSABLE_DIV.sub(r'<div tabindex="0" class="\1"', html), resources
-
-    return ReportExporter
+    notebook_html.markdown(_WARM_UP_MARKDOWN)
 
 
 def export_html(notebook: Path | nbformat.NotebookNode, target: Path) -> Path:
-    """A standalone HTML report: outputs and narrative, code hidden, images embedded."""
+    """A standalone HTML report: outputs and narrative, code hidden, images embedded
+    (``rmsops.render.notebook_html``)."""
     import nbformat
 
-    warm_exporter()
+    from rmsops.render import notebook_html
+
     nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, Path) else notebook
-    with _exporter_lock:  # one exporter (its templates load once); exports are short
-        body, _ = _exporter.from_notebook_node(nb, resources={"metadata": {"name": target.stem}})
-    target.write_text(body, encoding="utf-8")
+    target.write_text(notebook_html.page(nb, target.stem), encoding="utf-8")
     return target

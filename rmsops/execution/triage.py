@@ -54,7 +54,7 @@ Picture = tuple[str, tuple[tuple[str, str], ...]]
 DEFAULT_JOBS = 4  # kernels mostly wait on AWS and the database: more than the cores pays
 DEFAULT_TIMEOUT_SECONDS = 300
 ESCALATION = runbooks.ESCALATION
-LIBRARIES = ("boto3", "botocore", "pandas", "matplotlib", "papermill", "nbclient", "nbconvert", "ipykernel",
+LIBRARIES = ("boto3", "botocore", "pandas", "matplotlib", "papermill", "nbclient", "mistune", "ipykernel",
              "psycopg")
 
 
@@ -242,7 +242,8 @@ def _not_run_findings(runbook: Runbook, reason: str) -> list[Finding]:
 
 
 def _warm_exporter_after(zygote: Zygote) -> None:
-    """Load nbconvert once the kernels can start: until then the cores are busy warming them up."""
+    """Load the reports' markdown parser once the kernels can start: until then the cores are busy
+    warming them up."""
     with contextlib.suppress(Exception):  # an export that finds it cold loads it (and reports) itself
         zygote.wait_ready()
         warm_exporter()

@@ -124,8 +124,8 @@ def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = Fal
 
 def _warm_runners() -> None:
     """What a kernel-less runner needs beyond the kernels' imports, made once here rather than in
-    each of a triage's 17 runners: papermill, its engine, the HTML exporter with its templates
-    loaded and its markdown patterns compiled, the IPython shell that runs the cells, and a
+    each of a triage's 17 runners: papermill, its engine, the reports' markdown parser with its
+    patterns compiled, the IPython shell that runs the cells, and a
     botocore session (together about 70 ms of CPU per runner). A kernel forked from here drops that
     shell (a singleton) to make its own."""
     from rmsops.core import aws
