@@ -95,6 +95,16 @@ def test_the_first_look_modules_declare_exactly_its_checks():
     assert _in_a_fresh_python(probe) == "[] [] False"
 
 
+def test_each_waiting_check_is_declared_by_the_module_named_for_it():
+    probe = ("import importlib\n"
+             "from rmsops.core import registry\n"
+             "from rmsops.execution import firstlook\n"
+             "for check, (module, _) in firstlook.WAITING.items():\n"
+             "    importlib.import_module(module)\n"
+             "print(sorted(set(firstlook.WAITING) - set(registry.REGISTRY)))\n")
+    assert _in_a_fresh_python(probe) == "[]"
+
+
 def test_the_first_check_waits_for_neither_botocore_nor_psycopg():
     """What the zygote imports before the first look forks is enough for a first-look check, and
     it is light: the HTTP check's finding does not wait for botocore's or psycopg's imports."""
@@ -188,3 +198,36 @@ def _parent_of(stat) -> int:
         return int(stat.read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def test_a_check_that_waits_on_a_third_party_starts_with_the_first_look(demo_incident, monkeypatch):
+    """The incident's payment gateway answers after 2.4 s. Its check starts when the first look
+    does, not when the run-ahead reaches it (last: runbook 16 costs most) nor when runbook 16's
+    process does: by the time the four first-look checks are done it holds its place in the shared
+    cache, and the runbook that asks then waits for that answer instead of sending its own."""
+    import dataclasses
+
+    from rmsops.core import config, registry, runbooks, sharedcache
+    from rmsops.core.context import Context
+
+    window = resolve("1h")
+    every = [rb.stem for rb in runbooks.triage_selection()]
+    zygote = Zygote().start(first_look=firstlook.order(str(demo_incident.env_file), window.start.isoformat(),
+                                                       window.end.isoformat(), every))
+    try:
+        firstlook.read(zygote.take_first_look(), lambda findings: None)  # returns once the four are done
+        monkeypatch.setenv(sharedcache.ENV, str(zygote.shared_cache))
+        ctx = Context(config.load(demo_incident.env_file), window, runbook="16-external-dependencies")
+        check = "external.http.health"
+        key = ctx._shared_key(f"check:{check}:{registry._digest(ctx.thresholds)}")
+        assert sharedcache.SharedCache(zygote.shared_cache)._path(key).with_suffix(".lock").exists(), \
+            "the waiting check had not started when the first look's checks were done"
+
+        def judge_again(ctx):
+            raise AssertionError("judged twice")
+
+        result = registry.run(dataclasses.replace(registry.get(check), fn=judge_again), ctx)
+        assert result.findings and all(f.check == check for f in result.findings)
+        assert any("slow" in f.title for f in result.findings), [f.title for f in result.findings]
+    finally:
+        zygote.stop()

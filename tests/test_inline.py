@@ -91,7 +91,9 @@ def _probe_job(answer: str, on_cell_executed=None) -> str:
     globals()["_runner_state"] = "set by a runner"
     Path(answer).write_text(json.dumps({
         "pid": os.getpid(), "leaked": leaked, "cwd": os.getcwd(), "cache": os.environ.get(sharedcache.ENV),
-        "warm": sorted(m for m in ("pandas", "botocore", "mistune", "rmsops.checks") if m in sys.modules)}))
+        "warm": sorted(m for m in ("pandas", "botocore", "mistune", "rmsops.checks") if m in sys.modules),
+        # nbformat's schema validator, compiled by the warm process's reading of a runbook
+        "validators": [list(key[1:]) for key in sys.modules["nbformat.validator"].validators]}))
     return answer
 
 
@@ -109,6 +111,7 @@ def test_each_runner_is_its_own_process_and_nothing_leaks(zygote, tmp_path):
     assert two["leaked"] is False  # the first runner's global stayed in its process
     assert one["cache"] == str(zygote.shared_cache) and one["cwd"] == str(tmp_path)
     assert one["warm"] == ["botocore", "mistune", "pandas", "rmsops.checks"]
+    assert [4, 5, False] in one["validators"]
 
 
 def _failing_job(on_cell_executed=None):
