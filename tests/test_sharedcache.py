@@ -127,7 +127,8 @@ def test_context_memo_shares_between_contexts_in_a_triage(env_file, monkeypatch,
 
 def test_a_check_runs_once_for_all_the_runbooks_of_a_triage(env_file, monkeypatch, tmp_path):
     """The first look runs checks ahead; a runbook's process then takes the result, placed as its own.
-    Other thresholds (-p) make another result; escalation's input is its own and never shared."""
+    Other thresholds (-p) make another result; the escalation level's input (the other runbooks'
+    findings) is its own and it is never shared; escalation's recent changes are."""
     from rmsops.core import registry, runbooks
     from rmsops.core.findings import Finding, Severity
 
@@ -148,13 +149,17 @@ def test_a_check_runs_once_for_all_the_runbooks_of_a_triage(env_file, monkeypatc
     assert runner.findings[0].runbook == "17-daily-health-check", "placed by the process that shows it"
     registry.run(spec, Context(settings, window, {"error_rate_critical_pct": 50}))
     assert len(runs) == 2 and runs[0] != 50 and runs[1] == 50
-    escalation = registry.CheckSpec("t.escalation", runbooks.ESCALATION, "18", judge, "judges findings")
-    registry.run(escalation, Context(settings, window))
-    registry.run(escalation, Context(settings, window))
+    level = registry.CheckSpec("escalation.level", runbooks.ESCALATION, "18", judge, "judges findings")
+    registry.run(level, Context(settings, window))
+    registry.run(level, Context(settings, window))
     assert len(runs) == 4
+    changes = registry.CheckSpec("escalation.recent_changes", runbooks.ESCALATION, "18", judge, "reads AWS")
+    registry.run(changes, Context(settings, window))
+    registry.run(changes, Context(settings, window, runbook=runbooks.ESCALATION))
+    assert len(runs) == 5, "the timeline and escalation take one result"
     monkeypatch.delenv(sharedcache.ENV)
     registry.run(spec, Context(settings, window))
-    assert len(runs) == 5, "outside a triage every run judges again"
+    assert len(runs) == 6, "outside a triage every run judges again"
 
 
 def test_the_first_look_runs_ahead_from_the_runbook_a_triage_starts_last():
@@ -163,8 +168,9 @@ def test_the_first_look_runs_ahead_from_the_runbook_a_triage_starts_last():
 
     stems = ["01-application-not-responding", "16-external-dependencies", "18-escalation"]
     ahead = firstlook.ahead(stems)
-    cheap, costly = sorted((runbooks.find(s) for s in stems[:2]), key=lambda rb: rb.cost)
-    expected = [c.id for rb in (cheap, costly) for c in rb.entries if c.id not in firstlook.CHECKS]
-    assert ahead == list(dict.fromkeys(expected))
+    in_order = sorted((runbooks.find(s) for s in stems), key=lambda rb: rb.cost)
+    expected = [c.id for rb in in_order for c in rb.entries if c.id not in firstlook.CHECKS]
+    assert ahead == [c for c in dict.fromkeys(expected) if c != "escalation.level"]
     assert not set(ahead) & set(firstlook.CHECKS), "the first look's own checks are done already"
-    assert not any(runbooks.entry(c)[0].stem == runbooks.ESCALATION for c in ahead)
+    assert "escalation.recent_changes" in ahead, "the timeline draws them while escalation runs"
+    assert "escalation.level" not in ahead, "it judges the other runbooks' findings, which come later"

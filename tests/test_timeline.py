@@ -94,3 +94,24 @@ def test_a_long_mark_stays_inside_the_chart_and_is_shortened_visibly():
     (mark,) = [t for t in ax.texts if t.get_rotation() == 90]
     assert mark.get_text().endswith("…") and mark.get_text()[:-1] in long
     assert mark.get_window_extent().y0 >= ax.get_window_extent().y0
+
+
+def test_drawn_while_escalation_runs_the_changes_come_from_its_check_not_its_table(demo_incident, tmp_path,
+                                                                                  monkeypatch):
+    """A triage draws the timeline while escalation runs, before its table exists: the job takes the
+    recent changes from the check itself (in a triage, the shared cache's one result); the given
+    frame is preferred to a table that says otherwise."""
+    from rmsops.core import sharedcache
+    from rmsops.core.window import resolve
+    from rmsops.execution import triage
+
+    monkeypatch.setenv(sharedcache.ENV, str(tmp_path / "shared"))
+    staging = tmp_path / "bundle"
+    staging.mkdir()
+    window = resolve("1h")
+    stale = (window.start + timedelta(minutes=5)).isoformat()
+    table(staging, "changes", [{"time": stale, "kind": "deployment", "what": "from the stale table"}])
+    drawn = triage._timeline_job(staging, window, [], str(demo_incident.env_file))
+    labels = [label for _, label in drawn[1]]
+    assert any(label.startswith("deployment: rms-backend") for label in labels), labels
+    assert not any("stale table" in label for label in labels)

@@ -148,10 +148,10 @@ def run(spec: CheckSpec, ctx: Any) -> CheckResult:
 
 
 def _shared(spec: CheckSpec, ctx: Any) -> bool:
-    """Whether the check's result is the triage's to share: escalation judges its own runbook's
-    input (the other runbooks' findings), which no other process has."""
-    return (sharedcache.current() is not None and hasattr(ctx, "memo") and spec.runbook != runbooks.ESCALATION
-            and not getattr(ctx, "prior_findings", None))
+    """Whether the check's result is the triage's to share: not when it judges its runbook's input,
+    the other runbooks' findings (escalation.level), which no other process has. Escalation's recent
+    changes are shared: the first look runs them ahead, the timeline draws them."""
+    return sharedcache.current() is not None and hasattr(ctx, "memo") and not runbooks.reads_findings(spec.id)
 
 
 def _digest(values: Mapping[str, float]) -> str:

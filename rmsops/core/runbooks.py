@@ -32,6 +32,9 @@ class Check:
     # latency, 11 repeats 06's log errors): in one triage its finding echoes that one's, and a tally
     # of problems counts it once (rmsops.core.problems).
     echo_of: str = ""
+    # It judges its runbook's input, the other runbooks' findings (escalation.level): its result is
+    # this process's alone, never shared with a triage's other processes nor run ahead by the first look.
+    reads_findings: bool = False
 
     def summary_with(self, values: Mapping[str, float] | None = None) -> str:
         return format_summary(self.summary, values)
@@ -210,7 +213,8 @@ CATALOGUE: tuple[Runbook, ...] = (
     # Runs the quick checks of 01–16 (rmsops.core.registry.daily_checks): no checks of its own.
     Runbook("17-daily-health-check", "Daily health check", "System Health Check", ()),
     Runbook("18-escalation", "Escalation", "Escalation Procedures", (
-                C("escalation.level", "The guide's escalation level for the findings, the reasons, who to contact."),
+                C("escalation.level", "The guide's escalation level for the findings, the reasons, who to contact.",
+                  reads_findings=True),
                 C("escalation.recent_changes", "ECS deployments, task definition registrations and "
                                                "infrastructure API changes in the window."),
             ), diagnostic=False, cost=1.7),
@@ -252,6 +256,11 @@ def entry(check_id: str) -> tuple[Runbook, Check]:
         return _BY_CHECK[check_id]
     except KeyError:
         raise KeyError(f"check {check_id!r} is not in the catalogue (rmsops/core/runbooks.py)") from None
+
+
+def reads_findings(check_id: str) -> bool:
+    """Whether the check judges the other runbooks' findings (``Check.reads_findings``)."""
+    return _BY_CHECK[check_id][1].reads_findings if check_id in _BY_CHECK else False
 
 
 def checks() -> list[Check]:

@@ -49,9 +49,9 @@ def ahead(runbook_stems: list[str]) -> list[str]:
     soon as the warm-up is done, in as many processes; running ahead from the other end, this one
     process meets them in the middle instead of making them wait for it.
     """
-    chosen = sorted((runbooks.find(stem) for stem in runbook_stems if stem != runbooks.ESCALATION),
-                    key=lambda rb: rb.cost)
-    return list(dict.fromkeys(c.id for rb in chosen for c in runbooks.runs(rb) if c.id not in CHECKS))
+    chosen = sorted((runbooks.find(stem) for stem in runbook_stems), key=lambda rb: rb.cost)
+    return list(dict.fromkeys(c.id for rb in chosen for c in runbooks.runs(rb)
+                              if c.id not in CHECKS and not c.reads_findings))
 
 
 # The shared cache's key for who the triage runs as (rmsops.execution.triage reads it): asked here,

@@ -100,6 +100,7 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
     own_zygote = zygote is None
     identity: dict[str, str] = {}
     picture: list[Picture | None] = []  # the timeline, once drawn
+    drawing: threading.Thread | None = None  # drawing it, while escalation runs
     installed = False
     try:
         installed = interrupts.install()
@@ -133,11 +134,14 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
                     write_document(staging / "findings.json", document(merged, settings.name, window.start,
                                                                        window.end))
                     escalation = runbooks.find(ESCALATION)
+                    # The timeline is drawn while escalation runs, from the same recent changes (the
+                    # shared cache's); without runners, after it, from its table.
+                    drawing = _start_timeline(zygote, staging, window, merged, settings, picture)
                     outcomes[ESCALATION] = _run_one(
                         escalation, settings, window, staging, timeout, zygote, progress,
                         {"findings": str((staging / "findings.json").resolve())}, final=out_dir)
-                    # After escalation: the timeline marks the recent changes its table holds.
-                    picture.append(_timeline_drawn(zygote, staging, window, merged))
+                    if drawing is None:
+                        picture.append(_timeline(staging, window, merged))
         if told is not None:
             who.start()  # reads what the first look found (asks itself if it found nothing)
         who.join(timeout=10)
@@ -155,6 +159,8 @@ def run(settings: Settings, window: Window, out_dir: Path, selected: list[Runboo
             interrupts.restore()
         raise
     interrupts.hold()  # from here on the bundle is written, whatever signal comes
+    if drawing is not None:
+        drawing.join()  # ended with its runner, if stopped: never two writers of the timeline
     try:
         if own_zygote and zygote is not None:
             zygote.stop()
@@ -475,34 +481,61 @@ def _local_user() -> str:
         return "unknown"
 
 
-def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: list[Finding]) -> Picture | None:
-    """The timeline, drawn by a runner forked from the warm zygote when there are runners (matplotlib
-    loaded, fonts cached: the command never imports matplotlib), else here."""
+def _start_timeline(zygote: Zygote, staging: Path, window: Window, findings: list[Finding], settings: Settings,
+                    picture: list[Picture | None]) -> threading.Thread | None:
+    """Draw the timeline in a runner forked from the warm zygote (matplotlib loaded, fonts cached:
+    the command never imports matplotlib), in a thread that appends it to ``picture``; None when
+    there are no runners (kernels: drawn here after escalation)."""
+    if not zygote.runners:
+        return None
+    def draw() -> None:
+        finished, drawn = _timeline_drawn(zygote, staging, window, findings, settings)
+        if finished:  # else the bundle's end draws it from the tables, once this thread has ended
+            picture.append(drawn)
+
+    thread = threading.Thread(target=draw, daemon=True, name="rmsops-timeline")
+    thread.start()
+    return thread
+
+
+def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: list[Finding],
+                    settings: Settings) -> tuple[bool, Picture | None]:
+    """Whether the timeline's runner finished (not when it failed or was stopped), and its picture."""
     from rmsops.execution import children, inline
 
-    if zygote.runners:
-        with contextlib.suppress(Exception):  # drawn here instead
-            runner = zygote.fork_runner(inline.job_order(_timeline_job, staging, window, findings), str(staging),
-                                        dict(os.environ))
-            # Stopped with the runbooks' runners on a signal: never a second writer of the timeline.
-            children.register(children.ForeignProcess(runner.pid, interruptible=True))
-            with runner.conn:
-                finished, drawn = inline.collect(runner.conn)
-            if finished:
-                return drawn
-    return _timeline(staging, window, findings)
+    with contextlib.suppress(Exception):
+        runner = zygote.fork_runner(inline.job_order(_timeline_job, staging, window, findings, str(settings.path)),
+                                    str(staging), dict(os.environ))
+        # Stopped with the runbooks' runners on a signal: never a second writer of the timeline.
+        children.register(children.ForeignProcess(runner.pid, interruptible=True))
+        with runner.conn:
+            return inline.collect(runner.conn)
+    return False, None
 
 
-def _timeline_job(staging: Path, window: Window, findings: list[Finding], on_cell_executed: Any = None
+def _timeline_job(staging: Path, window: Window, findings: list[Finding], env: str, on_cell_executed: Any = None
                   ) -> Picture | None:
-    return _timeline(staging, window, findings)
+    """In a runner: escalation's recent changes as escalation judges them, from the shared cache
+    (the first look ran them ahead; else whichever of escalation and this asks first fetches them
+    and the other waits), then the picture."""
+    from rmsops.checks.escalation import RECENT_CHANGES
+    from rmsops.core.context import Context
+
+    changes = None
+    with contextlib.suppress(Exception):  # then from escalation's table, if it is there yet
+        ctx = Context.open(env, start=window.start.isoformat(), end=window.end.isoformat(), runbook=ESCALATION)
+        try:
+            changes = ctx.run(RECENT_CHANGES).data
+        finally:
+            ctx.close()
+    return _timeline(staging, window, findings, changes)
 
 
-def _timeline(staging: Path, window: Window, findings: list[Finding]) -> Picture | None:
+def _timeline(staging: Path, window: Window, findings: list[Finding], changes: Any = None) -> Picture | None:
     from rmsops.render import timeline
 
     try:
-        drawn = timeline.write(staging, (window.start, window.end), findings)
+        drawn = timeline.write(staging, (window.start, window.end), findings, changes)
         return (drawn.file, drawn.marks) if drawn else None
     except Exception:  # noqa: BLE001 - a picture must never cost the bundle; the reports hold the evidence
         return None

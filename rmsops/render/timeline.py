@@ -3,7 +3,9 @@ period), since when (the first period above the threshold) and what changed just
 (deployments, task definitions and API changes from CloudTrail, alarms going to ALARM).
 
 Drawn from the bundle's own tables (``NN-name/tables/<check>.csv``), so it shows exactly the
-evidence the runbooks kept, and calls nothing.
+evidence the runbooks kept, and calls nothing. The recent changes may be handed over instead of
+read from escalation's table: a triage draws the timeline while escalation runs, from the same
+result (the triage's shared cache).
 """
 
 from __future__ import annotations
@@ -68,11 +70,11 @@ def five_xx(metric_rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def markers(folder: Path, metric_rows: pd.DataFrame, threshold: float | None,
-            window: tuple[datetime, datetime]) -> list[tuple[datetime, str]]:
-    """Changes, alarms and the first period in which a 5xx count is above the threshold (each
-    count on its own, as the check judges them), inside the window."""
+            window: tuple[datetime, datetime], changes: pd.DataFrame | None = None) -> list[tuple[datetime, str]]:
+    """Changes (``changes``, else escalation's table), alarms and the first period in which a 5xx
+    count is above the threshold (each count on its own, as the check judges them), inside the window."""
     found: list[tuple[datetime, str]] = []
-    changes = table(folder, "changes")
+    changes = table(folder, "changes") if changes is None else changes
     if not changes.empty and {"time", "kind", "what"} <= set(changes.columns):
         changes = changes.assign(time=times(changes["time"])).dropna(subset=["time"]).sort_values("time")
         for row in changes.tail(MAX_CHANGES).itertuples(index=False):
@@ -110,13 +112,15 @@ class Drawn:
     marks: tuple[tuple[str, str], ...]
 
 
-def write(folder: Path, window: tuple[datetime, datetime], findings: list[Finding]) -> Drawn | None:
-    """Draw the timeline into ``folder/timeline.svg``; None when there is nothing to show."""
+def write(folder: Path, window: tuple[datetime, datetime], findings: list[Finding],
+          changes: pd.DataFrame | None = None) -> Drawn | None:
+    """Draw the timeline into ``folder/timeline.svg``; None when there is nothing to show.
+    ``changes``: escalation's recent changes (its check's data), else read from its table."""
     judged = next((f.evidence for f in findings if f.check == "app.alb.5xx" and f.evidence), {})
     threshold = judged.get("threshold_per_period") or None
     metric_rows = five_xx_metrics(folder, judged.get("period_seconds"), window)
     series = five_xx(metric_rows)
-    marks = markers(folder, metric_rows, threshold, window)
+    marks = markers(folder, metric_rows, threshold, window, changes)
     if series.empty and not marks:
         return None
     figure = plots.timeseries(series, TITLE, "5xx responses",
