@@ -488,6 +488,7 @@ def _start_timeline(zygote: Zygote, staging: Path, window: Window, findings: lis
     there are no runners (kernels: drawn here after escalation)."""
     if not zygote.runners:
         return None
+
     def draw() -> None:
         finished, drawn = _timeline_drawn(zygote, staging, window, findings, settings)
         if finished:  # else the bundle's end draws it from the tables, once this thread has ended

@@ -143,9 +143,9 @@ def svg(fig: Figure) -> bytes:
     """The figure as SVG bytes, every text of it redacted and cleaned first (``safe_texts``);
     a time axis without a label says ``time (UTC)`` (``label_time_axes``).
 
-    SVG, not PNG: a PNG's glyphs and lines are rasterised here, a third of a figure's drawing
-    and of a triage's CPU in all; an SVG is written as text, a third of the PNG's size, and the
-    browser draws it. matplotlib escapes every text it writes into the XML."""
+    SVG, not PNG: a PNG's glyphs and lines are rasterised here, about a third of a figure's
+    drawing; an SVG is written as text, about half the PNG's size, and the browser draws it.
+    matplotlib escapes every text it writes into the XML."""
     label_time_axes(fig)
     safe_texts(fig)
     fixed_titles(fig)
