@@ -128,17 +128,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_code(outcome.findings) if not outcome.error else 3
 
 
-# The checks that GET configured URLs, and which URLs: probed as soon as the environment is read.
-PROBED_URLS = {"app.health.endpoint": "health_urls", "external.http.health": "external_health_urls"}
-
-
 def _start_probes(settings, check_ids: set[str], overrides: dict[str, float]) -> None:
     """Send the selected checks' HTTP probes now, before the seconds of imports: a slow URL's wait
     then overlaps them (``rmsops.sources.probes``); the checks take the answers."""
     from rmsops.sources import probes
 
     timeout = thresholds.merge(settings.thresholds, overrides, source="threshold parameters")["health_timeout_seconds"]
-    for check_id, field in PROBED_URLS.items():
+    for check_id, field in probes.PROBED_URLS.items():
         if check_id in check_ids:
             probes.start(getattr(settings, field), timeout)
 

@@ -99,7 +99,7 @@ def test_each_waiting_check_is_declared_by_the_module_named_for_it():
     probe = ("import importlib\n"
              "from rmsops.core import registry\n"
              "from rmsops.execution import firstlook\n"
-             "for check, (module, _) in firstlook.WAITING.items():\n"
+             "for check, module in firstlook.WAITING.items():\n"
              "    importlib.import_module(module)\n"
              "print(sorted(set(firstlook.WAITING) - set(registry.REGISTRY)))\n")
     assert _in_a_fresh_python(probe) == "[]"

@@ -28,10 +28,10 @@ MODULES = ("rmsops.checks.health", "rmsops.checks.alb", "rmsops.checks.ecs", "rm
 # needs pandas alone, so it runs while the first look imports botocore and psycopg for the others.
 EARLY_MODULES = MODULES[:1]
 # Checks of the runbooks that mostly wait on a third party (the incident demo's payment gateway
-# answers after 2.4 s), with the module that declares each and the settings field of their URLs:
+# answers after 2.4 s), with the module that declares each (their URLs: ``probes.PROBED_URLS``):
 # started the moment the first look begins, in their own threads, rather than when a runbook or the
 # run-ahead reaches them, so the wait overlaps the warm-up and everyone else's work.
-WAITING = {"external.http.health": ("rmsops.checks.external", "external_health_urls")}
+WAITING = {"external.http.health": "rmsops.checks.external"}
 
 
 def order(env_path: str, start: str, end: str, runbook_stems: list[str] | None = None,
@@ -123,12 +123,12 @@ def _start_waiting(ctx: Any, check_ids: list[str]) -> list[Any]:
 
     def run(check: str) -> None:
         with contextlib.suppress(Exception):  # a preview: the runbook judges it again if this failed
-            importlib.import_module(WAITING[check][0])
+            importlib.import_module(WAITING[check])
             ctx.run(check)
 
     threads = []
     for check in check_ids:
-        probes.start(getattr(ctx.settings, WAITING[check][1]), ctx.thresholds["health_timeout_seconds"])
+        probes.start(getattr(ctx.settings, probes.PROBED_URLS[check]), ctx.thresholds["health_timeout_seconds"])
         threads.append(threading.Thread(target=run, args=(check,), daemon=True, name=f"rmsops-{check}"))
         threads[-1].start()
     return threads

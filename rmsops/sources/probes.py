@@ -17,6 +17,10 @@ import urllib.request
 from concurrent.futures import Future
 from typing import Any
 
+# The checks that GET configured URLs, and the settings field that lists each one's URLs: a command
+# probes them as soon as it has read the environment (rmsops.cli), a triage's first look at its start.
+PROBED_URLS = {"app.health.endpoint": "health_urls", "external.http.health": "external_health_urls"}
+
 # Probes started by this process: (url, timeout) -> (started at, its answer when it comes)
 _started: dict[tuple[str, float], tuple[float, Future]] = {}
 _lock = threading.Lock()
