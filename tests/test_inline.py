@@ -1,8 +1,9 @@
 """Runbooks run by kernel-less runners forked from the zygote (rmsops.execution.inline, cellengine).
 
 The runner writes the same notebook a Jupyter kernel would: displays, printed text, a cell's value
-and an error become the cell's outputs, papermill's metadata and error cell are there, and each
-runbook still gets its own process.
+and an error become the cell's outputs, papermill's metadata and error cell are there; a runner
+handed back runs the next notebook in its process as a new kernel would, and one that was stopped
+or died is never given another.
 """
 
 from __future__ import annotations
@@ -222,3 +223,98 @@ def test_a_runner_that_ignores_the_interrupt_is_killed_after_the_grace_and_nothi
         for process in (runner_like, other):
             process.kill()
             process.wait()
+
+
+def _notebook_in_runner(folder: str, name: str, source: str, on_cell_executed=None) -> dict:
+    """In a runner: a notebook run as a runbook is (papermill, the cell engine), what it saw."""
+    nb = _execute_named(Path(folder), name, "import os\nseen = sorted(k for k in globals() if not k.startswith('_'))",
+                        source, "seen")
+    return {"pid": os.getpid(), "counts": [cell.execution_count for cell in nb.cells],
+            "seen": nb.cells[-1].outputs[0].data["text/plain"], "cwd": os.getcwd(),
+            "log": os.readlink("/proc/self/fd/2")}
+
+
+def _execute_named(folder: Path, name: str, *sources: str) -> nbformat.NotebookNode:
+    path = _notebook(folder, name, *sources)
+    return papermill.execute_notebook(str(path), str(folder / f"{name}-out.ipynb"), kernel_name="python3",
+                                      engine_name=cellengine.NAME, progress_bar=False, cwd=str(folder))
+
+
+def _run_to_the_end(zygote, job: str, cwd: Path):
+    runner = zygote.fork_runner(job, str(cwd), dict(os.environ), reusable=True)
+    finished, outcome = inline.collect(runner.conn)
+    assert finished, runner.last_words()
+    return runner, outcome
+
+
+def test_a_runner_handed_back_runs_the_next_notebook_in_its_process_as_in_a_new_kernel(zygote, tmp_path):
+    """A triage's runbooks share a handful of processes (Zygote.release): the second notebook still
+    sees none of the first's variables, counts its cells from 1, runs in its own folder and logs
+    to its own file (its last words are its own)."""
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    first_dir.mkdir(), second_dir.mkdir()
+    runner, first = _run_to_the_end(zygote, inline.job_order(_notebook_in_runner, str(first_dir), "one",
+                                                             "leftover = 'from the first runbook'"), first_dir)
+    zygote.release(runner)
+    again, second = _run_to_the_end(zygote, inline.job_order(_notebook_in_runner, str(second_dir), "two", "x = 2"),
+                                    second_dir)
+    again.conn.close()
+    assert second["pid"] == first["pid"] == runner.pid == again.pid
+    assert second["seen"] == first["seen"] and "leftover" not in second["seen"]  # as it began: IPython's names
+    assert second["counts"] == first["counts"] == [1, 2, 3]
+    assert first["cwd"] == str(first_dir) and second["cwd"] == str(second_dir)
+    assert first["log"] == str(runner.log) and second["log"] == str(again.log) and again.log != runner.log
+
+
+def test_a_runner_that_ended_or_was_stopped_is_never_given_another_job(zygote, tmp_path):
+    # stopped (SIGINT during its job): it writes its outcome, then takes no further job
+    stopped, outcome = _run_to_the_end(zygote, inline.job_order(_stop_between_cells_then_after_them, str(tmp_path)),
+                                       tmp_path)
+    zygote.release(stopped)
+    other = tmp_path / "next"
+    other.mkdir()
+    fresh, answer = _run_to_the_end(zygote, inline.job_order(_notebook_in_runner, str(other), "n", "x = 1"), other)
+    fresh.conn.close()
+    assert answer["pid"] != stopped.pid and answer["counts"] == [1, 2, 3]
+    # killed while it waited: the next job goes to a new runner
+    waiting, _ = _run_to_the_end(zygote, inline.job_order(_notebook_in_runner, str(other), "m", "x = 1"), other)
+    zygote.release(waiting)
+    os.kill(waiting.pid, signal.SIGKILL)
+    last, answer = _run_to_the_end(zygote, inline.job_order(_notebook_in_runner, str(other), "k", "x = 1"), other)
+    last.conn.close()
+    assert answer["pid"] not in (waiting.pid, stopped.pid)
+
+
+def test_stopping_a_job_after_its_runner_was_handed_back_leaves_the_runner_alone():
+    """A timeout that fires as the runbook ends must not interrupt the next runbook in that process."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        handed = children.ForeignProcess(process.pid, interruptible=True)
+        children.register(handed)
+        assert children.hand_back(handed) is True
+        assert children.running(threading.get_ident()) is None
+        handed.stop(grace=0.1)
+        time.sleep(0.5)
+        assert process.poll() is None and handed.stopped is False
+        stopped = children.ForeignProcess(process.pid, interruptible=False)
+        children.register(stopped)
+        stopped.stop()
+        assert children.hand_back(stopped) is False  # stopped first: it takes no other job
+        assert process.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_stopped_zygote_ends_the_runners_that_wait_for_a_job(tmp_path):
+    warm = Zygote().start()
+    try:
+        runner, _ = _run_to_the_end(warm, inline.job_order(_notebook_in_runner, str(tmp_path), "w", "x = 1"), tmp_path)
+        warm.release(runner)
+    finally:
+        warm.stop()
+    process = children.ForeignProcess(runner.pid)
+    deadline = time.monotonic() + 10
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() == 0  # gone

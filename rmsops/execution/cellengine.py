@@ -47,6 +47,11 @@ def _on_interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
 
+def stop_requested() -> bool:
+    """Whether a stop (SIGINT) came: a runner then takes no further notebook."""
+    return _stop_requested
+
+
 def _interrupted_output() -> dict[str, Any]:
     return {"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "stopped before this cell ran",
             "traceback": ["KeyboardInterrupt: stopped before this cell ran"]}
@@ -63,6 +68,20 @@ def shell() -> Any:
     if _shell is None:
         _shell = _make_shell()
     return _shell
+
+
+def fresh_notebook() -> None:
+    """Each notebook starts as in a new kernel: an empty namespace and its cells counted from 1.
+    A runner may run several of a triage's runbooks, one after another (``rmsops.execution.zygote``):
+    none sees another's variables. (IPython's ``reset`` does more, a full garbage collection among
+    it: 60 ms a notebook, for nothing here.)"""
+    ipython = shell()
+    names = ipython.user_ns
+    for name in [name for name in names if name not in ("__builtin__", "__builtins__", "__name__")]:
+        del names[name]
+    ipython.user_ns_hidden.clear()
+    ipython.init_user_ns()
+    ipython.cell_count = 0
 
 
 def _make_shell() -> Any:
@@ -172,6 +191,7 @@ class CellEngine(SparselySaved, Engine):
         from nbclient.exceptions import CellExecutionError
 
         nb_man.nb.metadata["language_info"] = dict(LANGUAGE_INFO)
+        fresh_notebook()
         for index, cell in enumerate(nb_man.nb.cells):
             try:
                 nb_man.cell_start(cell, index)

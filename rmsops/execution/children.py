@@ -23,6 +23,9 @@ class ForeignProcess:
     def __init__(self, pid: int, interruptible: bool = False):
         self.pid = pid
         self.interruptible = interruptible  # SIGINT stops its cell and it still writes its notebook
+        self.stopped = False  # asked to stop (a timeout, Ctrl-C): it takes no further job
+        self._handed_back = False  # its job is over and it may run another's: never stop it for this one
+        self._lock = threading.Lock()
         self.stdout = self.stderr = self.stdin = None
 
     def poll(self) -> int | None:
@@ -52,6 +55,10 @@ class ForeignProcess:
 
     def stop(self, grace: float = 3.0) -> None:
         """Interrupt it, when it can take that, and kill it if it is still there after ``grace``."""
+        with self._lock:
+            if self._handed_back:
+                return
+            self.stopped = True
         if self.interruptible:
             self.send_signal(signal.SIGINT)
             timer = threading.Timer(grace, self._kill_if_same)
@@ -72,6 +79,16 @@ class ForeignProcess:
 
 def register(process: ForeignProcess) -> None:
     _running[threading.get_ident()] = process
+
+
+def hand_back(process: ForeignProcess) -> bool:
+    """This thread's process has finished its job and may take another thread's (a runner): from now
+    on, stopping this job does not touch it. False when it was stopped first: it takes no other job."""
+    if _running.get(threading.get_ident()) is process:
+        del _running[threading.get_ident()]
+    with process._lock:
+        process._handed_back = not process.stopped
+        return process._handed_back
 
 
 def running(thread_id: int) -> ForeignProcess | None:

@@ -9,7 +9,10 @@ zygote forks a *runner* per runbook that does the whole of ``run_runbook`` itsel
 report and its findings are written by that process, and the command reads one line per cell
 that found something, then the outcome.
 
-Each runbook keeps its own process (no state leaks between runbooks, a hung one can be killed);
+A triage hands a runner whose runbook has ended the next runbook (``Zygote.release``): its
+pages are copied from the zygote's already and its caches are warm, so 17 runbooks run in a
+handful of processes. Each notebook still starts in a new namespace (``cellengine.fresh_notebook``),
+its own folder, environment and log; a runner that failed, was stopped or killed takes no other.
 SIGINT interrupts the running cell as a kernel interrupt would and runs no further cell; the
 notebook, its findings and its report are still written (``cellengine.interrupt_cells_only``).
 ``RMSOPS_ENGINE=kernel`` brings back the forked Jupyter kernels (``rmsops.execution.fastkernel``).

@@ -43,7 +43,7 @@ from rmsops.core.runbooks import Runbook
 from rmsops.core.window import Window
 from rmsops.execution import bundle, interrupts
 from rmsops.execution.runner import RunOutcome, missing_check_findings, run_runbook, warm_exporter
-from rmsops.execution.zygote import Zygote
+from rmsops.execution.zygote import Runner, Zygote
 from rmsops.render.imageformat import SUFFIX
 from rmsops.render.progress import Progress
 
@@ -366,7 +366,7 @@ def _run_in_runner(runbook: Runbook, settings: Settings, window: Window, folder:
     started = time.monotonic()
     job = inline.job_order(run_runbook, runbook, settings, window, folder, params, timeout=timeout,
                            relocate=relocate, source=runbook.notebook, engine_name=inline.ENGINE_NAME)
-    runner = zygote.fork_runner(job, str(runbook.notebook.parent), dict(os.environ))
+    runner = zygote.fork_runner(job, str(runbook.notebook.parent), dict(os.environ), reusable=True)
     process = children.ForeignProcess(runner.pid, interruptible=True)
     children.register(process)
     seen: list[dict[str, Any]] = []  # what it showed: its notebook's file may be older
@@ -375,8 +375,7 @@ def _run_in_runner(runbook: Runbook, settings: Settings, window: Window, folder:
         seen.extend(records)
         found(records)
 
-    with runner.conn:
-        finished, outcome = inline.collect(runner.conn, shown)
+    finished, outcome = _collect(zygote, runner, process, shown)
     if finished:
         return outcome
     with contextlib.suppress(Exception):
@@ -506,12 +505,29 @@ def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: lis
 
     with contextlib.suppress(Exception):
         runner = zygote.fork_runner(inline.job_order(_timeline_job, staging, window, findings, str(settings.path)),
-                                    str(staging), dict(os.environ))
+                                    str(staging), dict(os.environ), reusable=True)
         # Stopped with the runbooks' runners on a signal: never a second writer of the timeline.
-        children.register(children.ForeignProcess(runner.pid, interruptible=True))
-        with runner.conn:
-            return inline.collect(runner.conn)
+        process = children.ForeignProcess(runner.pid, interruptible=True)
+        children.register(process)
+        return _collect(zygote, runner, process)
     return False, None
+
+
+def _collect(zygote: Zygote, runner: Runner, process: Any, found: Any = None) -> tuple[bool, Any]:
+    """Read a runner to the end of its job; then hand it back for the next one, unless it was
+    stopped or did not finish (``Zygote.release``)."""
+    from rmsops.execution import children, inline
+
+    try:
+        finished, outcome = inline.collect(runner.conn, found)
+    except BaseException:
+        runner.conn.close()
+        raise
+    if children.hand_back(process) and finished:
+        zygote.release(runner)
+    else:
+        runner.conn.close()
+    return finished, outcome
 
 
 def _timeline_job(staging: Path, window: Window, findings: list[Finding], env: str, on_cell_executed: Any = None
