@@ -42,6 +42,7 @@ from rmsops.core.findings import (
 from rmsops.core.runbooks import Runbook
 from rmsops.core.window import Window
 from rmsops.execution import bundle, interrupts
+from rmsops.execution.children import ForeignProcess
 from rmsops.execution.runner import RunOutcome, missing_check_findings, run_runbook, warm_exporter
 from rmsops.execution.zygote import Runner, Zygote
 from rmsops.render.imageformat import SUFFIX
@@ -513,7 +514,7 @@ def _timeline_drawn(zygote: Zygote, staging: Path, window: Window, findings: lis
     return False, None
 
 
-def _collect(zygote: Zygote, runner: Runner, process: Any, found: Any = None) -> tuple[bool, Any]:
+def _collect(zygote: Zygote, runner: Runner, process: ForeignProcess, found: Any = None) -> tuple[bool, Any]:
     """Read a runner to the end of its job; then hand it back for the next one, unless it was
     stopped or did not finish (``Zygote.release``)."""
     from rmsops.execution import children, inline

@@ -476,8 +476,8 @@ class Zygote:
 
         A fork is cheap; what a new process then does for the first time is not: copying every page
         of the warm process it writes to (Python's reference counts), ~9,000 page faults, and its first
-        figure, a third slower than the next. A triage's 17 runbooks run in a handful of processes
-        instead of 17 (each in a fresh namespace: ``cellengine.fresh_notebook``)."""
+        figure, a third slower than the next. A triage's 17 runbooks, escalation and timeline run in a
+        handful of processes instead of one each (each in a fresh namespace: ``cellengine.fresh_notebook``)."""
         with self._lock:
             if not self._stopping:
                 self._idle.append(runner)
