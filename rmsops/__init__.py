@@ -9,6 +9,7 @@ from rmsops.core import slowimports
 __version__ = "0.1.0"
 
 slowimports.skip()  # first: every rmsops process that touches a notebook would pay it
+slowimports.one_blas_thread()  # before pandas imports numpy
 
 if TYPE_CHECKING:
     from rmsops.notebook import RunbookSession
