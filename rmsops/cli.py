@@ -162,17 +162,18 @@ def _checked(settings, selected, window, overrides: dict[str, float], jobs: int,
     """The findings of the selected runbooks' checks in one environment, ``jobs`` at once."""
     _start_probes(settings, {entry.id for rb in selected for entry in runbooks.runs(rb)}, overrides)
 
-    from rmsops.core.longlived import setting_up
+    from rmsops.core.longlived import collecting_rarely, setting_up
 
-    with setting_up():  # the checks' imports: 8% of a check's CPU went to collecting them
-        from rmsops.core import registry
-        from rmsops.core.context import Context
-        from rmsops.execution import checkpool, durations
+    with collecting_rarely():
+        with setting_up():  # the checks' imports: 8% of a check's CPU went to collecting them
+            from rmsops.core import registry
+            from rmsops.core.context import Context
+            from rmsops.execution import checkpool, durations
 
-        ctx = Context(settings, window, overrides)
-        specs = [spec for rb in selected for spec in registry.for_runbook(rb.stem)]
-    results = checkpool.run_checks(ctx, specs, jobs=jobs, budget_seconds=seconds,
-                                   usual_seconds=durations.load(settings.name))
+            ctx = Context(settings, window, overrides)
+            specs = [spec for rb in selected for spec in registry.for_runbook(rb.stem)]
+        results = checkpool.run_checks(ctx, specs, jobs=jobs, budget_seconds=seconds,
+                                       usual_seconds=durations.load(settings.name))
     durations.remember(settings.name, results)
     if not checkpool.overran(results):  # else a check may still hold the session: the exit closes it
         ctx.close()

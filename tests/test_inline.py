@@ -21,7 +21,7 @@ import nbformat
 import papermill
 import pytest
 
-from rmsops.core import sharedcache
+from rmsops.core import longlived, sharedcache
 from rmsops.core.findings import MIME_TYPE
 from rmsops.execution import cellengine, children, inline
 from rmsops.execution.zygote import Zygote
@@ -86,6 +86,7 @@ def zygote():
 
 def _probe_job(answer: str, on_cell_executed=None) -> str:
     """Run in a runner: what it sees of its process, written to ``answer``."""
+    import gc
     import sys
 
     leaked = "_runner_state" in globals()
@@ -93,6 +94,7 @@ def _probe_job(answer: str, on_cell_executed=None) -> str:
     Path(answer).write_text(json.dumps({
         "pid": os.getpid(), "leaked": leaked, "cwd": os.getcwd(), "cache": os.environ.get(sharedcache.ENV),
         "warm": sorted(m for m in ("pandas", "botocore", "mistune", "rmsops.checks") if m in sys.modules),
+        "collects_after": gc.get_threshold()[0],
         # nbformat's schema validator, compiled by the warm process's reading of a runbook
         "validators": [list(key[1:]) for key in sys.modules["nbformat.validator"].validators]}))
     return answer
@@ -113,6 +115,7 @@ def test_each_runner_is_its_own_process_and_nothing_leaks(zygote, tmp_path):
     assert one["cache"] == str(zygote.shared_cache) and one["cwd"] == str(tmp_path)
     assert one["warm"] == ["botocore", "mistune", "pandas", "rmsops.checks"]
     assert [4, 5, False] in one["validators"]
+    assert one["collects_after"] == longlived.SHORT_LIFE_THRESHOLD  # a runner lives seconds: few collections
 
 
 def _failing_job(on_cell_executed=None):

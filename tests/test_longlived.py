@@ -46,3 +46,10 @@ def test_overlapping_set_ups_collect_again_only_when_the_last_one_ends():
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_collecting_rarely_waits_for_many_young_objects_then_restores_the_thresholds():
+    before = gc.get_threshold()
+    with longlived.collecting_rarely():
+        assert gc.get_threshold() == (longlived.SHORT_LIFE_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before

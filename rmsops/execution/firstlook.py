@@ -72,7 +72,7 @@ def take(look: dict[str, Any], out_fd: int) -> None:
     import threading
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from rmsops.core import registry
+    from rmsops.core import longlived, registry
     from rmsops.core.context import Context
 
     for module in EARLY_MODULES:
@@ -94,8 +94,9 @@ def take(look: dict[str, Any], out_fd: int) -> None:
             early = [check for check in look["checks"] if check in registry.REGISTRY]
             for check in early:
                 pool.submit(ctx.run, check).add_done_callback(report)
-            for module in MODULES:
-                importlib.import_module(module)
+            with longlived.setting_up():  # botocore and psycopg: no collection while they are made
+                for module in MODULES:
+                    importlib.import_module(module)
             for check in look["checks"]:
                 if check not in early:
                     pool.submit(ctx.run, check).add_done_callback(report)
@@ -147,10 +148,11 @@ def _ask_who(ctx: Any) -> None:
 
 
 def _run_ahead(ctx: Any, check_ids: list[str]) -> None:
-    from rmsops.core import registry
+    from rmsops.core import longlived, registry
     from rmsops.execution import checkpool
 
-    registry.load_all()
+    with longlived.setting_up():  # every check module, matplotlib too: a full collection after them took 0.1 s
+        registry.load_all()
     checkpool.run_checks(ctx, [registry.get(check) for check in check_ids], jobs=AHEAD_JOBS)
 
 

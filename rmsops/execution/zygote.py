@@ -84,6 +84,7 @@ def zygote_main(socket_path: str, first_look: str = "", warm_runners: bool = Fal
     # What the warm-up made lives as long as every child: out of the collector's sight, a child's
     # collections neither walk it (CPU) nor write to its pages (copies of shared memory).
     longlived.end()
+    longlived.collect_rarely()  # for every child: each lives as long as its runbooks
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle, not ours
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
@@ -191,6 +192,7 @@ def _fork_first_look(look: dict[str, Any], shared_cache: Path) -> int:
         try:
             _die_with(zygote)
             longlived.end()  # as a runner's (see zygote_main)
+            longlived.collect_rarely()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.environ[sharedcache.ENV] = str(shared_cache)  # the runbooks reuse what it fetches
