@@ -4,7 +4,8 @@ Python's collector walks every container it tracks, again and again as a process
 the imports of pandas, matplotlib and boto3 alone are hundreds of thousands. Made inside
 ``setting_up()``, they are not collected while they are made (nothing there is garbage) and are
 frozen afterwards (``gc.freeze``), out of the collector's sight. In a process that forks, frozen
-objects also stay shared: a child's collections would otherwise write to their pages.
+objects also stay shared: a child's collections would otherwise write to their pages. A process
+that lives only seconds also collects rarely (``collect_rarely``).
 """
 
 from __future__ import annotations

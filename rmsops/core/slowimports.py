@@ -1,4 +1,4 @@
-"""Optional libraries that cost seconds at import and that rmsops never uses: kept out.
+"""What imports would cost for things rmsops never uses: an optional library, numpy's BLAS threads.
 
 ``jsonschema`` (imported by ``nbformat``, so by papermill and every notebook write) loads the
 optional ``rfc3987_syntax`` when it is installed (JupyterLab's ``jupyter_events`` installs it), and
