@@ -50,6 +50,14 @@ def test_overlapping_set_ups_collect_again_only_when_the_last_one_ends():
 
 def test_collecting_rarely_waits_for_many_young_objects_then_restores_the_thresholds():
     before = gc.get_threshold()
+    rarely = (longlived.SHORT_LIFE_THRESHOLD, *before[1:])
     with longlived.collecting_rarely():
-        assert gc.get_threshold() == (longlived.SHORT_LIFE_THRESHOLD, *before[1:])
+        assert gc.get_threshold() == rarely
+    assert gc.get_threshold() == before
+    first, second = longlived.collecting_rarely(), longlived.collecting_rarely()  # as two threads of a fleet
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert gc.get_threshold() == rarely  # the second is still inside
+    second.__exit__(None, None, None)
     assert gc.get_threshold() == before

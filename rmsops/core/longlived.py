@@ -40,17 +40,6 @@ def collect_rarely() -> None:
     gc.set_threshold(SHORT_LIFE_THRESHOLD, *gc.get_threshold()[1:])
 
 
-@contextmanager
-def collecting_rarely() -> Iterator[None]:
-    """``collect_rarely`` inside; the thresholds as they were afterwards (a program that goes on)."""
-    previous = gc.get_threshold()
-    collect_rarely()
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-
-
 _lock = threading.Lock()
 _depth = 0  # setting_up() blocks open now: several threads may set up at once (a fleet's checks)
 _resume = False  # whether the collector was on when the first of them began
@@ -74,3 +63,24 @@ def setting_up() -> Iterator[None]:
             gc.freeze()
             if _depth == 0 and _resume:
                 gc.enable()
+
+
+_rarely = {"depth": 0, "previous": gc.get_threshold()}  # collecting_rarely() blocks open now, and the thresholds before
+
+
+@contextmanager
+def collecting_rarely() -> Iterator[None]:
+    """``collect_rarely`` inside; the thresholds as they were afterwards (a program that goes on).
+    Nested or concurrent blocks (a fleet's checks) put them back when the last one ends."""
+    with _lock:
+        if _rarely["depth"] == 0:
+            _rarely["previous"] = gc.get_threshold()
+            collect_rarely()
+        _rarely["depth"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _rarely["depth"] -= 1
+            if _rarely["depth"] == 0:
+                gc.set_threshold(*_rarely["previous"])
