@@ -6,7 +6,8 @@
 Serves the demo twice (the 2-service estate and the same with --workers more services), then
 measures side by side, in turns, medians of --repeat:
 
-* the import floor: a new Python importing pandas, matplotlib.pyplot, boto3 and psycopg;
+* the import floor: a new Python importing pandas, matplotlib.pyplot, boto3 and psycopg (5 times
+  at the start and twice in every turn, beside the runs it is the floor of; the median of all);
 * (a) the stock papermill command over the 17 runbooks one after another (once: minutes);
 * (b) `rmsops triage`, with the first finding timed as it appears on a terminal (a pty);
 * (c) `rmsops check` over the same runbooks 01-16 (the checks alone, no notebooks), and the same on
@@ -165,13 +166,14 @@ def median_run(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
 
-def import_floor(times: int = 5) -> float:
+def import_floor(times: int) -> list[float]:
+    """Seconds of ``times`` new Pythons importing the floor's packages, one after another."""
     runs = []
     for _ in range(times):
         began = time.monotonic()
         subprocess.run([sys.executable, "-c", FLOOR_IMPORTS], check=True)
         runs.append(time.monotonic() - began)
-    return statistics.median(runs)
+    return runs
 
 
 def verdict(ok: bool) -> str:
@@ -206,8 +208,10 @@ def main() -> None:
     cache = work / "cache"  # check times (slowest first) learnt in this run only, as on a new machine
     os.environ["RMSOPS_CACHE_DIR"] = str(cache)
     try:
-        floor = import_floor()
-        print(f"  import floor ({FLOOR_IMPORTS}): {floor:.2f} s", flush=True)
+        # Measured again in every turn, beside the runs it is the floor of: this machine's speed
+        # drifts within minutes, and a floor taken only at the start made the ratios drift with it.
+        floors = import_floor(5)
+        print(f"  import floor ({FLOOR_IMPORTS}): {statistics.median(floors):.2f} s", flush=True)
         a_run = None
         if not args.skip_papermill:
             a_seconds, a_calls, a_cpu = 0.0, Counter(), 0.0
@@ -232,8 +236,10 @@ def main() -> None:
             d_runs.append(timed([str(BIN / "rmsops"), "triage", "-e", str(large_env), "-o", str(work / f"d-{turn}"),
                                  "--jobs", str(args.jobs)], api_log, large, on_terminal=True))
             h_runs.append(timed([str(BIN / "rmsops"), "check", "-e", str(healthy_env), *diagnostics], api_log, healthy))
+            floors += import_floor(2)
             b_run, c_run, d_run, h_run = b_runs[-1], c_runs[-1], d_runs[-1], h_runs[-1]
-            print(f"  turn {turn + 1}: (b) {b_run.seconds:5.1f} s, with kernels {k_runs[-1].seconds:5.1f} s, "
+            print(f"  turn {turn + 1}: floor {statistics.median(floors[-2:]):4.2f} s, "
+                  f"(b) {b_run.seconds:5.1f} s, with kernels {k_runs[-1].seconds:5.1f} s, "
                   f"first finding {b_run.first_finding or 0:.2f} s; "
                   f"(c) {c_run.seconds:5.1f} s, healthy {h_run.seconds:5.1f} s; (d) {d_run.seconds:5.1f} s", flush=True)
     finally:
@@ -247,7 +253,9 @@ def main() -> None:
     first = statistics.median(firsts) if firsts else None
     print(f"\n{len(selected)} runbooks, demo scenario {args.scenario}, {os.cpu_count()} cores, "
           f"load average before: {os.getloadavg()[0]:.2f}; medians of {args.repeat} turns\n")
-    rows = [("import floor: " + FLOOR_IMPORTS, f"{floor:.2f} s", "", "")]
+    floor = statistics.median(floors)
+    rows = [("import floor: " + FLOOR_IMPORTS, f"{floor:.2f} s",
+             f"median of {len(floors)}, {min(floors):.2f}-{max(floors):.2f} s", "")]
     rows.append(("first finding on screen (triage, from process start)",
                  f"{first:.2f} s" if first is not None else "none seen", "<= 1.0 s",
                  verdict(first is not None and first <= 1.0)))
@@ -289,7 +297,8 @@ def main() -> None:
     print("\nall times of the turns: " + "; ".join(
         f"{label} {', '.join(f'{r.seconds:.2f}' for r in runs)}" for label, runs in
         (("(b)", b_runs), ("(b) kernels", k_runs), ("(c)", c_runs), ("(c) healthy", h_runs), ("(d)", d_runs)))
-          + f"; first finding {', '.join(f'{f:.2f}' for f in firsts)}")
+          + f"; first finding {', '.join(f'{f:.2f}' for f in firsts)}; import floor "
+          + ", ".join(f"{f:.2f}" for f in floors))
     apis = sorted(set().union(*(run.calls for run in (a_run, b, c, d) if run)))
     print(f"\nAWS calls per API{'':29}  {'(a)':>5} {'(b)':>5} {'(c)':>5} {'(d)':>5}")
     for api in apis:
