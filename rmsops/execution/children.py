@@ -53,6 +53,13 @@ class ForeignProcess:
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
 
+    def hand_back(self) -> bool:
+        """Its job is over and it may take another (a runner): stopping this job no longer touches it.
+        False when it was stopped first: then it takes no other job."""
+        with self._lock:
+            self._handed_back = not self.stopped
+            return self._handed_back
+
     def stop(self, grace: float = 3.0) -> None:
         """Interrupt it, when it can take that, and kill it if it is still there after ``grace``."""
         with self._lock:
@@ -86,9 +93,7 @@ def hand_back(process: ForeignProcess) -> bool:
     on, stopping this job does not touch it. False when it was stopped first: it takes no other job."""
     if _running.get(threading.get_ident()) is process:
         del _running[threading.get_ident()]
-    with process._lock:
-        process._handed_back = not process.stopped
-        return process._handed_back
+    return process.hand_back()
 
 
 def running(thread_id: int) -> ForeignProcess | None:
