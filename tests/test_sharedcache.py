@@ -174,3 +174,44 @@ def test_the_first_look_runs_ahead_from_the_runbook_a_triage_starts_last():
     assert not set(ahead) & set(firstlook.CHECKS), "the first look's own checks are done already"
     assert "escalation.recent_changes" in ahead, "the timeline draws them while escalation runs"
     assert "escalation.level" not in ahead, "it judges the other runbooks' findings, which come later"
+
+
+def test_a_runbook_opened_in_a_triage_starts_its_checks_at_once(env_file, monkeypatch, tmp_path):
+    """Its cells run the checks one after another; against a real account each waits on AWS, so
+    they are started together when the runbook opens, and each cell takes its check's result.
+    Outside a triage nothing is started: in JupyterLab a cell runs its check when it runs."""
+    from rmsops.core import registry
+    from rmsops.notebook import open_runbook
+
+    registry.load_all()
+    lock, running, most, judged = threading.Lock(), [0], [0], []
+
+    def slow(ctx):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)  # an AWS call's wait
+        with lock:
+            running[0] -= 1
+            judged.append(threading.current_thread().name)
+        return registry.CheckResult(findings=[])
+
+    stem = "16-external-dependencies"
+    ids = [spec.id for spec in registry.for_runbook(stem)]
+    for check_id in ids:
+        spec = registry.get(check_id)
+        monkeypatch.setitem(registry.REGISTRY, check_id, registry.CheckSpec(
+            check_id, stem, spec.section, slow, spec.summary))
+    monkeypatch.delenv(sharedcache.ENV, raising=False)
+    settings, window = config.load(env_file()), resolve("1h")
+    assert registry.start_ahead(stem, Context(settings, window, runbook=stem)) == 0
+    time.sleep(0.1)
+    assert judged == [], "outside a triage nothing runs ahead"
+
+    monkeypatch.setenv(sharedcache.ENV, str(tmp_path))
+    session = open_runbook(env_file(), runbook=stem)
+    for check_id in ids:
+        session.ctx.run(check_id)  # what each cell does
+    assert len(judged) == len(ids) >= 3, "each check judged once: the cells took the results started"
+    assert all(name.startswith("rmsops-ahead") for name in judged)
+    assert most[0] > 1, "started together, not one after another"
