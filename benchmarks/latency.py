@@ -92,9 +92,11 @@ class LatencyProxy(ThreadingHTTPServer):
         self.server_close()
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
+    """Seconds and exit code of ``command``, run from ``cwd``: not from a source tree, whose
+    ``rmsops`` a warm process started with ``python -c`` would import before the installed one."""
     began = time.monotonic()
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     return time.monotonic() - began, done.returncode
 
 
@@ -133,7 +135,7 @@ def main() -> None:
                 slow = work / f"latency-{latency:g}.yaml"
                 slow.write_text(yaml.safe_dump(settings))
                 check = [str(BIN / "rmsops"), "check", "-e", str(slow), *diagnostics()]
-                timed(check, env)  # learns how long each check takes at this latency, as a user's runs do
+                timed(check, env, work)  # learns how long each check takes at this latency, as a user's runs do
                 row = {}
                 for command_name in ("check", "triage"):
                     times, calls = [], []
@@ -142,7 +144,7 @@ def main() -> None:
                         command = check if command_name == "check" else [
                             str(BIN / "rmsops"), "triage", "-e", str(slow), "-o", str(work / f"b-{latency:g}-{n}"),
                             *(["--jobs", str(args.jobs)] if args.jobs else [])]
-                        seconds, _ = timed(command, env)
+                        seconds, _ = timed(command, env, work)
                         times.append(seconds)
                         calls.append(sum(proxy.calls.values()))
                     row[command_name] = (statistics.median(times), statistics.median(calls))
