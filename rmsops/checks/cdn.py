@@ -6,11 +6,11 @@ import http.client
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from rmsops.core import fanout
 from rmsops.core.findings import Finding, Severity
 from rmsops.core.registry import CheckResult, check
 from rmsops.render import plots
@@ -130,8 +130,7 @@ def fetch_assets(base: str | None, paths: tuple[str, ...], timeout: float) -> pd
     if not base or not paths:
         return pd.DataFrame(columns=ASSET_COLUMNS)
     targets = [(p, base + (p if p.startswith("/") else "/" + p)) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
-        rows = list(pool.map(lambda t: head(t[0], t[1], timeout), targets))
+    rows = fanout.each(lambda t: head(t[0], t[1], timeout), targets, 8, "rmsops-asset")
     return pd.DataFrame(rows, columns=ASSET_COLUMNS)
 
 

@@ -7,7 +7,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -16,6 +15,7 @@ import pandas as pd
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from rmsops.core import fanout
 from rmsops.core.findings import Finding, Severity
 from rmsops.core.registry import CheckResult, check
 from rmsops.render.figures import expiry_figure  # noqa: F401 - re-exported for callers of this module
@@ -441,8 +441,7 @@ def hostname_matches(host: str, dns_names: list[str], ips: list[str]) -> bool:
 def fetch_handshakes(urls: tuple[str, ...], timeout: float, cafile: str | None, now: datetime) -> pd.DataFrame:
     if not urls:
         return pd.DataFrame(columns=HANDSHAKE_COLUMNS)
-    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
-        rows = list(pool.map(lambda url: handshake(url, timeout, cafile), urls))
+    rows = fanout.each(lambda url: handshake(url, timeout, cafile), urls, 8, "rmsops-tls")
     frame = pd.DataFrame(rows, columns=[c for c in HANDSHAKE_COLUMNS if c != "days_left"])
     frame["not_after"] = pd.to_datetime(frame["not_after"], utc=True)
     frame = with_days_left(frame, now)

@@ -19,12 +19,13 @@ import contextlib
 import re
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from rmsops.core import fanout
 
 if TYPE_CHECKING:
     from rmsops.core.config import AthenaSettings
@@ -273,8 +274,7 @@ def download(ctx: Context, bucket: str, keys: list[str], folder: Path) -> int:
             shutil.copyfileobj(body, out, 1 << 20)
         return target.stat().st_size
 
-    with ThreadPoolExecutor(max_workers=DOWNLOADS, thread_name_prefix="rmsops-alb-log") as pool:
-        return sum(pool.map(fetch, keys))
+    return sum(fanout.each(fetch, keys, DOWNLOADS, "rmsops-alb-log"))
 
 
 def clients_from_objects(ctx: Context, lb_arn: str, bucket: str, prefix: str,

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from rmsops.core import fanout
 from rmsops.core.window import Window
 from rmsops.sources import limits
 
@@ -91,11 +91,8 @@ def batch_get_traces(ctx: Context, trace_ids: list[str]) -> list[dict[str, Any]]
                 return traces
             kwargs["NextToken"] = token
 
-    batches = list(chunks(trace_ids))
-    if len(batches) <= 1:
-        return fetch(batches[0]) if batches else []
-    with ThreadPoolExecutor(max_workers=min(FETCHES_AT_ONCE, len(batches)), thread_name_prefix="rmsops-xray") as pool:
-        return [trace for traces in pool.map(fetch, batches) for trace in traces]
+    batches = fanout.each(fetch, list(chunks(trace_ids)), FETCHES_AT_ONCE, "rmsops-xray")
+    return [trace for traces in batches for trace in traces]
 
 
 def segment_documents(traces: Iterable[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
