@@ -4,11 +4,11 @@ against a real account?
     .venv/bin/python benchmarks/latency.py [--latency 0 0.05 0.1] [--repeat 1]
 
 The demo's AWS emulator answers in a millisecond; a real account's API answers in tens to hundreds
-of milliseconds. This serves the demo incident and puts a proxy in front of its emulator that
-holds every AWS call for ``--latency`` seconds before forwarding it (the database, the health URLs
-and DNS stay local). Each command is timed from the process start at each latency, with the AWS
-calls it made and, for `check`, its slowest checks (the chains of calls one after another that a
-run cannot end before).
+of milliseconds. This serves the demo (the incident, or ``--scenario healthy``) and puts a proxy in
+front of its emulator that holds every AWS call for ``--latency`` seconds before forwarding it (the
+database, the health URLs and DNS stay local). Each command is timed from the process start at
+each latency, with the AWS calls it made and, for `check`, its slowest checks (the chains of calls
+one after another that a run cannot end before).
 """
 
 from __future__ import annotations
@@ -116,9 +116,11 @@ def main() -> None:
                         help="seconds each AWS call is held (default: 0 0.05 0.1)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each command at each latency; medians quoted")
     parser.add_argument("--jobs", type=int, help="the triage's --jobs (default: its own)")
+    parser.add_argument("--scenario", default="incident", help="the demo's scenario (default: incident, whose "
+                        "payment gateway answers after 2.4 s; healthy has no slow dependency)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rmsops-latency-"))
-    demo, env_file = serve_demo("incident", work)
+    demo, env_file = serve_demo(args.scenario, work)
     try:
         settings = yaml.safe_load(env_file.read_text())
         emulator = settings["aws"]["endpoint_url"]
