@@ -11,13 +11,14 @@ import copy
 import hashlib
 import importlib
 import pkgutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rmsops.core import failure, runbooks, sharedcache
+from rmsops.core import failure, fanout, runbooks, sharedcache
 from rmsops.core.findings import Finding, Severity
 
 if TYPE_CHECKING:  # the checks import pandas; the catalogue alone (a triage's command) need not
@@ -168,23 +169,10 @@ def start_ahead(runbook: str, ctx: Any, jobs: int = AHEAD_JOBS) -> int:
     wanted = [spec for spec in for_runbook(runbook) if _shared(spec, ctx)]
     if not wanted:
         return 0
-    import queue
-    import threading
-
-    todo: queue.SimpleQueue[CheckSpec] = queue.SimpleQueue()
-    for spec in wanted:
-        todo.put(spec)
-
-    def worker() -> None:
-        while True:
-            try:
-                spec = todo.get_nowait()
-            except queue.Empty:
-                return
-            run(spec, ctx)  # never raises; its result waits in ctx.memo for the cell
-
-    for n in range(max(1, min(jobs, len(wanted)))):
-        threading.Thread(target=worker, daemon=True, name=f"rmsops-ahead-{n}").start()
+    # One thread hands the checks out, ``jobs`` at a time (``fanout``: daemons, never holding an exit);
+    # ``run`` never raises, and each result waits in ``ctx.memo`` for its cell.
+    threading.Thread(target=fanout.each, args=(lambda spec: run(spec, ctx), wanted, jobs, "rmsops-ahead"),
+                     daemon=True, name="rmsops-ahead").start()
     return len(wanted)
 
 
